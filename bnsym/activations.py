@@ -334,6 +334,12 @@ def _parse(text):
         ) from None
     if not isinstance(expr, sp.Basic):
         raise ActivationError(f"activation {text!r} does not define an expression in x")
+    others = sorted(str(s) for s in expr.free_symbols if s.name != "x")
+    if others:
+        raise ActivationError(
+            f"unknown activation {text!r}: not a built-in name ({', '.join(NAMES)}) and not an expression "
+            f"in x alone (it uses {', '.join(others)})"
+        )
     return _as_function_of_x(expr, text)
 
 

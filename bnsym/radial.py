@@ -50,10 +50,22 @@ def support(n: int, dps: int):
     def h(y):  # log p(y) - log p(y0)
         return (n - 1) * mpmath.log(y / y0) - (y * y - y0 * y0) / 2 + drop
 
-    hi = mpmath.findroot(h, (y0 + 1, y0 + mpmath.sqrt(2 * drop) + 2), solver="anderson")
-    lo_guess = y0 * mpmath.exp(-drop / (n - 1))
-    lo = mpmath.findroot(h, (lo_guess, y0 / 2 if y0 / 2 > lo_guess else (lo_guess + y0) / 2), solver="anderson")
+    hi = _bisect(h, y0, y0 + mpmath.sqrt(2 * drop) + 2 * mpmath.sqrt(drop))
+    lo = _bisect(h, y0, mpmath.mpf(0)) if h(mpmath.mpf(10) ** -dps) < 0 else mpmath.mpf(0)
     return max(lo, mpmath.mpf(0)) / (1 + REWEIGHT_MARGIN), hi * (1 + REWEIGHT_MARGIN)
+
+
+def _bisect(h, inside, outside, steps=60):
+    """Point where ``h`` changes sign between ``inside`` (h > 0) and ``outside`` (h < 0)."""
+    if outside == 0:
+        outside = mpmath.mpf(10) ** -(mpmath.mp.dps)
+    for _ in range(steps):
+        mid = (inside + outside) / 2
+        if h(mid) > 0:
+            inside = mid
+        else:
+            outside = mid
+    return outside
 
 
 def chi_rule(n: int, level: int, dps: int, *, y_eps, singular_radii=()):

@@ -52,7 +52,10 @@ class Settings:
 
 
 def _text(value, dps):
-    return mpmath.nstr(value, dps, strip_zeros=True) if mpmath.isfinite(value) else str(value)
+    if not mpmath.isfinite(value):
+        return str(value)
+    text = mpmath.nstr(value, dps, strip_zeros=True)
+    return text[:-2] if text.endswith(".0") else text
 
 
 def make_settings(activation, batch_size, *, gamma=1, beta=0, eps=0, sigma_w=1, dps=15, method="auto") -> Settings:
@@ -142,7 +145,8 @@ class FixedPoint(Quantity):
 
     def __str__(self) -> str:
         d = self.settings.dps
-        return f"q* = {mpmath.nstr(self.value, d)}, c* = {mpmath.nstr(self.c, d)}"
+        c = mpmath.mpf(0) if abs(self.c) <= self.c_error else self.c  # below its error: shown as 0
+        return f"q* = {mpmath.nstr(self.value, d)}, c* = {mpmath.nstr(c, d)}"
 
 
 @dataclass(frozen=True)

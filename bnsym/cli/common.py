@@ -1,0 +1,81 @@
+"""Argument groups and output helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import mpmath
+
+from ..validation import MAX_DPS
+
+
+def add_network_arguments(parser, *, batch_size_required: bool = True) -> None:
+    """``ACTIVATION --batch-size --gamma --beta --eps --sigma-w --dps --method``."""
+    parser.add_argument(
+        "activation",
+        metavar="ACTIVATION",
+        help="a built-in name (relu, tanh, gelu, leaky_relu(0.2), relu_power(3), ...) "
+        "or an expression in x such as 'x*(1+erf(x/sqrt(2)))/2'",
+    )
+    parser.add_argument(
+        "--batch-size", "-B", required=batch_size_required, metavar="B",
+        help="batch size: an integer >= 2, or 'inf' for the large-batch limit",
+    )
+    parser.add_argument("--gamma", default="1", help="batch-norm gain gamma (nonzero; default 1)")
+    parser.add_argument("--beta", default="0", help="batch-norm shift beta (default 0)")
+    parser.add_argument("--eps", default="0", help="batch-norm epsilon, >= 0 (default 0)")
+    parser.add_argument("--sigma-w", default="1", help="weight scale sigma_w > 0; matters only when eps > 0 (default 1)")
+    parser.add_argument("--dps", type=_int, default=15, help=f"correct significant digits promised, 1..{MAX_DPS} (default 15)")
+    parser.add_argument(
+        "--method", default="auto", choices=("auto", "closed form", "quadrature"),
+        help="how sphere expectations are evaluated (default auto: closed forms where they exist)",
+    )
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
+
+
+def network_kwargs(args) -> dict:
+    """Keyword arguments of the public API from parsed network arguments."""
+    return dict(gamma=args.gamma, beta=args.beta, eps=args.eps, sigma_w=args.sigma_w, dps=args.dps, method=args.method)
+
+
+def _int(text):
+    try:
+        return int(text)
+    except ValueError:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def number_text(value, dps: int) -> str:
+    """``value`` to ``dps`` significant digits (``inf``/``-inf``/``nan`` spelled out)."""
+    if value is None:
+        return ""
+    if mpmath.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    text = mpmath.nstr(value, dps, strip_zeros=True)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def error_text(error) -> str:
+    """An error estimate with two significant digits."""
+    if error is None:
+        return ""
+    return "0" if error == 0 else mpmath.nstr(error, 2)
+
+
+def print_json(payload) -> None:
+    print(json.dumps(payload, indent=2))
+
+
+def print_table(rows, header=("quantity", "value", "error")) -> None:
+    """Rows of strings as an aligned plain-text table."""
+    rows = [tuple(header)] + [tuple(r) for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for k, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if k == 0:
+            print("  ".join("-" * w for w in widths))

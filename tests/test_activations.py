@@ -1,0 +1,75 @@
+"""Activation parsing, kinks, homogeneity and refusals."""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+
+from bnsym import ActivationError, activation
+from bnsym.activations import NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_builtin_builds_and_evaluates(name):
+    act = activation(name)
+    xs = np.linspace(-3, 3, 13)
+    values = act.np(xs)
+    assert np.all(np.isfinite(values))
+    with mpmath.workdps(30):
+        for x in (-1.5, 0.25, 2.0):
+            assert abs(float(act.mp(mpmath.mpf(x))) - act.np(np.array([x]))[0]) < 1e-12
+            # derivative against a central finite difference away from kinks
+            if all(abs(x - float(k)) > 0.1 for k in act.numeric_kinks()):
+                h = mpmath.mpf(10) ** -10
+                fd = (act.mp(mpmath.mpf(x) + h) - act.mp(mpmath.mpf(x) - h)) / (2 * h)
+                assert abs(act.mp(mpmath.mpf(x), derivative=True) - fd) < 1e-8
+
+
+def test_kinks_and_homogeneity():
+    assert activation("relu").kinks == (0,)
+    assert activation("relu").degree == 1
+    assert activation("abs").degree == 1
+    assert activation("relu_power", exponent=3).degree == 3
+    assert activation("leaky_relu(0.2)").degree == 1
+    assert activation("tanh").degree is None and activation("tanh").is_smooth
+    assert activation("Max(0, x)**2").degree == 2
+    assert activation("elu").kinks == (0,)
+
+
+def test_expressions_and_sympy_input():
+    gelu = activation("x*(1+erf(x/sqrt(2)))/2")
+    assert abs(float(gelu.mp(mpmath.mpf(1))) - float(activation("gelu").mp(mpmath.mpf(1)))) < 1e-15
+    t = sp.Symbol("t")
+    assert activation(sp.tanh(t)).is_smooth
+    softplus = activation("log(1+exp(x))")
+    assert abs(softplus.np(np.array([0.0]))[0] - math.log(2)) < 1e-15
+
+
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [
+        ("", "empty"),
+        ("x*y", "x alone"),
+        ("3", "does not depend on x"),
+        ("exp(x**2)", "grows"),
+        ("1/x", "cannot be evaluated at x = 0"),
+        ("floor(x)", "not continuous"),
+        ("sqrt(x)", "not real-valued"),
+        ("x +", "cannot parse"),
+        ("frobnicate(x)", "unknown function"),
+    ],
+)
+def test_refusals(spec, fragment):
+    with pytest.raises(ActivationError, match=fragment):
+        activation(spec)
+
+
+def test_bad_parameters():
+    with pytest.raises(ActivationError):
+        activation("relu_power", exponent=0.5)
+    with pytest.raises(ActivationError):
+        activation("relu", slope=2)

@@ -1,0 +1,200 @@
+"""The core engine against independent references: closed forms, exact
+identities of THEORY.md section 5, and a Monte Carlo of the explicit Jacobian."""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+
+import bnsym
+from bnsym import closed_forms
+
+
+def _agree(value, reference, digits):
+    with mpmath.workdps(digits + 20):
+        return abs(value - reference) <= mpmath.mpf(10) ** -digits * abs(reference)
+
+
+@pytest.mark.parametrize("batch_size", [4, 5, 10, 100, 10**4])
+def test_identity_rate_40_digits_through_quadrature(batch_size):
+    rate = bnsym.gradient_explosion_rate("identity", batch_size, dps=40, method="quadrature")
+    with mpmath.workdps(80):
+        exact = mpmath.mpf(batch_size - 2) / (batch_size - 3)
+    assert rate.method == "quadrature"
+    assert _agree(rate.value, exact, 40)
+    assert rate.error < mpmath.mpf(10) ** -40
+
+
+@pytest.mark.parametrize("batch_size", [4, 5, 17, 64, 333, 1000])
+def test_relu_quadrature_matches_closed_form_30_digits(batch_size):
+    general = bnsym.gradient_explosion_rate("relu", batch_size, dps=30, method="quadrature")
+    closed = bnsym.gradient_explosion_rate("relu", batch_size, dps=40, method="closed form")
+    assert _agree(general.value, closed.value, 30)
+    fp_general = general.fixed_point
+    fp_closed = closed.fixed_point
+    assert _agree(fp_general.c, fp_closed.c, 30)
+
+
+def test_relu_fixed_point_matches_theory_example():
+    # THEORY.md section 4: q* = 1/2, c* = (sqrt(1-rho^2) + (pi - arccos rho) rho) / (2 pi)
+    for b in (4, 9, 50):
+        fp = bnsym.fixed_point("relu", b, dps=35, method="quadrature")
+        with mpmath.workdps(60):
+            rho = -mpmath.mpf(1) / (b - 1)
+            c = (mpmath.sqrt(1 - rho**2) + (mpmath.pi - mpmath.acos(rho)) * rho) / (2 * mpmath.pi)
+        assert _agree(fp.q, mpmath.mpf(1) / 2, 35)
+        assert _agree(fp.c, c, 35)
+
+
+def test_relu_rate_tends_to_pi_over_pi_minus_one():
+    with mpmath.workdps(60):
+        limit = mpmath.pi / (mpmath.pi - 1)
+    assert _agree(bnsym.gradient_explosion_rate("relu", math.inf, dps=40).value, limit, 40)
+    assert _agree(bnsym.gradient_explosion_rate("relu", math.inf, dps=30, method="quadrature").value, limit, 30)
+    gaps = [abs(bnsym.gradient_explosion_rate("relu", b, dps=20).value - limit) for b in (10, 100, 1000, 10**4, 10**5)]
+    assert all(later < earlier / 5 for earlier, later in zip(gaps, gaps[1:]))  # O(1/B) approach
+    assert gaps[-1] < 1e-4
+
+
+def test_batch_sizes_two_and_three():
+    assert bnsym.gradient_explosion_rate("tanh", 2).value == 0
+    assert bnsym.gradient_explosion_rate("relu", 3).value == mpmath.inf
+    assert bnsym.trainable_depth("relu", 3).value == 0
+    # eps > 0 makes B = 3 finite
+    assert mpmath.isfinite(bnsym.gradient_explosion_rate("relu", 3, eps=0.01).value)
+
+
+def test_large_batch_relu_quadrature():
+    rate = bnsym.gradient_explosion_rate("relu", 10**5, dps=20, method="quadrature")
+    closed = bnsym.gradient_explosion_rate("relu", 10**5, dps=30)
+    assert _agree(rate.value, closed.value, 20)
+
+
+def test_closed_forms_against_quadrature_for_other_homogeneous_activations():
+    for spec in ("abs", "leaky_relu(0.2)", "relu_power(2)"):
+        for b in (5, 40):
+            a = bnsym.gradient_explosion_rate(spec, b, dps=25, method="quadrature")
+            c = bnsym.gradient_explosion_rate(spec, b, dps=30, method="closed form")
+            assert _agree(a.value, c.value, 25), (spec, b)
+
+
+def test_gaussian_limit_of_smooth_activation_is_one_dimensional():
+    # B = inf: lambda_G = E[phi'(z)^2] / Var(phi(z)), z ~ N(0, 1), by mpmath.quad (independent)
+    with mpmath.workdps(30):
+        dens = lambda z: mpmath.npdf(z)
+        d2 = mpmath.quad(lambda z: mpmath.sech(z) ** 4 * dens(z), [-mpmath.inf, 0, mpmath.inf])
+        q = mpmath.quad(lambda z: mpmath.tanh(z) ** 2 * dens(z), [-mpmath.inf, 0, mpmath.inf])
+        expected = d2 / q
+    assert _agree(bnsym.gradient_explosion_rate("tanh", math.inf, dps=20).value, expected, 20)
+
+
+def _monte_carlo_rate(phi, dphi, b, eps, scale, gamma=1.0, beta=0.0, sigma_w=1.0, samples=60000, seed=0):
+    """sigma_w^2 E[tr(J^T G J)]/(B-1) and E[f_a^2] with J formed explicitly, h ~ N(0, scale G)."""
+    rng = np.random.default_rng(seed)
+    g = np.eye(b) - 1.0 / b
+    z = rng.standard_normal((samples, b))
+    h = np.sqrt(scale) * (z - z.mean(axis=1, keepdims=True))
+    var = (h**2).mean(axis=1)
+    sd = np.sqrt(var + eps)
+    x = gamma * h / sd[:, None] + beta
+    d = gamma * dphi(x)
+    # Jacobian of h -> (h - mean)/sqrt(var + eps), row by row (explicit derivative, no theory formula)
+    eye = np.eye(b)
+    dn = (eye[None] - 1.0 / b) / sd[:, None, None] - (h[:, :, None] * h[:, None, :]) / (b * sd[:, None, None] ** 3)
+    jac = d[:, :, None] * dn
+    tr = np.einsum("mab,ac,mcb->m", jac, g, jac)
+    lam = sigma_w**2 * tr / (b - 1)
+    f2 = (phi(x) ** 2).mean(axis=1)
+    return (lam.mean(), lam.std() / math.sqrt(samples)), (f2.mean(), f2.std() / math.sqrt(samples))
+
+
+@pytest.mark.parametrize(
+    "name, phi, dphi, b, eps, gamma, beta, sigma_w",
+    [
+        ("tanh", np.tanh, lambda x: 1 / np.cosh(x) ** 2, 16, 0.1, 1.0, 0.0, 1.0),
+        ("relu", lambda x: np.maximum(x, 0), lambda x: (x > 0).astype(float), 8, 0.05, 1.0, 0.0, 1.5),
+        pytest.param(
+            "relu", lambda x: np.maximum(x, 0), lambda x: (x > 0).astype(float), 8, 0.05, 1.0, 0.2, 1.5,
+            marks=pytest.mark.slow, id="relu-shifted-kink",
+        ),
+        ("identity", lambda x: x, np.ones_like, 5, 0.3, 1.0, 0.0, 0.8),
+    ],
+)
+def test_eps_positive_against_explicit_jacobian_monte_carlo(name, phi, dphi, b, eps, gamma, beta, sigma_w):
+    rate = bnsym.gradient_explosion_rate(name, b, eps=eps, gamma=gamma, beta=beta, sigma_w=sigma_w, dps=6)
+    fp = rate.fixed_point
+    (lam, lam_se), (q, q_se) = _monte_carlo_rate(phi, dphi, b, eps, float(fp.scale), gamma, beta, sigma_w)
+    assert abs(float(rate) - lam) < 4 * lam_se, (float(rate), lam, lam_se)
+    assert abs(float(fp.q) - q) < 4 * q_se
+
+
+def test_eps_positive_identity_scale_equation():
+    # identity: spread(g) = g^2 B/(B-1), so a = sigma_w^2 B/(B-1) E[kappa^2]; check the solved scale
+    b, eps, sw = 6, mpmath.mpf("0.2"), mpmath.mpf("1.3")
+    fp = bnsym.fixed_point("identity", b, eps=eps, sigma_w=sw, dps=20)
+    with mpmath.workdps(40):
+        a = fp.scale
+        n = b - 1
+        dens = lambda y: y ** (n - 1) * mpmath.exp(-y * y / 2) / (2 ** (mpmath.mpf(n) / 2 - 1) * mpmath.gamma(mpmath.mpf(n) / 2))
+        mean_k2 = mpmath.quad(lambda y: a * y * y / (a * y * y + b * eps) * dens(y), [0, 1, 3, mpmath.inf])
+        assert abs(a - sw**2 * b / (b - 1) * mean_k2) < mpmath.mpf(10) ** -19
+
+
+def test_gaussian_limit_with_eps():
+    # B = inf, eps > 0: a = sigma_w^2 spread(gamma sqrt(a/(a+eps))); for the identity a = sigma_w^2 a/(a+eps)
+    fp = bnsym.fixed_point("identity", math.inf, eps=0.25, sigma_w=2, dps=25)
+    assert _agree(fp.scale, mpmath.mpf(4) - mpmath.mpf("0.25"), 25)
+
+
+@pytest.mark.parametrize(
+    "spec, b, kwargs",
+    [
+        ("tanh", 8, {}),
+        ("gelu", 5, {"gamma": 0.7, "beta": 0.3}),
+        ("relu", 16, {"eps": 0.01}),
+        ("silu", math.inf, {}),
+        ("x*(1+erf(x/sqrt(2)))/2", 33, {}),
+    ],
+)
+def test_promised_digits_hold_at_higher_precision(spec, b, kwargs):
+    dps = 20
+    low = bnsym.gradient_explosion_rate(spec, b, dps=dps, **kwargs)
+    high = bnsym.gradient_explosion_rate(spec, b, dps=dps + 10, **kwargs)
+    assert _agree(low.value, high.value, dps)
+    assert _agree(low.fixed_point.q, high.fixed_point.q, dps)
+    with mpmath.workdps(60):
+        # the error estimate must cover the actual error (with a factor 10 of slack)
+        assert abs(low.value - high.value) <= 10 * low.error + mpmath.mpf(10) ** -(dps + 8) * abs(high.value)
+
+
+def test_fifty_digits():
+    rate = bnsym.gradient_explosion_rate("tanh", 6, dps=50)
+    high = bnsym.gradient_explosion_rate("tanh", 6, dps=60)
+    assert _agree(rate.value, high.value, 50)
+
+
+def test_trainable_depth_is_log_ratio():
+    depth = bnsym.trainable_depth("relu", 32, factor=100, dps=20)
+    with mpmath.workdps(40):
+        assert _agree(depth.value, mpmath.log(100) / mpmath.log(depth.rate.value), 20)
+    assert bnsym.trainable_depth("relu", 2).value == mpmath.inf  # lambda_G = 0 < 1
+
+
+def test_results_are_frozen_and_float():
+    fp = bnsym.fixed_point("relu", 4)
+    assert float(fp) == 0.5
+    with pytest.raises(AttributeError):
+        fp.value = 1
+    m = fp.matrix()
+    assert m.rows == 4 and m[0, 1] == fp.c
+
+
+def test_homogeneous_closed_form_helpers_against_gaussian_moments():
+    # at B = inf the sphere law is N(0, 1): E[relu(z)^p] = 2^(p/2) Gamma((p+1)/2) / (2 sqrt(pi))
+    for p in (1, 2, 3):
+        with mpmath.workdps(30):
+            expected = 2 ** (mpmath.mpf(p) / 2) * mpmath.gamma(mpmath.mpf(p + 1) / 2) / (2 * mpmath.sqrt(mpmath.pi))
+            assert _agree(closed_forms.homogeneous_mean(1, 0, p, math.inf), expected, 25)

@@ -1,0 +1,78 @@
+"""The sphere laws (THEORY.md section 3) against brute-force integration and exact moments."""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import pytest
+
+from bnsym.activations import activation
+from bnsym.sphere import Integrand, SphereLaw
+
+
+def _brute_force_pair(phi, b, dps=20):
+    """E[phi(s_a) phi(s_b)] from the disk density (THEORY.md section 3) by nested mpmath.quad."""
+    n = b - 1
+    rho = -mpmath.mpf(1) / n
+    with mpmath.workdps(dps):
+        root = mpmath.sqrt(n)
+        c = mpmath.sqrt(1 - rho**2)
+
+        def outer(t):
+            inner = mpmath.quad(lambda v: phi(root * (rho * t + c * mpmath.sqrt(1 - t * t) * v)) * (1 - v * v) ** (mpmath.mpf(b - 5) / 2), [-1, 0, 1])
+            return phi(root * t) * inner * (1 - t * t) ** (mpmath.mpf(b - 4) / 2)
+
+        norm_t = mpmath.quad(lambda t: (1 - t * t) ** (mpmath.mpf(b - 4) / 2), [-1, 1])
+        norm_v = mpmath.quad(lambda v: (1 - v * v) ** (mpmath.mpf(b - 5) / 2), [-1, 1])
+        return mpmath.quad(outer, [-1, 0, 1]) / (norm_t * norm_v)
+
+
+@pytest.mark.parametrize("b", [6, 9])
+def test_pair_expectation_against_brute_force(b):
+    law = SphereLaw(b, 30)
+    act = activation("tanh")
+    f = Integrand(act, mpmath.mpf(1), mpmath.mpf("0.3"))
+    (value,) = law.expect_pairs([(f, f)], mpmath.mpf(10) ** -25)
+    ref = _brute_force_pair(lambda s: mpmath.tanh(s + mpmath.mpf("0.3")), b)
+    assert abs(value.value - ref) < 1e-15
+
+
+@pytest.mark.parametrize("b", [3, 4, 7, 50, 10**4, math.inf])
+def test_coordinate_moments(b):
+    law = SphereLaw(b, 40)
+    act = activation("identity")
+    s = Integrand(act, mpmath.mpf(1), mpmath.mpf(0))
+    ((mean, second),) = law.expect_with_norms([s], mpmath.mpf(10) ** -35)
+    (pair,) = law.expect_pairs([(s, s)], mpmath.mpf(10) ** -35)
+    with mpmath.workdps(50):
+        rho = 0 if b == math.inf else -mpmath.mpf(1) / (b - 1)
+        assert abs(mean.value) < 1e-35
+        assert abs(second.value - 1) < 1e-35
+        assert abs(pair.value - rho) < 1e-35
+
+
+def test_kinked_pair_against_brute_force():
+    """relu(s - 0.4) pairs at B = 7 against nested mpmath.quad split at every kink."""
+    b, n, k = 7, 6, mpmath.mpf("0.4")
+    law = SphereLaw(b, 30)
+    f = Integrand(activation("relu"), mpmath.mpf(1), -k)
+    (value,) = law.expect_pairs([(f, f)], mpmath.mpf(10) ** -25)
+    with mpmath.workdps(20):
+        rho = -mpmath.mpf(1) / n
+        root, c = mpmath.sqrt(n), mpmath.sqrt(1 - rho**2)
+        phi = lambda s: max(s - k, 0)
+
+        def inner(t):
+            kink = (k / root - rho * t) / (c * mpmath.sqrt(1 - t * t))
+            pts = [-1, kink, 1] if -1 < kink < 1 else [-1, 1]
+            return mpmath.quad(lambda v: phi(root * (rho * t + c * mpmath.sqrt(1 - t * t) * v)) * (1 - v * v) ** (mpmath.mpf(b - 5) / 2), pts)
+
+        # the outer integrand is kinked where s_a crosses k and where the inner kink leaves [-1, 1]
+        enter = mpmath.findroot(lambda t: (k / root - rho * t) - c * mpmath.sqrt(1 - t * t), (k / root, 1 - mpmath.mpf(10) ** -12), solver="illinois")
+        pts = sorted({k / root, enter, mpmath.mpf(1)})
+        total = mpmath.quad(lambda t: phi(root * t) * inner(t) * (1 - t * t) ** (mpmath.mpf(b - 4) / 2), pts)
+        norm_t = mpmath.quad(lambda t: (1 - t * t) ** (mpmath.mpf(b - 4) / 2), [-1, 1])
+        norm_v = mpmath.quad(lambda v: (1 - v * v) ** (mpmath.mpf(b - 5) / 2), [-1, 1])
+        ref = total / (norm_t * norm_v)
+    assert abs(value.value - ref) < 1e-15
