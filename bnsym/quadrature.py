@@ -133,7 +133,7 @@ BLOCK = 64
 @lru_cache(maxsize=None)
 def composite_legendre(n: int, dps: int):
     """Gauss-Legendre on ``[-1, 1]`` with ``n`` nodes in all: one rule if ``n <= BLOCK``,
-    else ``n / BLOCK`` equal sub-intervals each with a rule of (about) ``BLOCK`` nodes.
+    else an even number of equal sub-intervals each with a rule of at most ``BLOCK`` nodes.
 
     Past a few dozen nodes the convergence of a single rule is limited by the
     nearest complex singularity of the integrand, and a composite rule of the
@@ -141,7 +141,10 @@ def composite_legendre(n: int, dps: int):
     """
     if n <= BLOCK:
         return gauss_legendre(n, dps)
-    blocks = -(-n // BLOCK)
+    # an even number of blocks puts a block boundary at the centre, where the
+    # sphere law has its mass and where the complex singularities of odd
+    # activations project; an odd count would leave one there mid-block
+    blocks = 2 * -(-n // (2 * BLOCK))
     per_block = -(-n // blocks)
     u_nodes, u_weights = gauss_legendre(per_block, dps)
     nodes, weights = [], []

@@ -139,6 +139,17 @@ class _Values:
 
 
 # --------------------------------------------------------------------------- the law
+#: Level at which the last expectation of the same kind converged, keyed by
+#: (batch size, dps, kind, activation label): later calls start one level
+#: below it instead of climbing from the bottom (the error estimate is still
+#: the difference of two consecutive levels).
+_LEVEL_HINTS: dict = {}
+
+
+def _hint_key(law, kind, funcs):
+    return (law.batch_size, law.dps, kind, tuple(sorted({f.activation.label for f in funcs})))
+
+
 class SphereLaw:
     """Joint law of two coordinates of ``s = sqrt(B) u`` for one batch size.
 
@@ -258,7 +269,8 @@ class SphereLaw:
                     a, b = f.evaluate(mpmath.mpf(1)), f.evaluate(mpmath.mpf(-1))
                     out.append((Estimate((a + b) / 2), Estimate((a * a + b * b) / 2)))
                 return out
-            level = self._start_level(start_level, two_d=False)
+            key = _hint_key(self, "1d", funcs)
+            level = self._start_level(start_level, two_d=False, key=key)
             previous = self._values_1d(funcs, level)
             while True:
                 if level + 1 > MAX_LEVEL_1D:
@@ -273,6 +285,7 @@ class SphereLaw:
                     for (e1, e2), c in zip(errors, current)
                 )
                 if ok:
+                    _LEVEL_HINTS[key] = level + 1
                     return [
                         (Estimate(c[0], e1), Estimate(c[1], e2)) for c, (e1, e2) in zip(current, errors)
                     ]
@@ -319,9 +332,11 @@ class SphereLaw:
             return results
 
     # --------------------------------------------------------------- helpers
-    def _start_level(self, start_level, two_d):
+    def _start_level(self, start_level, two_d, key=None):
         if start_level is not None:
             return start_level
+        if key is not None and key in _LEVEL_HINTS:
+            return max(_LEVEL_HINTS[key] - 1, 0)
         wanted = 0.45 * self.dps if two_d else 0.8 * self.dps
         level = 0
         while SIZES[level] < wanted and level < MAX_LEVEL_1D:
@@ -339,7 +354,8 @@ class SphereLaw:
     # ------------------------------------------------------------ Funk-Hecke
     def _funk_hecke(self, pairs, rtol, start_level):
         funcs = _distinct([f for pair in pairs for f in pair])
-        level = self._start_level(start_level, two_d=False)
+        key = _hint_key(self, "funk-hecke", funcs)
+        level = self._start_level(start_level, two_d=False, key=key)
         previous = self._funk_hecke_level(pairs, funcs, rtol, level)
         while True:
             if level + 1 > MAX_LEVEL_1D:
@@ -351,6 +367,7 @@ class SphereLaw:
                 ok = ok and error <= rtol * scale
                 out.append(Estimate(value, error))
             if ok:
+                _LEVEL_HINTS[key] = level + 1
                 return out
             previous = current
             level += 1
@@ -416,7 +433,8 @@ class SphereLaw:
 
     # --------------------------------------------------------- nested angles
     def _nested(self, pairs, norms, rtol, start_level):
-        level = self._start_level(start_level, two_d=True)
+        key = _hint_key(self, "nested", [f for pair in pairs for f in pair])
+        level = self._start_level(start_level, two_d=True, key=key)
         previous = self._nested_level(pairs, level)
         while True:
             if level + 1 > MAX_LEVEL_2D:
@@ -432,6 +450,7 @@ class SphereLaw:
                 ok = ok and error <= rtol * scale
                 out.append(Estimate(value, error))
             if ok:
+                _LEVEL_HINTS[key] = level + 1
                 return out
             previous = current
             level += 1
