@@ -238,7 +238,7 @@ def _radial(settings, law, method):
     cache = {}
     a = sw2 * _moments(settings, law, settings.gamma, method, cache).spread.value
     tol = mpmath.mpf(10) ** -(settings.dps + 2)
-    level = _start_level(settings)
+    level = _start_level(settings, a, tol)
     levels = []
     while True:
         if level > MAX_RADIAL_LEVEL:
@@ -269,10 +269,26 @@ def _radial(settings, law, method):
     return BSB1State(settings, fp, sw2 * spread, method, radial=(coarse, current))
 
 
-def _start_level(settings):
+def _start_level(settings, a, tol):
+    """The first radial level worth evaluating sphere moments on.
+
+    At least ``0.35 * working_dps`` nodes per panel, and a rule that integrates
+    the chi density's own moments (``E[1] = 1``, ``E[y^2] = n``) to ``tol``:
+    a coarser rule would steer the scale equation with a wrong density, and
+    its moments would be thrown away anyway.  Costs no sphere expectation.
+    """
+    b, eps = settings.batch_size, settings.eps
+    n = b - 1
     level = 0
     while rule_size(level) < 0.35 * settings.working_dps:
         level += 1
+    with mpmath.workdps(settings.working_dps):
+        y_eps = mpmath.sqrt(b * eps / a)
+        while level < MAX_RADIAL_LEVEL:
+            ys, ws = radial.chi_rule(n, level, settings.working_dps, y_eps=y_eps)
+            if abs(mpmath.fsum(ws) - 1) <= tol and abs(mpmath.fsum(w * y * y for y, w in zip(ys, ws)) - n) <= tol * n:
+                break
+            level += 1
     return level
 
 
