@@ -16,7 +16,10 @@ from .depth import trainable_depth
 from .errors import ActivationError, BnsymError, BnsymInputError, PrecisionError
 from .fixed_point import fixed_point
 from .gradients import gradient_explosion_rate
+from .symbolic.derive import derive
 from .results import FixedPoint, GradientExplosionRate, Settings, TrainableDepth
+from .simulation import Simulation, simulate
+from .spectrum import Spectrum, spectrum; from .propagate import Propagation, propagate; from .symmetry_breaking import SymmetryBreaking, symmetry_breaking  # noqa: E702
 
 __all__ = [
     "__version__",
@@ -30,7 +33,11 @@ __all__ = [
     "Settings",
     "TrainableDepth",
     "activation",
+    "derive",
     "fixed_point",
     "gradient_explosion_rate",
+    "simulate",
+    "Simulation",
     "trainable_depth",
+    "Spectrum", "spectrum", "Propagation", "propagate", "SymmetryBreaking", "symmetry_breaking",
 ]

@@ -162,12 +162,18 @@ class Activation:
     @cached_property
     def _mp_pieces(self):
         return tuple(
-            (sp.lambdify(x, p.expr, modules="mpmath"), sp.lambdify(x, p.derivative, modules="mpmath"))
+            (_clamped(sp.lambdify(x, p.expr, modules="mpmath"), p), _clamped(sp.lambdify(x, p.derivative, modules="mpmath"), p))
             for p in self.pieces
         )
 
     def mp_piece(self, index: int, derivative: bool = False):
-        """mpmath callable of piece ``index`` (its analytic continuation past the ends)."""
+        """mpmath callable of piece ``index``.
+
+        Past a regular end it is the piece's analytic continuation; past an end
+        where the piece is not analytic (``x**(5/4)`` at 0) the argument is
+        clamped to that end, so that a node that rounding put a hair outside
+        the piece gets the boundary value, not a complex branch.
+        """
         return self._mp_pieces[index][1 if derivative else 0]
 
     @cached_property
@@ -201,8 +207,28 @@ class Activation:
     def np(self, values, derivative: bool = False) -> np.ndarray:
         """Evaluate ``phi`` (or ``phi'``) elementwise on a NumPy array (float64)."""
         values = np.asarray(values, dtype=np.float64)
-        out = self._np_functions[1 if derivative else 0](values)
+        # piecewise expressions evaluate every branch everywhere (x**(1/4) at x < 0);
+        # the select keeps the right one, so the discarded branches' warnings are noise
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = self._np_functions[1 if derivative else 0](values)
         return np.broadcast_to(np.asarray(out, dtype=np.float64), values.shape).copy()
+
+
+def _clamped(func, piece):
+    """``func`` with its argument clamped to the non-regular ends of ``piece``."""
+    lo = None if piece.regular_lo or piece.lo == -sp.oo else mpmath.mpf(str(sp.N(piece.lo, 60)))
+    hi = None if piece.regular_hi or piece.hi == sp.oo else mpmath.mpf(str(sp.N(piece.hi, 60)))
+    if lo is None and hi is None:
+        return func
+
+    def clamped(value):
+        if lo is not None and value < lo:
+            value = lo
+        elif hi is not None and value > hi:
+            value = hi
+        return func(value)
+
+    return clamped
 
 
 _np_erf = np.frompyfunc(math.erf, 1, 1)

@@ -203,7 +203,11 @@ def _secant(g, x0, x1, settings, *, what, lower=None):
     tol = mpmath.mpf(10) ** -(settings.working_dps - 3)
     g0, g1 = g(x0), g(x1)
     for _ in range(100):
+        if g1 == 0:  # an exact root at the working precision
+            return x1
         if g1 == g0:
+            if abs(x1 - x0) <= tol * abs(x1):
+                return x1
             break
         x2 = x1 - g1 * (x1 - x0) / (g1 - g0)
         if x2 <= 0:

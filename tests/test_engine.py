@@ -202,3 +202,26 @@ def test_homogeneous_closed_form_helpers_against_gaussian_moments():
         with mpmath.workdps(30):
             expected = 2 ** (mpmath.mpf(p) / 2) * mpmath.gamma(mpmath.mpf(p + 1) / 2) / (2 * mpmath.sqrt(mpmath.pi))
             assert _agree(closed_forms.homogeneous_mean(1, 0, p, math.inf), expected, 25)
+
+
+def test_non_integer_power_stays_real_and_matches_sampling():
+    # x**(5/4) has a branch point at its kink: rounding must not put a node on the complex side
+    from bnsym import sampling
+
+    rate = bnsym.gradient_explosion_rate("relu_power(1.25)", 32, dps=10)
+    fp = rate.fixed_point
+    for value in (rate.value, fp.q, fp.c):
+        assert isinstance(value, mpmath.mpf)
+    sampled = sampling.gradient_explosion_rate("relu_power(1.25)", 32, samples=60000, seed=5)
+    assert abs(float(rate) - sampled.value) < 4 * sampled.stderr, (float(rate), sampled)
+
+
+@pytest.mark.parametrize("batch_size", [8, 11])
+def test_small_eps_secant_hitting_an_exact_root(batch_size):
+    # the scale equation's secant iteration can land on g = 0 exactly at working precision;
+    # that is the root, not a collapse (this once raised "no BSB1 fixed point")
+    from bnsym import sampling
+
+    rate = bnsym.gradient_explosion_rate("relu", batch_size, eps=1e-3, dps=12)
+    sampled = sampling.gradient_explosion_rate("relu", batch_size, eps=1e-3, samples=100000, seed=2)
+    assert abs(float(rate) - sampled.value) < 4 * sampled.stderr, (float(rate), sampled)

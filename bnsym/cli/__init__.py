@@ -19,6 +19,13 @@ from ..errors import BnsymError, BnsymInputError
 #: Subcommand modules, in the order they are listed by ``bnsym --help``.
 COMMANDS = (
     "report",
+    "derive",
+    "train",
+    "sweep",
+    "plot_sweep",
+    "one_step",
+    "simulate",
+    "spectrum", "propagate",
 )
 
 

@@ -1,0 +1,160 @@
+"""``bnsym plot-sweep``: accuracy heatmap over depth and batch size, with the theory's trainable depth.
+
+The curve is ``L*(B) = log(K) / log(lambda_G(B))`` from
+:func:`bnsym.trainable_depth` (imported only when plotting), evaluated for
+the activation of the sweep at ``--theory-eps`` (default 0, where ReLU has a
+closed form) and growth factor ``--factor`` (default the engine's ``1e6``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+
+from ..errors import BnsymError, BnsymInputError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "plot-sweep",
+        help="heatmap of a sweep's test accuracy with the theory's trainable depth",
+        description="Draw the test accuracy of every (depth, batch size) cell of a sweep results file "
+        "as a heatmap (seeds averaged; diverged cells marked x) and overlay the trainable depth "
+        "log(K)/log(lambda_G(B)) of mean field theory.",
+    )
+    parser.add_argument("results", metavar="RESULTS", help="results file written by 'bnsym sweep'")
+    parser.add_argument("--output", "-o", default=None, help="PNG file (default: RESULTS with .png)")
+    parser.add_argument("--factor", type=float, default=None, help="gradient growth K of the theory curve (default 1e6)")
+    parser.add_argument("--theory-eps", type=float, default=0.0, help="batch-norm eps of the theory curve (default 0)")
+    parser.add_argument("--no-theory", action="store_true", help="omit the theory curve")
+    parser.add_argument("--title", default=None, help="figure title")
+    parser.set_defaults(func=run)
+
+
+def pyplot():
+    """matplotlib.pyplot with a file-only backend, or a clear error when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise BnsymInputError("plotting needs matplotlib: pip install 'bnsym[plots]'") from None
+    return plt
+
+
+def accuracy_table(records):
+    """``(depths, batch_sizes, mean accuracy [depth, batch], diverged fraction [depth, batch])``."""
+    records = [r for r in records if r.get("status") in ("ok", "diverged")]
+    if not records:
+        raise BnsymInputError("the results file holds no finished cells (status ok or diverged)")
+    depths = sorted({int(r["depth"]) for r in records})
+    batches = sorted({int(r["batch_size"]) for r in records})
+    acc = np.full((len(depths), len(batches)), np.nan)
+    div = np.full_like(acc, np.nan)
+    for i, d in enumerate(depths):
+        for j, b in enumerate(batches):
+            cell = [r for r in records if r["depth"] == d and r["batch_size"] == b]
+            if cell:
+                # a diverged run scores chance level for the mean
+                values = [r["test_accuracy"] if r["status"] == "ok" else 0.0 for r in cell]
+                acc[i, j] = float(np.mean(values))
+                div[i, j] = float(np.mean([r["status"] == "diverged" for r in cell]))
+    return depths, batches, acc, div
+
+
+def theory_depths(activation, batch_sizes, *, eps=0.0, factor=None):
+    """Trainable depth ``log(K)/log(lambda_G(B))`` for each batch size (engine imported lazily).
+
+    A batch size where the engine raises :class:`~bnsym.errors.BnsymError` gets ``nan`` (and a
+    line on stderr) so that the rest of the curve is still drawn.
+    """
+    from .. import trainable_depth
+
+    kwargs = {"eps": eps}
+    if factor is not None:
+        kwargs["factor"] = factor
+    depths = []
+    for b in batch_sizes:
+        try:
+            depths.append(float(trainable_depth(activation, b, **kwargs)))
+        except BnsymError as exc:  # one batch size the engine cannot do must not cost the whole figure
+            print(f"bnsym plot-sweep: no theory point at B = {b}: {exc}", file=sys.stderr)
+            depths.append(math.nan)
+    return depths
+
+
+def plot_sweep(records, path, *, factor=None, theory_eps=0.0, theory=True, title=None):
+    """Write the heatmap of ``records`` to ``path``; return the theory depths (or ``None``)."""
+    plt = pyplot()
+    depths, batches, acc, div = accuracy_table(records)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    # cell edges on a log2 axis for B and a linear axis for depth
+    bx = np.log2(batches)
+    bedges = np.concatenate([[bx[0] - 0.5], (bx[1:] + bx[:-1]) / 2, [bx[-1] + 0.5]]) if len(bx) > 1 else bx[0] + np.array([-0.5, 0.5])
+    d = np.array(depths, float)
+    log_depth = len(d) > 2 and d[-1] / d[0] >= 8  # a wide range of depths: rows on a log axis
+    dy = np.log(d) if log_depth else d
+    dedges = np.concatenate([[dy[0] - (dy[1] - dy[0]) / 2 if len(dy) > 1 else dy[0] - 1], (dy[1:] + dy[:-1]) / 2,
+                             [dy[-1] + (dy[-1] - dy[-2]) / 2 if len(dy) > 1 else dy[0] + 1]])
+    if log_depth:
+        dedges = np.exp(dedges)
+        ax.set_yscale("log")
+    mesh = ax.pcolormesh(bedges, dedges, np.ma.masked_invalid(acc), cmap="viridis", vmin=0, vmax=1, shading="flat")
+    fig.colorbar(mesh, ax=ax, label="test accuracy")
+    for i in range(len(depths)):
+        for j in range(len(batches)):
+            if div[i, j] > 0:
+                ax.plot(bx[j], d[i], "rx", ms=8)
+            elif np.isfinite(acc[i, j]):
+                ax.text(bx[j], d[i], f"{acc[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="black" if acc[i, j] > 0.6 else "white")
+    ax.set_xticks(bx)
+    ax.set_xticklabels([str(b) for b in batches])
+    if log_depth:
+        ax.set_yticks(d)
+        ax.set_yticklabels([str(v) for v in depths])
+        ax.minorticks_off()
+    ax.set_xlabel("batch size B")
+    ax.set_ylabel("depth L")
+    curve = None
+    if theory:
+        activations = {r.get("activation", "relu") for r in records}
+        if len(activations) != 1:
+            raise BnsymInputError(f"the results mix activations {sorted(activations)}; plot one at a time")
+        fine = np.unique(np.round(2 ** np.linspace(bx[0] - 0.5, bx[-1] + 0.5, 40)).astype(int))
+        fine = fine[fine >= 4]  # B <= 3: the rate is 0 or infinite at eps = 0
+        curve = theory_depths(activations.pop(), list(fine), eps=theory_eps, factor=factor)
+        k = factor if factor is not None else 1e6
+        finite = np.isfinite(curve)
+        ax.plot(np.log2(fine)[finite], np.array(curve)[finite], "w-", lw=2.5)
+        ax.plot(np.log2(fine)[finite], np.array(curve)[finite], "r--", lw=1.5,
+                label=f"theory: log(K)/log(lambda_G), K = {k:g}, eps = {theory_eps:g}")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), fontsize=8, frameon=False)
+        curve = dict(zip((int(b) for b in fine), curve))
+    ax.set_ylim(dedges[0], dedges[-1])
+    ax.set_title(title or "trainability: test accuracy over depth and batch size")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return curve
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from ..train.sweep import read_results
+
+    path = Path(args.results)
+    if not path.is_file():
+        raise BnsymInputError(f"results file {path} does not exist")
+    output = args.output or str(path.with_suffix(".png"))
+    curve = plot_sweep(read_results(path), output, factor=args.factor, theory_eps=args.theory_eps,
+                       theory=not args.no_theory, title=args.title)
+    print(f"wrote {output}")
+    if curve:
+        print("theory trainable depth: " + ", ".join(
+            f"B={b}: {'inf' if math.isinf(v) else f'{v:.1f}'}" for b, v in curve.items()))
+    return 0

@@ -1,0 +1,35 @@
+"""``bnsym spectrum``: forward and backward eigenvalues at the BSB1 fixed point."""
+
+from __future__ import annotations
+
+from .common import add_network_arguments, error_text, number_text, print_json, print_table
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "spectrum",
+        help="eigenvalues of the forward and backward maps at the BSB1 fixed point",
+        description="Print the eigenvalues of the linearised Gram map and of the backward operator T at the "
+        "BSB1 fixed point, one per invariant subspace (G, L, M) with its multiplicity and error, the local "
+        "stability verdict and which backward eigenvalue is the spectral radius (eps = 0, B >= 4).",
+    )
+    add_network_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..spectrum import spectrum
+
+    spec = spectrum(args.activation, args.batch_size, gamma=args.gamma, beta=args.beta, eps=args.eps, dps=args.dps, method=args.method)
+    if args.json:
+        print_json(spec.as_dict())
+        return 0
+    s = spec.settings.as_dict()
+    print(f"{s['activation']}, B = {s['batch_size']}, gamma = {s['gamma']}, beta = {s['beta']}, eps = 0  ({s['dps']} digits, {spec.method})")
+    rows = [
+        (e.operator, e.subspace, str(e.multiplicity), number_text(e.value, spec.settings.dps), error_text(e.error))
+        for e in spec.forward + spec.backward
+    ]
+    print_table(rows, header=("map", "subspace", "multiplicity", "eigenvalue", "error"))
+    print(spec.verdict())
+    return 0

@@ -1,0 +1,194 @@
+"""The finite-width network simulation: its forward and backward passes against
+finite differences, its inputs and outputs, its refusals and overflow reports."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import bnsym
+from bnsym import sampling, simulation
+from bnsym.errors import BnsymError, BnsymInputError
+from bnsym.simulation import SimulationOverflow, simulate
+
+
+def _network(name, b, depth, width, seed=0, **params):
+    p = dict(gamma=1.0, beta=0.0, eps=0.0, sigma_w=1.0)
+    p.update(params)
+    return simulation._Network(bnsym.activation(name), p, depth, width, b, np.random.SeedSequence(seed))
+
+
+@pytest.mark.parametrize("name, params", [("tanh", {}), ("gelu", {"gamma": 1.4, "beta": 0.3}), ("tanh", {"eps": 0.2, "sigma_w": 1.5})])
+def test_backward_pass_matches_finite_differences_of_the_forward_pass(name, params):
+    b, depth, width, n0 = 5, 3, 7, 4
+    rng = np.random.default_rng(0)
+    x0 = rng.standard_normal((n0, b))
+    top = rng.standard_normal((width, b))
+
+    def loss(x):
+        net = _network(name, b, depth, width, **params)
+        net.run(x, lambda _: top, None)
+        return float(np.sum(top * net.output)), net
+
+    _, net = loss(x0)
+    step = 1e-6
+    numeric = np.zeros_like(x0)
+    for i in range(n0):
+        for a in range(b):
+            e = np.zeros_like(x0)
+            e[i, a] = step
+            numeric[i, a] = (loss(x0 + e)[0] - loss(x0 - e)[0]) / (2 * step)
+    np.testing.assert_allclose(net.input_gradient, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_forward_pass_is_the_batchnorm_network():
+    b, width = 4, 6
+    rng = np.random.default_rng(1)
+    x0 = rng.standard_normal((3, b))
+    net = _network("relu", b, 2, width, gamma=0.7, beta=0.1, eps=0.01, sigma_w=1.3)
+    grams, _ = net.run(x0, lambda r: r.standard_normal((width, b)), None)
+    x = x0
+    for layer, fan_in in ((1, 3), (2, width)):
+        h = net.weights(layer, fan_in) @ x * (1.3 / math.sqrt(fan_in))
+        x = sampling.batchnorm_map(h, "relu", gamma=0.7, beta=0.1, eps=0.01)
+        np.testing.assert_allclose(grams[layer], x.T @ x / width, rtol=1e-12)
+    np.testing.assert_allclose(net.output, x, rtol=1e-12)
+
+
+def test_result_shapes_and_reproducibility():
+    a = simulate("tanh", 6, 8, 32, seeds=3)
+    b = simulate("tanh", 6, 8, 32, seeds=3)
+    c = simulate("tanh", 6, 8, 32, seeds=3, seed=1)
+    assert a.grams.shape == a.gradient_grams.shape == (3, 9, 6, 6)
+    assert a.gradient_norms.shape == (3, 9) and a.rates.shape == (3,)
+    np.testing.assert_array_equal(a.gradient_norms, b.gradient_norms)
+    assert not np.array_equal(a.gradient_norms, c.gradient_norms)
+    np.testing.assert_allclose(a.gradient_norms, np.einsum("slaa->sl", a.gradient_grams))
+    lo, hi = a.rate_interval()
+    assert lo < a.rate < hi and np.isfinite(a.rate_stderr)
+    q, c_ = a.fixed_point()
+    assert 0 < q.value and abs(c_.value) < q.value
+    d = a.as_dict()
+    assert d["settings"]["batch_size"] == 6 and len(d["gradient_norms_mean"]) == 9
+
+
+def test_identity_network_grows_gradients_by_b_minus_2_over_b_minus_3():
+    b = 8
+    sim = simulate("identity", b, 24, 768, seeds=6)
+    q, c = sim.fixed_point()
+    # at eps = 0 the identity network's Gram diagonal is exactly 1 (sum of xhat^2 = B)
+    assert abs(q.value - 1) < 1e-12 and abs(c.value + 1 / (b - 1)) < 1e-12
+    lo, hi = sim.rate_interval(3)
+    assert lo <= (b - 2) / (b - 3) <= hi, (sim.rate, sim.rate_stderr)
+
+
+@pytest.mark.slow
+def test_relu_at_large_batch_approaches_pi_over_pi_minus_1():
+    sim = simulate("relu", 256, 14, 2048, seeds=3, fit_layers=(2, 11))
+    engine = float(bnsym.gradient_explosion_rate("relu", 256))
+    limit = math.pi / (math.pi - 1)
+    lo, hi = sim.rate_interval(3)
+    assert lo <= engine <= hi, (sim.rate, sim.rate_stderr, engine)
+    small_batch = float(bnsym.gradient_explosion_rate("relu", 8))
+    assert abs(sim.rate - limit) < abs(small_batch - limit) / 4
+
+
+def test_inputs():
+    b, width = 5, 16
+    orth = simulate("relu", b, 2, width, seeds=1, input="orthogonal")
+    np.testing.assert_allclose(orth.grams[0, 0], np.eye(b), atol=1e-12)
+    coll = simulate("relu", b, 3, width, seeds=1, input="collinear")
+    assert np.linalg.matrix_rank(coll.grams[0, 0], tol=1e-9) == 1
+    target = np.full((b, b), 0.3) + 0.7 * np.eye(b)
+    gram = simulate("relu", b, 2, width, seeds=2, input=("gram", target))
+    np.testing.assert_allclose(gram.grams[:, 0], np.broadcast_to(target, (2, b, b)), atol=1e-12)
+    bare = simulate("relu", b, 2, width, seeds=1, input=target)  # square symmetric PSD: a Gram matrix
+    np.testing.assert_allclose(bare.grams[0, 0], target, atol=1e-12)
+    x = np.random.default_rng(0).standard_normal((b, 3))
+    arr = simulate("relu", b, 2, width, seeds=1, input=x)
+    np.testing.assert_allclose(arr.grams[0, 0], x @ x.T / 3)
+
+
+def test_output_gradients():
+    b, width = 4, 8
+    fixed = np.ones((width, b)) * np.arange(b)
+    sim = simulate("tanh", b, 3, width, seeds=2, output_gradient=fixed)
+    np.testing.assert_allclose(sim.gradient_grams[:, -1], np.broadcast_to(fixed.T @ fixed / width, (2, b, b)))
+    calls = []
+
+    def draw(rng, n, batch):
+        calls.append((n, batch))
+        return rng.standard_normal((n, batch)) * 2
+
+    simulate("tanh", b, 3, width, seeds=2, output_gradient=draw)
+    assert calls == [(width, b)] * 2
+    with pytest.raises(BnsymInputError, match="output_gradient must have shape"):
+        simulate("tanh", b, 3, width, output_gradient=np.ones((width + 1, b)))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(width=0), "width must be >= 1"),
+        (dict(depth=0), "depth must be >= 1"),
+        (dict(batch_size=1), "batch_size must be >= 2"),
+        (dict(batch_size=2.5), "batch_size must be an integer"),
+        (dict(gamma=float("inf")), "gamma must be finite"),
+        (dict(beta=float("nan")), "beta must be finite"),
+        (dict(eps=float("nan")), "eps must be finite"),
+        (dict(eps=-1), "eps must be >= 0"),
+        (dict(seeds=0), "seeds must be >= 1"),
+        (dict(input=np.ones((3, 5))), r"input must have shape \(batch_size, N_0\)"),
+        (dict(input=np.ones(4)), r"input must have shape"),
+        (dict(input="sideways"), "input must be one of"),
+        (dict(input=("gram", np.eye(3))), "Gram matrix must be 4 x 4"),
+        (dict(fit_layers=(3, 2)), "fit_layers"),
+        (dict(activation="x+y"), "x"),
+    ],
+)
+def test_bad_input_is_refused(kwargs, message):
+    args = dict(activation="relu", batch_size=4, depth=3, width=8)
+    args.update(kwargs)
+    with pytest.raises(BnsymInputError, match=message):
+        simulate(args.pop("activation"), args.pop("batch_size"), args.pop("depth"), args.pop("width"), **args)
+
+
+def test_forward_overflow_names_the_layer():
+    with pytest.raises(SimulationOverflow, match="forward pass, layer 1: phi"):
+        simulate("exp(x)", 4, 3, 8, gamma=1000)
+
+
+def test_backward_overflow_names_the_layer():
+    with pytest.raises(SimulationOverflow, match=r"backward pass, layer \d+: the gradient overflowed"):
+        simulate("relu", 4, 2500, 8, seeds=1)
+
+
+def test_zero_variance_is_reported():
+    with pytest.raises(SimulationOverflow, match="layer 1: .*zero variance"):
+        simulate("relu", 4, 2, 8, input=np.ones((4, 3)))
+
+
+def test_batch_of_two_has_no_gradient():
+    with pytest.raises(BnsymError, match="vanished"):
+        simulate("tanh", 2, 3, 8, seeds=1)
+
+
+def test_cli_simulate_table_json_and_plot(tmp_path, capsys):
+    import json
+
+    from bnsym.cli import main
+
+    png = tmp_path / "g.png"
+    assert main(["simulate", "relu", "-B", "6", "--depth", "5", "--width", "32", "--seeds", "2", "--no-progress",
+                 "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "rate (fit)" in out and "mean field" in out and png.stat().st_size > 1000
+    assert main(["simulate", "tanh", "-B", "6", "--depth", "4", "--width", "16", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["settings"]["width"] == 16 and float(payload["theory"]["lambda_G"]) > 1
+    assert main(["simulate", "relu", "-B", "1", "--depth", "4", "--width", "16"]) == 2
+    assert "batch_size must be >= 2" in capsys.readouterr().err
+    assert main(["simulate", "relu", "-B", "4", "--depth", "4", "--width", "0"]) == 2
+    assert "width must be >= 1" in capsys.readouterr().err
