@@ -212,11 +212,6 @@ def spectrum_from_settings(settings: Settings) -> Spectrum:
     out = {"forward": [], "backward": []}
     tol = mpmath.mpf(10) ** -settings.dps
     for (op, sub), est in values.items():
-        if isinstance(est.value, mpmath.mpc):
-            # the quadrature of fractional-power pieces can leak an imaginary part at rounding level
-            if abs(est.value.imag) > tol * max(1, abs(est.value)):
-                raise PrecisionError(f"{op} eigenvalue on {sub} came out complex: {est.value}")
-            est = Estimate(est.value.real, est.error + abs(est.value.imag))
         if est.error > tol * max(1, abs(est.value)):
             raise PrecisionError(
                 f"{op} eigenvalue on {sub} reached only {mpmath.nstr(est.error, 3)} absolute error, "

@@ -189,7 +189,7 @@ _CONTAMINATED = pytest.mark.xfail(
     "0.710 +- 0.010 (gelu, lambda_M = 0.670).  At B = 32 the finite-width fluctuations of the slow subspaces "
     "(tanh: M itself, lambda_M = 0.91; gelu: L, lambda_L = 0.988) are large and feed M through the quadratic "
     "terms of V, biasing the slope estimator; a 4x10^5-sample finite difference of the sampled map agrees "
-    "with the eigenvalues (tanh 0.894 +- 0.024, gelu 0.660 +- 0.021).  See /tmp/notes/issue-3.md.",
+    "with the eigenvalues (tanh 0.894 +- 0.024, gelu 0.660 +- 0.021).  See the closing note of issue 3 (signal propagation).",
 )
 
 
