@@ -39,7 +39,10 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -49,6 +52,11 @@ from .sampling import _activation, _gram, _parameters, batchnorm_vjp, normalise
 
 #: Keep the weights of one seed in memory up to this many bytes (else regenerate them).
 WEIGHT_MEMORY = 2 * 1024**3
+
+#: Each weight matrix is drawn as this many row blocks, each from its own
+#: child seed, so the blocks can be drawn in parallel threads and the draws do
+#: not depend on how many threads there are.
+WEIGHT_BLOCKS = 8
 
 INPUT_KINDS = ("random", "orthogonal", "collinear")
 
@@ -215,11 +223,22 @@ class _Network:
         self.flops = 0.0
 
     def weights(self, layer, fan_in, out=None):
-        """Standard normal ``W^layer`` (N x fan_in); the scale is applied to the product."""
-        rng = np.random.Generator(np.random.SFC64(self.layer_seeds[layer - 1]))
+        """Standard normal ``W^layer`` (N x fan_in); the scale is applied to the product.
+
+        Drawn as :data:`WEIGHT_BLOCKS` row blocks from child seeds of the
+        layer's seed, in parallel threads (NumPy's generators release the GIL).
+        """
         if out is None or out.shape != (self.width, fan_in):
             out = np.empty((self.width, fan_in))
-        return rng.standard_normal(out=out)
+        blocks = np.array_split(out, min(WEIGHT_BLOCKS, self.width))
+        seed = self.layer_seeds[layer - 1]
+
+        def draw(i):  # child i of the layer's seed, built directly: spawn() is stateful
+            child = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key + (i,))
+            np.random.Generator(np.random.SFC64(child)).standard_normal(out=blocks[i])
+
+        list(_draw_pool().map(draw, range(len(blocks))))
+        return out
 
     def run(self, x0, top_gradient, bar):
         act, p, b = self.act, self.p, self.b
@@ -235,8 +254,11 @@ class _Network:
         def slot(layer):
             return self.workspace.get(layer if keep else min(layer, 2))
 
+        if keep:  # draw every layer first: interleaving draws with BLAS calls slows both
+            for layer in range(1, depth + 1):
+                self.workspace[layer] = self.weights(layer, fan_ins[layer - 1], slot(layer))
         for layer in range(1, depth + 1):
-            w = self.weights(layer, fan_ins[layer - 1], slot(layer))
+            w = slot(layer) if keep else self.weights(layer, fan_ins[layer - 1], slot(layer))
             self.workspace[layer if keep else min(layer, 2)] = w
             h = w @ x
             h *= p["sigma_w"] / math.sqrt(fan_ins[layer - 1])
@@ -278,6 +300,12 @@ class _Network:
                 bar.update(0.5)
         self.input_gradient = g
         return grams, pis
+
+
+@lru_cache(maxsize=1)
+def _draw_pool() -> ThreadPoolExecutor:
+    """Threads that draw weight blocks (one per core)."""
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="bnsym-weights")
 
 
 def _check_finite(values, message):

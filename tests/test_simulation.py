@@ -57,6 +57,15 @@ def test_forward_pass_is_the_batchnorm_network():
     np.testing.assert_allclose(net.output, x, rtol=1e-12)
 
 
+def test_regenerated_weights_equal_kept_weights(monkeypatch):
+    """With too little WEIGHT_MEMORY the backward pass redraws each layer's weights: same network, same numbers."""
+    kept = simulate("tanh", 6, 5, 48, seeds=2)
+    monkeypatch.setattr(simulation, "WEIGHT_MEMORY", 0)
+    redrawn = simulate("tanh", 6, 5, 48, seeds=2)
+    np.testing.assert_array_equal(kept.grams, redrawn.grams)
+    np.testing.assert_array_equal(kept.gradient_grams, redrawn.gradient_grams)
+
+
 def test_result_shapes_and_reproducibility():
     a = simulate("tanh", 6, 8, 32, seeds=3)
     b = simulate("tanh", 6, 8, 32, seeds=3)

@@ -65,12 +65,15 @@ def _late_blocks(width, depth, seeds, last):
 
 
 def test_symmetry_breaks_in_simulation_fast():
-    """relu_power(2), B = 8, width 256: the L part of Sigma^l - Sigma* grows from the input's
-    small deviation (lambda_L > 1) and the batch splits into a high-norm and a collapsed block."""
-    growth, blocks = _late_blocks(256, 50, 1, 5)
-    assert growth[0] > 5
-    (sizes, entries, _), = blocks
-    assert entries[2] > 10 * entries[0]
+    """relu_power(2), B = 8, width 256, 3 seeds: in every run the L part of Sigma^l - Sigma* grows
+    from the input's small deviation (lambda_L > 1); in at least two the batch has split into a
+    high-norm block and a collapsed one (q1 ~ c11, as in the slow test: a run can still be in
+    transit at depth 50, e.g. a (7, 1) split whose single sample has not collapsed yet)."""
+    growth, blocks = _late_blocks(256, 50, 3, 5)
+    assert min(growth) > 5, growth
+    split = [entries[2] > 10 * entries[0] for _, entries, _ in blocks
+             if abs(entries[0] - entries[1]) < 0.1 * entries[0]]
+    assert sum(split) >= 2, blocks
 
 
 @pytest.mark.slow
