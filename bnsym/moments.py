@@ -93,21 +93,26 @@ def _homogeneous(act: Activation, integrand: Integrand):
     return integrand.evaluate(mpmath.mpf(1)), integrand.evaluate(mpmath.mpf(-1)), degree
 
 
+def _rounded(value):
+    """A closed-form value evaluated at the working precision: its error is a few units of the last place."""
+    return Estimate(value, 16 * abs(value) * mpmath.eps)
+
+
 def _closed(act, law, f, d, sd, gradient):
     n = law.n
     hf = _homogeneous(act, f)
     square = (hf[0] ** 2, hf[1] ** 2, 2 * hf[2])
-    mean = Estimate(closed_forms.homogeneous_mean(*hf, n))
-    q = Estimate(closed_forms.homogeneous_mean(*square, n))
-    c = Estimate(closed_forms.homogeneous_pair(hf, hf, n))
+    mean = _rounded(closed_forms.homogeneous_mean(*hf, n))
+    q = _rounded(closed_forms.homogeneous_mean(*square, n))
+    c = _rounded(closed_forms.homogeneous_pair(hf, hf, n))
     moments = dict(mean=mean, q=q, c=c, spread=q - c, method="closed form")
     if gradient:
         hd, hsd = _homogeneous(act, d), _homogeneous(act, sd)
         moments.update(
-            d2=Estimate(closed_forms.homogeneous_mean(hd[0] ** 2, hd[1] ** 2, 2 * hd[2], n)),
-            d11=Estimate(closed_forms.homogeneous_pair(hd, hd, n)),
-            sd2=Estimate(closed_forms.homogeneous_mean(hsd[0] ** 2, hsd[1] ** 2, 2 * hsd[2], n)),
-            sd11=Estimate(closed_forms.homogeneous_pair(hsd, hsd, n)),
+            d2=_rounded(closed_forms.homogeneous_mean(hd[0] ** 2, hd[1] ** 2, 2 * hd[2], n)),
+            d11=_rounded(closed_forms.homogeneous_pair(hd, hd, n)),
+            sd2=_rounded(closed_forms.homogeneous_mean(hsd[0] ** 2, hsd[1] ** 2, 2 * hsd[2], n)),
+            sd11=_rounded(closed_forms.homogeneous_pair(hsd, hsd, n)),
         )
     return SphereMoments(**moments)
 
