@@ -391,7 +391,9 @@ def _input_builder(spec, b, width):
     if gram.shape != (b, b):
         raise BnsymInputError(f"an input Gram matrix must be {b} x {b}, got {gram.shape}")
     values, vectors = np.linalg.eigh(gram)
-    root = vectors * np.sqrt(np.maximum(values, 0.0))
+    # the symmetric square root: unique, and smooth in the Gram matrix (an eigenvector basis is
+    # arbitrary where eigenvalues repeat), so nearby Gram matrices give nearby inputs for one seed
+    root = (vectors * np.sqrt(np.maximum(values, 0.0))) @ vectors.T
     n0 = max(width, b)
 
     def build(rng):

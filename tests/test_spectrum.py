@@ -172,6 +172,8 @@ def _simulated_rates(activation, b, subspace, *, width=1024, depth=40, burn_in=8
 
 def _check_within_3_sigma(spec, forward, backward, subspace):
     for measured, op in ((forward, "forward"), (backward, "backward")):
+        if measured is None:
+            continue
         lam = float(spec.eigenvalue(op, subspace).value)
         lo, hi = measured.interval(3)
         assert lo <= lam <= hi, (op, subspace, lam, measured.value, measured.stderr)
@@ -183,13 +185,17 @@ def test_simulated_rates_fast_representative():
     _check_within_3_sigma(spec, forward, backward, "L")
 
 
-_CONTAMINATED = pytest.mark.xfail(
-    strict=False,
-    reason="measured 2026-11-25 (width 1024, 6 seeds): forward M rate 0.890 +- 0.003 (tanh, lambda_M = 0.909) and "
-    "0.710 +- 0.010 (gelu, lambda_M = 0.670).  At B = 32 the finite-width fluctuations of the slow subspaces "
-    "(tanh: M itself, lambda_M = 0.91; gelu: L, lambda_L = 0.988) are large and feed M through the quadratic "
-    "terms of V, biasing the slope estimator; a 4x10^5-sample finite difference of the sampled map agrees "
-    "with the eigenvalues (tanh 0.894 +- 0.024, gelu 0.660 +- 0.021).  See the closing note of issue 3 (signal propagation).",
+#: Cases where the far-input forward measurement is biased (not the eigenvalue: see below).
+_CONTAMINATED = {("tanh", 32, "M"), ("gelu", 32, "M"), ("relu", 32, "M")}
+_CONTAMINATION = (
+    "far-input forward M rate biased at B = 32 (width 1024, 6 seeds; measured 2026-11-25 and 2026-12-01): "
+    "tanh 0.890 +- 0.003 (lambda_M = 0.909), gelu 0.710 +- 0.010 (lambda_M = 0.670), relu 0.695 +- 0.002 "
+    "(lambda_M = 0.681; 0.689 +- 0.003 with another input realisation, so its earlier pass was marginal).  "
+    "The slope of X_{l+1} on X_l mixes the nonlinear transient with finite-width fluctuations of the slow "
+    "subspaces (tanh: M itself; gelu, relu: L, lambda_L = 0.988, 0.931, lambda_L^2 > lambda_M) fed into M by "
+    "the quadratic terms of V.  The eigenvalues agree with a 4x10^5-sample finite difference of the sampled map "
+    "(tanh 0.894 +- 0.024, gelu 0.660 +- 0.021) and with the one-layer antithetic response of the same networks "
+    "(test_forward_eigenvalue_is_the_one_layer_response_of_a_real_network).  Measured: "
 )
 
 
@@ -197,8 +203,44 @@ _CONTAMINATED = pytest.mark.xfail(
 @pytest.mark.parametrize("subspace", ["L", "M"])
 @pytest.mark.parametrize("b", [8, 32])
 @pytest.mark.parametrize("activation", ["tanh", "relu", "gelu"])
-def test_simulated_rates_match_eigenvalues(activation, b, subspace, request):
-    if b == 32 and subspace == "M" and activation in ("tanh", "gelu"):
-        request.applymarker(_CONTAMINATED)
+def test_simulated_rates_match_eigenvalues(activation, b, subspace):
     spec, forward, backward = _simulated_rates(activation, b, subspace)
-    _check_within_3_sigma(spec, forward, backward, subspace)
+    _check_within_3_sigma(spec, None, backward, subspace)  # the backward check holds everywhere
+    if (activation, b, subspace) in _CONTAMINATED:
+        lo, hi = forward.interval(3)
+        lam = float(spec.eigenvalue("forward", subspace).value)
+        if not lo <= lam <= hi:
+            pytest.xfail(_CONTAMINATION + f"{forward.value:.4f} +- {forward.stderr:.4f} against {lam:.4f}")
+    _check_within_3_sigma(spec, forward, None, subspace)
+
+
+def _one_layer_response(activation, b, subspace, *, width=1024, seeds=24, delta=1e-3):
+    """Per-seed ``<P, Sigma^1_+ - Sigma^1_-> / (2 delta |P|^2)`` of a real finite-width network.
+
+    Two inputs with Gram matrices ``Sigma* +- delta P`` (``P`` a unit direction in ``subspace``)
+    go through the same weights (same seed, same input frame): E[Sigma^1 | Sigma^0] = V(Sigma^0)
+    holds exactly at any width, so the mean over seeds estimates the central difference of the
+    mean-field map along ``P``, i.e. the forward eigenvalue (up to O(delta^2)), without the
+    nonlinear cross-talk a far input brings.  Common weights cancel most of the finite-width noise.
+    """
+    from bnsym.propagate import subspace_direction
+
+    fp = bnsym.fixed_point(activation, b, dps=10)
+    star = np.full((b, b), float(fp.c)) + np.eye(b) * float(fp.spread)
+    p = subspace_direction(b, subspace)
+    step = delta * float(fp.spread)
+    runs = [bnsym.simulate(activation, b, 1, width, seeds=seeds, input=("gram", star + sign * step * p),
+                           fit_layers=(0, 1)) for sign in (1, -1)]
+    diff = runs[0].grams[:, 1] - runs[1].grams[:, 1]
+    return np.einsum("ij,sij->s", p, diff) / (2 * step)
+
+
+@pytest.mark.parametrize("activation, b, subspace", [("tanh", 32, "M"), ("gelu", 32, "M"), ("relu", 32, "M"), ("gelu", 32, "L"), ("relu", 8, "M")])
+def test_forward_eigenvalue_is_the_one_layer_response_of_a_real_network(activation, b, subspace):
+    """The forward eigenvalues against finite-width simulation without the far-input protocol's bias
+    (see _CONTAMINATION): the M eigenvalues of tanh, gelu and relu at B = 32 lie in the 3-sigma interval."""
+    ratios = _one_layer_response(activation, b, subspace)
+    mean, stderr = ratios.mean(), ratios.std(ddof=1) / math.sqrt(len(ratios))
+    lam = float(spectrum(activation, b, dps=10).eigenvalue("forward", subspace).value)
+    assert abs(mean - lam) <= 3 * stderr, (mean, stderr, lam)
+    assert stderr < 0.02 * lam  # the check is sharp enough to tell 0.67 from 0.71
