@@ -152,7 +152,8 @@ def test_float32_stays_float32_and_running_statistics_converge():
 
 def test_flops_count():
     net = Network(NetworkConfig(input_dim=10, num_classes=3, depth=3, width=7))
-    assert net.flops_per_sample() == 6 * (10 * 7 + 2 * 49 + 7 * 3)
+    # forward and weight gradients: every layer; input gradients: all but the first (no gradient into the data)
+    assert net.flops_per_sample() == 2 * (10 * 7 + 2 * 49 + 7 * 3) * 2 + 2 * (2 * 49 + 7 * 3)
 
 
 @pytest.mark.parametrize(

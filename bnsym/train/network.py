@@ -173,10 +173,15 @@ class Network:
         return sum(p.size for p in self.parameters)
 
     def flops_per_sample(self) -> int:
-        """Multiply-add FLOPs (2 per multiply-add) of one forward + backward pass, per sample."""
+        """Matrix-product FLOPs (2 per multiply-add) of one forward + backward pass, per sample.
+
+        Every weight matrix is used three times (forward product, weight gradient,
+        input gradient), except that no gradient is propagated into the data:
+        ``6 macs - 2 d N`` with ``macs = d N + (L-1) N^2 + N C``.
+        """
         c = self.config
         macs = c.input_dim * c.width + (c.depth - 1) * c.width**2 + c.width * c.num_classes
-        return 6 * macs
+        return 6 * macs - 2 * c.input_dim * c.width
 
     # ------------------------------------------------------------ forward
     def _check_batch(self, x, labels, train):
