@@ -25,8 +25,8 @@ error (sample standard deviation over ``sqrt(seeds)``), and intervals.
 
 Cost per seed: ``2 L (2 N^2 B)`` flops in matrix products (forward and
 input-gradient), ``L N^2`` Gaussian draws for the weights (the dominant
-cost at small ``B``), ``O(L N B)`` elementwise work and ``2 activation``
-evaluations per unit.  Memory: the ``L`` weight matrices are kept for the
+cost at small ``B``; drawn in row blocks by one thread per core),
+``O(L N B)`` elementwise work and ``2 activation`` evaluations per unit.  Memory: the ``L`` weight matrices are kept for the
 backward pass when they fit in :data:`WEIGHT_MEMORY` bytes, and are
 otherwise regenerated from their per-layer seeds.
 
@@ -42,7 +42,6 @@ import numbers
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
@@ -258,8 +257,10 @@ class _Network:
             for layer in range(1, depth + 1):
                 self.workspace[layer] = self.weights(layer, fan_ins[layer - 1], slot(layer))
         for layer in range(1, depth + 1):
-            w = slot(layer) if keep else self.weights(layer, fan_ins[layer - 1], slot(layer))
-            self.workspace[layer if keep else min(layer, 2)] = w
+            if keep:
+                w = slot(layer)
+            else:
+                w = self.workspace[min(layer, 2)] = self.weights(layer, fan_ins[layer - 1], slot(layer))
             h = w @ x
             h *= p["sigma_w"] / math.sqrt(fan_ins[layer - 1])
             try:
@@ -302,10 +303,17 @@ class _Network:
         return grams, pis
 
 
-@lru_cache(maxsize=1)
+_POOLS: dict = {}
+
+
 def _draw_pool() -> ThreadPoolExecutor:
-    """Threads that draw weight blocks (one per core)."""
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="bnsym-weights")
+    """Threads that draw weight blocks (one per core), one pool per process: a pool
+    inherited through ``fork`` has lost its threads and would never run its work."""
+    pid = os.getpid()
+    if pid not in _POOLS:
+        _POOLS.clear()
+        _POOLS[pid] = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="bnsym-weights")
+    return _POOLS[pid]
 
 
 def _check_finite(values, message):

@@ -57,6 +57,27 @@ def test_forward_pass_is_the_batchnorm_network():
     np.testing.assert_allclose(net.output, x, rtol=1e-12)
 
 
+def _simulate_in_child(queue):
+    queue.put(simulate("tanh", 6, 3, 48, seeds=1).gradient_norms.tolist())
+
+
+@pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(), reason="needs fork")
+def test_simulate_works_in_a_forked_child():
+    """The weight-drawing thread pool does not survive fork; a child must make its own (and not hang)."""
+    import multiprocessing
+
+    parent = simulate("tanh", 6, 3, 48, seeds=1).gradient_norms.tolist()  # the parent's pool exists now
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_simulate_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("simulate hung in a forked child")
+    assert queue.get(timeout=5) == parent
+
+
 def test_regenerated_weights_equal_kept_weights(monkeypatch):
     """With too little WEIGHT_MEMORY the backward pass redraws each layer's weights: same network, same numbers."""
     kept = simulate("tanh", 6, 5, 48, seeds=2)
