@@ -215,9 +215,10 @@ def test_simulated_rates_match_eigenvalues(activation, b, subspace):
 
 
 def _one_layer_response(activation, b, subspace, *, width=1024, seeds=24, delta=1e-3):
-    """Per-seed ``<P, Sigma^1_+ - Sigma^1_-> / (2 delta |P|^2)`` of a real finite-width network.
+    """Per-seed ``<P, Sigma^1_+ - Sigma^1_-> / (2 t)`` of a real finite-width network.
 
-    Two inputs with Gram matrices ``Sigma* +- delta P`` (``P`` a unit direction in ``subspace``)
+    Two inputs with Gram matrices ``Sigma* +- t P`` (``P`` a unit-Frobenius direction in
+    ``subspace``, ``t = delta (q* - c*)``)
     go through the same weights (same seed, same input frame): E[Sigma^1 | Sigma^0] = V(Sigma^0)
     holds exactly at any width, so the mean over seeds estimates the central difference of the
     mean-field map along ``P``, i.e. the forward eigenvalue (up to O(delta^2)), without the
