@@ -8,10 +8,11 @@ honestly as the matrix products only, ``2 N N_in B`` per layer forward
 (``W x``) and the same backward (``W^T dh``), i.e. ``4 N^2 B L`` per seed.
 Achieved GFLOP/s = flops / wall time of ``simulate`` (which also draws the
 ``L N^2`` Gaussian weights, in parallel threads, runs batch norm, phi and
-phi', and forms the per-layer Gram matrices).  Baseline: the same two products on the same
-shapes (``(N, N) @ (N, B)`` and ``(N, N)^T @ (N, B)``), timed in the same run
-with the same BLAS threading.  Also reported: the time to draw one layer's
-weights (as ``simulate`` draws them), which bounds the achievable ratio.  Target: ratio >= 0.5.
+phi', and forms the per-layer Gram matrices).  Baseline: the same two
+products on the same shapes (``(N, N) @ (N, B)`` and ``(N, N)^T @ (N, B)``),
+timed in the same run with the same BLAS threading.  Also reported: the time
+to draw one layer's weights (as ``simulate`` draws them), which bounds the
+achievable ratio.  Target: ratio >= 0.5.
 """
 
 from __future__ import annotations

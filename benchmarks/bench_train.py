@@ -1,8 +1,8 @@
 """Speed of the NumPy reference trainer: one epoch of Fashion-MNIST, depth 20, width 384, batch 128, float32.
 
 Prints samples/s, the achieved GFLOP/s (matrix-product FLOPs of forward and
-backward, ``B (6 (d N + (L-1) N^2 + N C) - 2 d N)`` per step: no gradient into the data), NumPy's own float32
-matrix-multiply throughput on the same three shapes measured in the same run
+backward, ``B (6 (d N + (L-1) N^2 + N C) - 2 d N)`` per step: no gradient
+into the data), NumPy's own float32 matrix-multiply throughput on the same three shapes measured in the same run
 (before and after the epoch, best of the two), their ratio (target >= 60%),
 and the peak memory (``ru_maxrss`` of the process; ``tracemalloc`` peak of a
 few training steps).

@@ -135,7 +135,7 @@ def propagate(
         raise BnsymInputError(f"method='laplace' does not apply: {laplace_obstacle(settings)}; use method='sampling' or 'auto'")
     use_laplace = method == "laplace" or (method == "auto" and exact)
     fp = bsb1_state(settings).fixed_point
-    star = np.full((b, b), float(fp.c)) + np.eye(b) * float(fp.spread)
+    star = fp.array()
     if use_laplace:
         grams_mp, errors_mp = [mpmath.matrix(gram.tolist())], [mpmath.matrix(b, b)]
         with mpmath.workdps(settings.working_dps):

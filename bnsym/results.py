@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 import mpmath
+import numpy as np
 
 from . import validation
 from .activations import Activation, activation as as_activation
@@ -142,6 +143,13 @@ class FixedPoint(Quantity):
         if b == math.inf or b > 4096:
             raise ValueError("the fixed-point matrix is only formed for finite batch sizes up to 4096")
         return mpmath.matrix([[self.value if i == j else self.c for j in range(b)] for i in range(b)])
+
+    def array(self) -> np.ndarray:
+        """``Sigma* = (q* - c*) I + c* 1 1^T`` as a float64 NumPy array (finite batch sizes)."""
+        b = self.settings.batch_size
+        if b == math.inf:
+            raise ValueError("the fixed-point matrix is only formed for finite batch sizes")
+        return np.full((b, b), float(self.c)) + np.eye(b) * float(self.spread)
 
     def __str__(self) -> str:
         d = self.settings.dps

@@ -26,9 +26,10 @@ error (sample standard deviation over ``sqrt(seeds)``), and intervals.
 Cost per seed: ``2 L (2 N^2 B)`` flops in matrix products (forward and
 input-gradient), ``L N^2`` Gaussian draws for the weights (the dominant
 cost at small ``B``; drawn in row blocks by one thread per core),
-``O(L N B)`` elementwise work and ``2 activation`` evaluations per unit.  Memory: the ``L`` weight matrices are kept for the
-backward pass when they fit in :data:`WEIGHT_MEMORY` bytes, and are
-otherwise regenerated from their per-layer seeds.
+``O(L N B)`` elementwise work and ``2 activation`` evaluations per unit.
+Memory: the ``L`` weight matrices are kept for the backward pass when they
+fit in :data:`WEIGHT_MEMORY` bytes, and are otherwise regenerated from their
+per-layer seeds.
 
 >>> sim = simulate("relu", 8, depth=6, width=64, seeds=2)
 >>> sim.grams.shape, sim.gradient_norms.shape

@@ -142,7 +142,7 @@ def symmetry_breaking(
             "the BSB2 search needs the exact (Laplace) map: positively homogeneous phi at beta = 0",
         )
     fp = spec.fixed_point
-    star = np.full((b, b), float(fp.c)) + np.eye(b) * float(fp.spread)
+    star = fp.array()
     start = star + delta * _start_direction(b, seed, sizes) * np.linalg.norm(star)
     limit, layers, converged = _iterate(settings, start, max_depth, tol)
     point = bsb2_point(settings, limit, layers, converged=converged, power_steps=power_steps)

@@ -194,6 +194,7 @@ def test_results_are_frozen_and_float():
         fp.value = 1
     m = fp.matrix()
     assert m.rows == 4 and m[0, 1] == fp.c
+    np.testing.assert_allclose(fp.array(), np.array(m.tolist(), dtype=float), rtol=1e-15)
 
 
 def test_homogeneous_closed_form_helpers_against_gaussian_moments():

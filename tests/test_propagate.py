@@ -76,7 +76,7 @@ def test_laplace_convergence_rates_match_forward_eigenvalues(b):
     far = propagate("relu", example_input("random", b, seed=1), 30, dps=12)
     assert abs(far.distance_L[-1] / far.distance_L[-2] - lam["L"]) < 2e-3
     fp = spec.fixed_point
-    star = np.full((b, b), float(fp.c)) + np.eye(b) * float(fp.spread)
+    star = fp.array()
     for sub in ("L", "M"):
         near = propagate("relu", star + 1e-5 * subspace_direction(b, sub), 4, dps=12)
         dist = near.distance_L if sub == "L" else near.distance_M

@@ -161,7 +161,7 @@ def _simulated_rates(activation, b, subspace, *, width=1024, depth=40, burn_in=8
 
     spec = spectrum(activation, b, dps=10)
     fp = spec.fixed_point
-    star = np.full((b, b), float(fp.c)) + np.eye(b) * float(fp.spread)
+    star = fp.array()
     sim = bnsym.simulate(activation, b, depth, width, seeds=seeds, input=("gram", _far_input(b, subspace)))
     forward = forward_rate(sim.grams, star, subspace, (burn_in, depth))
     sim = bnsym.simulate(activation, b, top + 3, width, seeds=backward_seeds, input="orthogonal",
@@ -227,7 +227,7 @@ def _one_layer_response(activation, b, subspace, *, width=1024, seeds=24, delta=
     from bnsym.propagate import subspace_direction
 
     fp = bnsym.fixed_point(activation, b, dps=10)
-    star = np.full((b, b), float(fp.c)) + np.eye(b) * float(fp.spread)
+    star = fp.array()
     p = subspace_direction(b, subspace)
     step = delta * float(fp.spread)
     runs = [bnsym.simulate(activation, b, 1, width, seeds=seeds, input=("gram", star + sign * step * p),

@@ -59,7 +59,7 @@ def _late_blocks(width, depth, seeds, last):
     b = 8
     sim = bnsym.simulate("relu_power(2)", b, depth, width, seeds=seeds, input="random")
     fp = bnsym.fixed_point("relu_power(2)", b)
-    star = np.full((b, b), float(fp.c)) + np.eye(b) * float(fp.spread)
+    star = fp.array()
     growth = [np.linalg.norm(subspace_parts(run[-1] - star)[1]) / np.linalg.norm(subspace_parts(run[1] - star)[1]) for run in sim.grams]
     return growth, simulated_blocks(sim.grams, last=last)
 
