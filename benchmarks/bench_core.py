@@ -3,7 +3,7 @@
 Run: ``python benchmarks/bench_core.py``.  Prints, for tanh at B = 32 and
 30 digits, the cold time (rule caches empty), the warm time (a new gamma
 with rules cached), and the time nested ``mpmath.quad`` needs for the same
-sphere expectations (from the densities of THEORY.md section 3) at the same precision, measured in the same run; the ratio is
+sphere expectations (from the densities of docs/theory.md section 3) at the same precision, measured in the same run; the ratio is
 baseline / engine.  Targets: cold < 2 s, warm < 0.5 s, ratio >= 20.  Also
 times large batch sizes through the quadrature path.
 """
@@ -18,7 +18,7 @@ import bnsym
 import importlib
 
 fixed_point_module = importlib.import_module("bnsym.fixed_point")
-from bnsym import quadrature, sphere
+from bnsym.numerics import quadrature, sphere
 
 
 def clear_caches():
@@ -38,7 +38,7 @@ def nested_quad_moments(b, dps):
 
     One coordinate: E[f], E[f^2], E[D^2], E[s^2 D^2] over the density of
     ``t = s/sqrt(B-1)``; pairs: E[f f], E[D D], E[s D s D] over the disk
-    density of THEORY.md section 3 (``f = tanh``, ``D = sech^2``).
+    density of docs/theory.md section 3 (``f = tanh``, ``D = sech^2``).
     """
     n = b - 1
     with mpmath.workdps(dps):

@@ -1,18 +1,23 @@
-"""Throughput of ``bnsym.simulate`` against NumPy's float64 matrix multiply.
+"""Time per seed of ``bnsym.simulate``, conditional against explicit weights, and the
+conditional method against the roof it is bound by.
 
-Run: ``python benchmarks/bench_simulate.py`` (options: ``--activation``,
-``--depth``, ``--width``, ``--batch-size``, ``--seeds``, ``--repeats``).
+Run: ``python benchmarks/bench_simulate.py`` (options: ``--activation``, ``--depth``,
+``--batch-size``, ``--widths``, ``--repeats``).
 
-Default case (issue 5): depth 50, width 1024, B = 32, relu.  Flops are counted
-honestly as the matrix products only, ``2 N N_in B`` per layer forward
-(``W x``) and the same backward (``W^T dh``), i.e. ``4 N^2 B L`` per seed.
-Achieved GFLOP/s = flops / wall time of ``simulate`` (which also draws the
-``L N^2`` Gaussian weights, in parallel threads, runs batch norm, phi and
-phi', and forms the per-layer Gram matrices).  Baseline: the same two
-products on the same shapes (``(N, N) @ (N, B)`` and ``(N, N)^T @ (N, B)``),
-timed in the same run with the same BLAS threading.  Also reported: the time
-to draw one layer's weights (as ``simulate`` draws them), which bounds the
-achievable ratio.  Target: ratio >= 0.5.
+Default cases (issue 15): ``(N, B, L) = (1024, 32, 50), (4096, 32, 50), (65536, 32, 50),
+(262144, 32, 50)``, relu.  The explicit method runs only where
+:func:`bnsym.montecarlo.simulation.memory_needed` fits the memory limit (else
+"skipped (needs X GiB)"); speed-up = explicit time / conditional time (goal: >= 10 at
+N = 1024, B = 32).
+
+Roof of the conditional method, measured in the same run with the same BLAS threading:
+per layer it performs 5 products ``(B x N) @ (N x B)`` (Gram matrices), 3 products
+``(N x B) @ (B x B)`` and draws 2 ``N x B`` arrays of standard normals, so
+``roof = L (5 t_gram + 3 t_right + 2 t_normal)`` with NumPy's own matmul at those shapes
+(the faster of row- and column-major storage) and NumPy's ``standard_normal`` on one
+``Generator``.  Batch norm, ``phi``, ``phi'`` and the batch-norm backward pass (``O(N B)``
+elementwise work each) are not in the roof, so the fraction reached is below 1 even for a
+perfect implementation.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import time
 import numpy as np
 
 import bnsym
-from bnsym import simulation
+from bnsym.montecarlo import simulation
 
 
 def best_of(f, repeats):
@@ -36,45 +41,58 @@ def best_of(f, repeats):
     return min(times)
 
 
+def roof_per_layer(n, b, repeats):
+    """``5 t_gram + 3 t_right + 2 t_normal`` for one layer of the conditional method (seconds)."""
+    rng = np.random.default_rng(0)
+    c_order = rng.standard_normal((n, b))
+    f_order = np.asfortranarray(c_order)
+    small = rng.standard_normal((b, b))
+    out_c, out_f = np.empty((n, b)), np.empty((n, b), order="F")
+    t_gram = min(best_of(lambda: x.T @ x, repeats) for x in (c_order, f_order))
+    t_right = min(best_of(lambda: np.matmul(c_order, small, out=out_c), repeats),
+                  best_of(lambda: np.matmul(f_order, small, out=out_f), repeats))
+    t_normal = best_of(lambda: rng.standard_normal(out=out_c), repeats)
+    return 5 * t_gram + 3 * t_right + 2 * t_normal, (t_gram, t_right, t_normal)
+
+
+def seeds_for(n):
+    return 4 if n <= 1024 else 2 if n <= 4096 else 1
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--activation", default="relu")
     parser.add_argument("--depth", type=int, default=50)
-    parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--widths", default="1024,4096,65536,262144")
+    parser.add_argument("--repeats", type=int, default=2, help="best of this many runs (small widths)")
     args = parser.parse_args(argv)
-    n, b, depth = args.width, args.batch_size, args.depth
+    b, depth = args.batch_size, args.depth
+    widths = [int(w) for w in args.widths.split(",")]
+    limit = simulation.memory_limit_gib()
+    print(f"bnsym.simulate({args.activation!r}, B={b}, depth={depth}); time per seed; memory limit {limit:g} GiB; "
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, {os.cpu_count()} cores")
+    for method in simulation.METHODS:  # warm-up (activation lambdify, BLAS init, thread pool)
+        bnsym.simulate(args.activation, b, 3, 64, seeds=1, method=method)
+    print(f"{'N':>8} {'explicit':>24} {'conditional':>12} {'speed-up':>9} {'roof':>9} {'of roof':>8}   "
+          f"roof parts per layer: gram, right, normals")
+    for n in widths:
+        seeds = seeds_for(n)
+        repeats = args.repeats if n <= 4096 else 1
 
-    rng = np.random.default_rng(0)
-    w = rng.standard_normal((n, n))
-    x = rng.standard_normal((n, b))
+        def run(method):
+            return best_of(lambda: bnsym.simulate(args.activation, b, depth, n, seeds=seeds, method=method),
+                           repeats) / seeds
 
-    def matmuls():
-        for _ in range(depth):
-            w @ x
-            w.T @ x
-
-    simulate = lambda: bnsym.simulate(args.activation, b, depth, n, seeds=args.seeds)  # noqa: E731
-    sim = simulate()  # warm-up (activation lambdify, BLAS init)
-    flops_per_seed = 4.0 * n * n * b * depth
-    assert abs(sim.flops - flops_per_seed * args.seeds) <= 1e-9 * sim.flops
-
-    t_mm = best_of(matmuls, args.repeats)
-    t_sim = best_of(simulate, args.repeats)
-    net = simulation._Network(bnsym.activation(args.activation), None, 1, n, b, np.random.SeedSequence(0))
-    t_gen = best_of(lambda: net.weights(1, n, out=w), max(args.repeats, 5))  # the library's own (threaded) draw
-
-    baseline = flops_per_seed / t_mm / 1e9
-    achieved = flops_per_seed * args.seeds / t_sim / 1e9
-    print(f"bnsym.simulate({args.activation!r}, B={b}, depth={depth}, width={n}, seeds={args.seeds}); "
-          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'default')}")
-    print(f"  matmul baseline      : {baseline:7.2f} GFLOP/s  ({t_mm / depth * 1e3:.2f} ms per layer, 2 products)")
-    print(f"  simulate             : {achieved:7.2f} GFLOP/s  ({t_sim / (depth * args.seeds) * 1e3:.2f} ms per layer)")
-    print(f"  ratio                : {achieved / baseline:7.3f}   (target >= 0.5)")
-    print(f"  weights, one layer   : {t_gen * 1e3:7.2f} ms for {n * n} normals; ratio bound set by drawing them "
-          f"(products + draws only): {(t_mm / depth) / (t_mm / depth + t_gen):.3f}")
+        need = simulation.memory_needed("explicit", depth, n, n, b) / 1024**3
+        t_exp = run("explicit") if need <= limit else None
+        t_cond = run("conditional")
+        roof, parts = roof_per_layer(n, b, max(3, repeats))
+        roof *= depth
+        explicit = f"{t_exp:10.3f} s" if t_exp is not None else f"skipped (needs {need:.0f} GiB)"
+        speedup = f"{t_exp / t_cond:8.1f}x" if t_exp is not None else f"{'-':>9}"
+        print(f"{n:>8} {explicit:>24} {t_cond:10.3f} s {speedup} {roof:7.3f} s {roof / t_cond:7.1%}   "
+              + ", ".join(f"{t * 1e3:.3g} ms" for t in parts))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 import bnsym
-from bnsym.simulation import _across_seeds
+from bnsym.montecarlo.simulation import _across_seeds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -117,7 +117,7 @@ def main(argv=None):
 
 
 def plot(payload, path):
-    from bnsym.cli.plot_sweep import pyplot
+    from bnsym.plotting import pyplot
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .activations import Activation, activation
-from .depth import trainable_depth
-from .errors import ActivationError, BnsymError, BnsymInputError, PrecisionError
-from .fixed_point import fixed_point
-from .gradients import gradient_explosion_rate
-from .symbolic.derive import derive
-from .results import FixedPoint, GradientExplosionRate, Settings, TrainableDepth
-from .simulation import Simulation, simulate
-from .spectrum import Spectrum, spectrum; from .propagate import Propagation, propagate; from .symmetry_breaking import SymmetryBreaking, symmetry_breaking  # noqa: E702
+from bnsym.activations import Activation, activation
+from bnsym.meanfield.depth import trainable_depth
+from bnsym.errors import ActivationError, BnsymError, BnsymInputError, PrecisionError
+from bnsym.meanfield.bsb1 import fixed_point
+from bnsym.meanfield.gradients import gradient_explosion_rate
+from bnsym.symbolic.derivation import derive
+from bnsym.meanfield.results import FixedPoint, GradientExplosionRate, Settings, TrainableDepth
+from bnsym.montecarlo.simulation import Simulation, simulate
+from bnsym.meanfield.linearization import Spectrum, spectrum
+from bnsym.meanfield.propagation import Propagation, propagate
+from bnsym.meanfield.symmetry import SymmetryBreaking, symmetry_breaking
 
 __all__ = [
     "__version__",

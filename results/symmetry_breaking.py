@@ -20,8 +20,8 @@ import numpy as np
 
 import bnsym
 from bnsym.activations import NAMES
-from bnsym.propagate import subspace_parts
-from bnsym.symmetry_breaking import simulated_blocks, symmetry_breaking
+from bnsym.subspaces import subspace_parts
+from bnsym.meanfield.symmetry import simulated_blocks, symmetry_breaking
 
 OUT = "results/symmetry_breaking"
 PLOT_ONLY = "--plot-only" in sys.argv  # redraw the figure from the saved JSON
@@ -67,7 +67,7 @@ else:
     for name in ("relu_power(2)", "relu"):
         sim = bnsym.simulate(name, b, depth, width, seeds=seeds, input="random")
         fp = bnsym.fixed_point(name, b)
-        star = np.full((b, b), float(fp.c)) + np.eye(b) * float(fp.spread)
+        star = fp.array()
         dist_l = [[float(np.linalg.norm(subspace_parts(g - star)[1])) for g in run] for run in sim.grams]
         entry = {"activation": name, "B": b, "width": width, "depth": depth, "seeds": seeds, "distance_L": dist_l}
         if name == "relu_power(2)":

@@ -2,7 +2,7 @@
 real finite-width batch-normalized network (tanh, gelu, relu; B = 8, 32, 128).
 
 The simulated network is biased by its finite width: measured at width 512
-(THEORY.md section 9 expects it), the off-diagonal Gram entry c differs from
+(docs/theory.md section 9 expects it), the off-diagonal Gram entry c differs from
 the mean-field c* by 10-20 of its standard errors at B = 32, 128 (e.g. ReLU,
 B = 128: -3.3e-3), shrinking like 1/N (see results/width_study.json).  So the
 comparison is made at infinite width: two independent simulations at widths
@@ -25,7 +25,7 @@ from __future__ import annotations
 import pytest
 
 import bnsym
-from bnsym.simulation import width_extrapolation
+from bnsym.montecarlo.simulation import width_extrapolation
 
 WIDTHS = (512, 1024)
 DEPTH = 8

@@ -10,7 +10,7 @@ import bnsym
 from bnsym.cli import main
 from bnsym.errors import BnsymInputError
 from bnsym.symbolic import derive
-from bnsym.symbolic.derive import B
+from bnsym.symbolic.derivation import B
 
 A = sp.Symbol("a", real=True)
 
@@ -54,7 +54,7 @@ def test_relu_limit_and_fixed_point(relu_rate):
     q, c = derive("relu", "q"), derive("relu", "c")
     assert q.expr == sp.Rational(1, 2)
     rho = -1 / (B - 1)
-    theory = (sp.sqrt(1 - rho**2) + (sp.pi - sp.acos(rho)) * rho) / (2 * sp.pi)  # THEORY.md section 4
+    theory = (sp.sqrt(1 - rho**2) + (sp.pi - sp.acos(rho)) * rho) / (2 * sp.pi)  # docs/theory.md section 4
     for b in (3, 4, 9, 100):
         assert abs(sp.N(c.expr.subs(B, b) - theory.subs(B, b), 40)) < 1e-35
     assert sp.simplify(c.limit - 1 / (2 * sp.pi)) == 0
@@ -156,7 +156,7 @@ def test_forward_eigenvalues_of_identity_are_exact():
 )
 def test_forward_eigenvalues_against_engine_spectrum(act, method):
     """The engine's spectrum conditions on sphere coordinates (closed forms or quadrature): an independent route."""
-    from bnsym.spectrum import spectrum
+    from bnsym.meanfield.linearization import spectrum
 
     engine = spectrum(act, 7, dps=15, method=method)
     for name in ("lambda_L", "lambda_M"):

@@ -1,5 +1,5 @@
 """The core engine against independent references: closed forms, exact
-identities of THEORY.md section 5, and a Monte Carlo of the explicit Jacobian."""
+identities of docs/theory.md section 5, and a Monte Carlo of the explicit Jacobian."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import bnsym
-from bnsym import closed_forms
+from bnsym.numerics import closed_forms
 
 
 def _agree(value, reference, digits):
@@ -39,7 +39,7 @@ def test_relu_quadrature_matches_closed_form_30_digits(batch_size):
 
 
 def test_relu_fixed_point_matches_theory_example():
-    # THEORY.md section 4: q* = 1/2, c* = (sqrt(1-rho^2) + (pi - arccos rho) rho) / (2 pi)
+    # docs/theory.md section 4: q* = 1/2, c* = (sqrt(1-rho^2) + (pi - arccos rho) rho) / (2 pi)
     for b in (4, 9, 50):
         fp = bnsym.fixed_point("relu", b, dps=35, method="quadrature")
         with mpmath.workdps(60):
@@ -207,7 +207,7 @@ def test_homogeneous_closed_form_helpers_against_gaussian_moments():
 
 def test_non_integer_power_stays_real_and_matches_sampling():
     # x**(5/4) has a branch point at its kink: rounding must not put a node on the complex side
-    from bnsym import sampling
+    from bnsym.montecarlo import sampling
 
     rate = bnsym.gradient_explosion_rate("relu_power(1.25)", 32, dps=10)
     fp = rate.fixed_point
@@ -221,7 +221,7 @@ def test_non_integer_power_stays_real_and_matches_sampling():
 def test_small_eps_secant_hitting_an_exact_root(batch_size):
     # the scale equation's secant iteration can land on g = 0 exactly at working precision;
     # that is the root, not a collapse (this once raised "no BSB1 fixed point")
-    from bnsym import sampling
+    from bnsym.montecarlo import sampling
 
     rate = bnsym.gradient_explosion_rate("relu", batch_size, eps=1e-3, dps=12)
     sampled = sampling.gradient_explosion_rate("relu", batch_size, eps=1e-3, samples=100000, seed=2)

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 import bnsym
-from bnsym import sampling
+from bnsym.montecarlo import sampling
 from bnsym.errors import BnsymInputError
-from bnsym.gaussian_kernels import homogeneous_coefficients, homogeneous_kernel, homogeneous_variance, orthant_moment
-from bnsym.propagate import example_input, propagate, subspace_direction, subspace_parts
-from bnsym.spectrum import spectrum
+from bnsym.numerics.gaussian_kernels import homogeneous_coefficients, homogeneous_kernel, homogeneous_variance, orthant_moment
+from bnsym.meanfield.propagation import example_input, propagate
+from bnsym.subspaces import subspace_direction, subspace_parts
+from bnsym.meanfield.linearization import spectrum
 
 
 def _bonferroni_3_sigma(count):

@@ -1,7 +1,7 @@
 """Property tests: for drawn activations (built-ins and random small
 expressions that satisfy the growth condition), batch sizes, gamma and beta,
 the engine's fixed point and lambda_G lie within the Monte Carlo confidence
-interval of bnsym.sampling (an independent NumPy estimator).
+interval of bnsym.montecarlo.sampling (an independent NumPy estimator).
 
 Profiles (tests/conftest.py): the default ``fast`` profile draws 10
 derandomized examples with 30 000 samples each; ``thorough``
@@ -20,7 +20,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import bnsym
-from bnsym import sampling
+from bnsym.montecarlo import sampling
 from bnsym.errors import BnsymError
 
 THOROUGH = os.environ.get("BNSYM_HYPOTHESIS_PROFILE") == "thorough"

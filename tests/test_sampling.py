@@ -1,4 +1,4 @@
-"""The Monte Carlo witness (bnsym.sampling) against closed forms, finite
+"""The Monte Carlo witness (bnsym.montecarlo.sampling) against closed forms, finite
 differences and explicit Jacobians; its reproducibility and refusals."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import bnsym
-from bnsym import sampling
+from bnsym.montecarlo import sampling
 from bnsym.errors import BnsymError, BnsymInputError
 
 
@@ -49,7 +49,7 @@ def test_relu_against_closed_forms(b):
 
 
 def test_relu_fixed_point_engine_matches_closed_form_used_above():
-    # the reference c* of the test above is THEORY.md's formula; the engine agrees with it
+    # the reference c* of the test above is docs/theory.md's formula; the engine agrees with it
     fp = bnsym.fixed_point("relu", 8, dps=15)
     assert abs(float(fp.c) - _relu_c(8)) < 1e-14
 
@@ -77,8 +77,8 @@ def test_jacobian_matches_central_differences(name, eps):
     for a in range(6):
         e = np.zeros(6)
         e[a] = step
-        diff = (sampling.batchnorm_map(h + e, name, gamma=1.3, beta=0.2, eps=eps)
-                - sampling.batchnorm_map(h - e, name, gamma=1.3, beta=0.2, eps=eps)) / (2 * step)
+        diff = (sampling.apply_batchnorm(h + e, name, gamma=1.3, beta=0.2, eps=eps)
+                - sampling.apply_batchnorm(h - e, name, gamma=1.3, beta=0.2, eps=eps)) / (2 * step)
         np.testing.assert_allclose(jac[:, :, a], diff, atol=1e-8)
 
 
@@ -108,7 +108,7 @@ def test_rate_equals_backward_map_on_g():
     b = 6
     fp = sampling.fixed_point("relu", b, samples=200000, seed=5)
     centre = np.eye(b) - 1.0 / b
-    t = sampling.backward_map("relu", fp.matrix(), centre, samples=100000, seed=6)
+    t = sampling.backward_map("relu", fp.array(), centre, samples=100000, seed=6)
     # T(G) is a multiple of G (symmetry) ...
     off_g = t.mean - np.trace(t.mean) / (b - 1) * centre
     assert np.all(np.abs(off_g) <= 5 * t.stderr + 1e-12)
@@ -219,9 +219,9 @@ def test_other_refusals():
     with pytest.raises(BnsymInputError, match="gamma"):
         sampling.gram_map("relu", np.eye(3), gamma=float("nan"), samples=10)
     with pytest.raises(BnsymInputError, match="zero variance"):
-        sampling.batchnorm_map(np.ones((2, 4)), "relu")
+        sampling.apply_batchnorm(np.ones((2, 4)), "relu")
     with pytest.raises(BnsymInputError, match="last axis"):
-        sampling.batchnorm_map(np.ones((4, 1)), "relu")
+        sampling.apply_batchnorm(np.ones((4, 1)), "relu")
     with pytest.raises(BnsymInputError, match="rank"):
         sampling.backward_map("relu", np.diag([1.0, 1.0, 0.0, 0.0]), np.eye(4), samples=10)
     with pytest.raises(BnsymInputError, match="seed"):

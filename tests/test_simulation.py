@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import bnsym
-from bnsym import sampling, simulation
+from bnsym.montecarlo import sampling, simulation
 from bnsym.errors import BnsymError, BnsymInputError
-from bnsym.simulation import SimulationOverflow, simulate
+from bnsym.montecarlo.simulation import SimulationOverflow, simulate
 
 
 def _network(name, b, depth, width, seed=0, **params):
@@ -52,13 +52,13 @@ def test_forward_pass_is_the_batchnorm_network():
     x = x0
     for layer, fan_in in ((1, 3), (2, width)):
         h = net.weights(layer, fan_in) @ x * (1.3 / math.sqrt(fan_in))
-        x = sampling.batchnorm_map(h, "relu", gamma=0.7, beta=0.1, eps=0.01)
+        x = sampling.apply_batchnorm(h, "relu", gamma=0.7, beta=0.1, eps=0.01)
         np.testing.assert_allclose(grams[layer], x.T @ x / width, rtol=1e-12)
     np.testing.assert_allclose(net.output, x, rtol=1e-12)
 
 
 def _simulate_in_child(queue):
-    queue.put(simulate("tanh", 6, 3, 48, seeds=1).gradient_norms.tolist())
+    queue.put(simulate("tanh", 6, 3, 48, seeds=1, method="explicit").gradient_norms.tolist())
 
 
 @pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(), reason="needs fork")
@@ -66,7 +66,7 @@ def test_simulate_works_in_a_forked_child():
     """The weight-drawing thread pool does not survive fork; a child must make its own (and not hang)."""
     import multiprocessing
 
-    parent = simulate("tanh", 6, 3, 48, seeds=1).gradient_norms.tolist()  # the parent's pool exists now
+    parent = simulate("tanh", 6, 3, 48, seeds=1, method="explicit").gradient_norms.tolist()  # the parent's pool exists now
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     child = ctx.Process(target=_simulate_in_child, args=(queue,))
@@ -80,9 +80,9 @@ def test_simulate_works_in_a_forked_child():
 
 def test_regenerated_weights_equal_kept_weights(monkeypatch):
     """With too little WEIGHT_MEMORY the backward pass redraws each layer's weights: same network, same numbers."""
-    kept = simulate("tanh", 6, 5, 48, seeds=2)
+    kept = simulate("tanh", 6, 5, 48, seeds=2, method="explicit")
     monkeypatch.setattr(simulation, "WEIGHT_MEMORY", 0)
-    redrawn = simulate("tanh", 6, 5, 48, seeds=2)
+    redrawn = simulate("tanh", 6, 5, 48, seeds=2, method="explicit")
     np.testing.assert_array_equal(kept.grams, redrawn.grams)
     np.testing.assert_array_equal(kept.gradient_grams, redrawn.gradient_grams)
 

@@ -1,7 +1,7 @@
 """The spectrum at the BSB1 point against independent references.
 
 * forward eigenvalues vs a central finite difference of the Laplace-method
-  map (THEORY.md section 7), a different formula and a different integral;
+  map (docs/theory.md section 7), a different formula and a different integral;
 * lambda_G vs the core engine's formula; identity closed forms;
 * closed-form and quadrature evaluations of the same reduction agree;
 * bad input.
@@ -15,9 +15,9 @@ import pytest
 
 import bnsym
 from bnsym.errors import BnsymInputError
-from bnsym.propagate import laplace_map
-from bnsym.results import make_settings
-from bnsym.spectrum import reduce_expectation, spectrum
+from bnsym.meanfield.laplace import laplace_map
+from bnsym.meanfield.results import make_settings
+from bnsym.meanfield.linearization import reduce_expectation, spectrum
 
 
 def _directions(b):
@@ -39,7 +39,7 @@ def _finite_difference_eigenvalue(activation, b, subspace, dps):
     entries = [(0, 0), (1, 1), (0, 1)]
     values = []
     with mpmath.workdps(settings.working_dps):
-        star = (fp.q - fp.c) * mpmath.eye(b) + fp.c * mpmath.ones(b, b)
+        star = fp.matrix()
         pi = _directions(b)[subspace]
         h = mpmath.mpf(10) ** -(dps // 3)
         for sign in (1, -1):
@@ -157,7 +157,7 @@ def _simulated_rates(activation, b, subspace, *, width=1024, depth=40, burn_in=8
     (orthogonal), output gradients with Gram G + 0.9 P (P in ``subspace``), slope of the
     normalised subspace part of Pi^{l-1} on that of Pi^l over the top ``top`` layers.
     """
-    from bnsym.propagate import backward_rate, forward_rate, seeded_gradient
+    from bnsym.montecarlo.rates import backward_rate, forward_rate, seeded_gradient
 
     spec = spectrum(activation, b, dps=10)
     fp = spec.fixed_point
@@ -224,7 +224,7 @@ def _one_layer_response(activation, b, subspace, *, width=1024, seeds=24, delta=
     mean-field map along ``P``, i.e. the forward eigenvalue (up to O(delta^2)), without the
     nonlinear cross-talk a far input brings.  Common weights cancel most of the finite-width noise.
     """
-    from bnsym.propagate import subspace_direction
+    from bnsym.subspaces import subspace_direction
 
     fp = bnsym.fixed_point(activation, b, dps=10)
     star = fp.array()

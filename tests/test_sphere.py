@@ -1,4 +1,4 @@
-"""The sphere laws (THEORY.md section 3) against brute-force integration and exact moments."""
+"""The sphere laws (docs/theory.md section 3) against brute-force integration and exact moments."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import mpmath
 import pytest
 
 from bnsym.activations import activation
-from bnsym.sphere import Integrand, SphereLaw
+from bnsym.numerics.sphere import Integrand, SphereLaw
 
 
 def _brute_force_pair(phi, b, dps=20):
-    """E[phi(s_a) phi(s_b)] from the disk density (THEORY.md section 3) by nested mpmath.quad."""
+    """E[phi(s_a) phi(s_b)] from the disk density (docs/theory.md section 3) by nested mpmath.quad."""
     n = b - 1
     rho = -mpmath.mpf(1) / n
     with mpmath.workdps(dps):

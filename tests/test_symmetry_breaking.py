@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import bnsym
-from bnsym import sampling
+from bnsym.montecarlo import sampling
 from bnsym.errors import BnsymInputError
-from bnsym.propagate import subspace_parts
-from bnsym.symmetry_breaking import block_structure, bsb2_matrix, simulated_blocks, symmetry_breaking
+from bnsym.subspaces import subspace_parts
+from bnsym.meanfield.symmetry import block_structure, bsb2_matrix, simulated_blocks, symmetry_breaking
 
 
 def test_relu_keeps_batch_symmetry():

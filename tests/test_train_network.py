@@ -75,7 +75,7 @@ def test_gradients_match_finite_differences(depth, width, input_dim, classes, gr
 
 
 def test_sub_batches_of_two_pass_almost_no_gradient():
-    """B = 2: xhat = +-1/sqrt(1 + eps/var), so the gradient below a batch norm is O(eps/var) (THEORY.md
+    """B = 2: xhat = +-1/sqrt(1 + eps/var), so the gradient below a batch norm is O(eps/var) (docs/theory.md
     section 5) and can fall to the finite-difference round-off floor: compare with an absolute floor too.
     """
     config = NetworkConfig(input_dim=3, num_classes=2, depth=2, width=3, activation="tanh", dtype="float64",

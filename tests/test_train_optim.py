@@ -83,7 +83,7 @@ def test_bad_training_arguments_are_refused():
 
 
 def test_one_step_shrinks_the_dynamic_range_of_a_deep_network():
-    from bnsym.train.one_step import dynamic_range, fitted_rate, one_step
+    from bnsym.train.first_steps import dynamic_range, fitted_rate, one_step
 
     data = _blobs(n=1200, d=20)
     net, opt = build(data, depth=30, width=64, batch_size=64, lr=1.0, dtype="float64")

@@ -164,7 +164,7 @@ def test_a_cell_finished_meanwhile_by_another_sweep_is_not_appended_twice(tmp_pa
 
 
 def test_heatmap_survives_a_batch_size_the_engine_cannot_do(tmp_path, monkeypatch, capsys):
-    from bnsym.cli.plot_sweep import plot_sweep
+    from bnsym.cli.plot_sweep import sweep_heatmap
     from bnsym.errors import BnsymError
 
     def fake_depth(activation, batch_size, **kwargs):
@@ -175,7 +175,7 @@ def test_heatmap_survives_a_batch_size_the_engine_cannot_do(tmp_path, monkeypatc
     monkeypatch.setattr(bnsym, "trainable_depth", fake_depth)
     records = [{"depth": d, "batch_size": b, "status": "ok", "test_accuracy": 0.5, "activation": "relu"}
                for d in (2, 10, 40) for b in (4, 16)]
-    curve = plot_sweep(records, tmp_path / "h.png")
+    curve = sweep_heatmap(records, tmp_path / "h.png")
     assert np.isnan(curve[8]) and curve[16] == 26.0
     assert "no theory point at B = 8" in capsys.readouterr().err
     assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"

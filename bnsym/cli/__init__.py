@@ -6,6 +6,9 @@ taking the parsed ``argparse.Namespace`` and returning an exit status).
 Errors raised on purpose by bnsym are printed as one line on stderr,
 ``bnsym: error: <message>``, with exit status 2 for bad input and 1 for a
 computation that could not be completed.
+
+The edge of the package: may import every layer (lazily, inside each command's ``run``,
+so that ``bnsym --help`` stays fast); nothing imports it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import argparse
 import importlib
 import sys
 
-from ..errors import BnsymError, BnsymInputError
+from bnsym.errors import BnsymError, BnsymInputError
 
 #: Subcommand modules, in the order they are listed by ``bnsym --help``.
 COMMANDS = (
@@ -31,7 +34,7 @@ COMMANDS = (
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level argument parser with every subcommand registered."""
-    from .. import __version__
+    from bnsym import __version__
 
     parser = argparse.ArgumentParser(
         prog="bnsym",

@@ -7,7 +7,7 @@ import math
 
 import mpmath
 
-from ..validation import MAX_DPS
+from bnsym.validation import MAX_DPS
 
 
 def add_network_arguments(parser, *, batch_size_required: bool = True) -> None:
@@ -26,7 +26,7 @@ def add_network_arguments(parser, *, batch_size_required: bool = True) -> None:
     parser.add_argument("--beta", default="0", help="batch-norm shift beta (default 0)")
     parser.add_argument("--eps", default="0", help="batch-norm epsilon, >= 0 (default 0)")
     parser.add_argument("--sigma-w", default="1", help="weight scale sigma_w > 0; matters only when eps > 0 (default 1)")
-    parser.add_argument("--dps", type=_int, default=15, help=f"correct significant digits promised, 1..{MAX_DPS} (default 15)")
+    parser.add_argument("--dps", type=integer_option, default=15, help=f"correct significant digits promised, 1..{MAX_DPS} (default 15)")
     parser.add_argument(
         "--method", default="auto", choices=("auto", "closed form", "quadrature"),
         help="how sphere expectations are evaluated (default auto: closed forms where they exist)",
@@ -39,7 +39,7 @@ def network_kwargs(args) -> dict:
     return dict(gamma=args.gamma, beta=args.beta, eps=args.eps, sigma_w=args.sigma_w, dps=args.dps, method=args.method)
 
 
-def _int(text):
+def integer_option(text):
     try:
         return int(text)
     except ValueError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import mpmath
 
-from .common import error_text, number_text, print_json
+from bnsym.cli.common import error_text, number_text, print_json
 
 
 def register(subparsers) -> None:
@@ -51,7 +51,7 @@ def _symbol_or_number(text, *, batch=False):
 
 
 def run(args) -> int:
-    from ..symbolic.derive import derive
+    from bnsym.symbolic.derivation import derive
 
     result = derive(
         args.activation,
@@ -60,7 +60,7 @@ def run(args) -> int:
         gamma=_symbol_or_number(args.gamma),
         beta=_symbol_or_number(args.beta),
         eps=_symbol_or_number(args.eps),
-        series_terms=max(args.series, 1),
+        series_terms=args.series,
         dps=args.dps,
     )
     show = (lambda e: __import__("sympy").latex(e)) if args.latex else str

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .train import add_model_arguments
+from bnsym.cli.train import add_model_arguments
 
 
 def register(subparsers) -> None:
@@ -22,12 +22,17 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..train.datasets import load_dataset
-    from ..train.sweep import json_safe
-    from .common import print_json
-    from ..train.one_step import one_step, plot
-    from ..train.training import build
+    from bnsym.train.datasets import load_dataset
+    from bnsym.train.sweep import json_safe
+    from bnsym.cli.common import print_json
+    from bnsym.train.first_steps import one_step
+    from bnsym.plotting import first_steps_figure
+    from bnsym.train.training import build
 
+    from bnsym.validation import output_file
+
+    if args.plot is not None:
+        output_file(args.plot, name="--plot")
     lr = args.lr if args.lr is not None else 1e-5 * args.batch_size
     data = load_dataset(args.dataset, args.data_dir, verify=not args.no_verify).subset(args.train_size, args.test_size)
     network, optimizer = build(
@@ -37,7 +42,7 @@ def run(args) -> int:
     )
     result = one_step(network, optimizer, data, steps=args.steps, batch_size=args.batch_size, seed=args.seed)
     if args.plot:
-        plot(result, args.plot, title=f"depth {args.depth}, B = {args.batch_size}, {args.activation}, lr = {lr:g}")
+        first_steps_figure(result, args.plot, title=f"depth {args.depth}, B = {args.batch_size}, {args.activation}, lr = {lr:g}")
     if args.json:
         print_json(json_safe({"lr": lr, **result.as_dict()}))
         return 0

@@ -3,7 +3,8 @@
 The curve is ``L*(B) = log(K) / log(lambda_G(B))`` from
 :func:`bnsym.trainable_depth` (imported only when plotting), evaluated for
 the activation of the sweep at ``--theory-eps`` (default 0, where ReLU has a
-closed form) and growth factor ``--factor`` (default the engine's ``1e6``).
+closed form) and growth factor ``--factor`` (default the paper's ``e^16``, i.e. the
+Fig. 3 curve ``16 / log(lambda_G)``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import sys
 
 import numpy as np
 
-from ..errors import BnsymError, BnsymInputError
+from bnsym import validation
+from bnsym.errors import BnsymError, BnsymInputError
+from bnsym.plotting import pyplot
 
 
 def register(subparsers) -> None:
@@ -26,23 +29,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument("results", metavar="RESULTS", help="results file written by 'bnsym sweep'")
     parser.add_argument("--output", "-o", default=None, help="PNG file (default: RESULTS with .png)")
-    parser.add_argument("--factor", type=float, default=None, help="gradient growth K of the theory curve (default 1e6)")
+    parser.add_argument("--factor", type=float, default=None, help="gradient growth K of the theory curve (default e^16, the paper's 16/log(lambda_G))")
     parser.add_argument("--theory-eps", type=float, default=0.0, help="batch-norm eps of the theory curve (default 0)")
     parser.add_argument("--no-theory", action="store_true", help="omit the theory curve")
     parser.add_argument("--title", default=None, help="figure title")
     parser.set_defaults(func=run)
-
-
-def pyplot():
-    """matplotlib.pyplot with a file-only backend, or a clear error when matplotlib is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise BnsymInputError("plotting needs matplotlib: pip install 'bnsym[plots]'") from None
-    return plt
 
 
 def accuracy_table(records):
@@ -71,7 +62,7 @@ def theory_depths(activation, batch_sizes, *, eps=0.0, factor=None):
     A batch size where the engine raises :class:`~bnsym.errors.BnsymError` gets ``nan`` (and a
     line on stderr) so that the rest of the curve is still drawn.
     """
-    from .. import trainable_depth
+    from bnsym import trainable_depth
 
     kwargs = {"eps": eps}
     if factor is not None:
@@ -86,7 +77,7 @@ def theory_depths(activation, batch_sizes, *, eps=0.0, factor=None):
     return depths
 
 
-def plot_sweep(records, path, *, factor=None, theory_eps=0.0, theory=True, title=None):
+def sweep_heatmap(records, path, *, factor=None, theory_eps=0.0, theory=True, title=None):
     """Write the heatmap of ``records`` to ``path``; return the theory depths (or ``None``)."""
     plt = pyplot()
     depths, batches, acc, div = accuracy_table(records)
@@ -127,11 +118,11 @@ def plot_sweep(records, path, *, factor=None, theory_eps=0.0, theory=True, title
         fine = np.unique(np.round(2 ** np.linspace(bx[0] - 0.5, bx[-1] + 0.5, 40)).astype(int))
         fine = fine[fine >= 4]  # B <= 3: the rate is 0 or infinite at eps = 0
         curve = theory_depths(activations.pop(), list(fine), eps=theory_eps, factor=factor)
-        k = factor if factor is not None else 1e6
+        k = "e^16" if factor is None else f"{factor:g}"
         finite = np.isfinite(curve)
         ax.plot(np.log2(fine)[finite], np.array(curve)[finite], "w-", lw=2.5)
         ax.plot(np.log2(fine)[finite], np.array(curve)[finite], "r--", lw=1.5,
-                label=f"theory: log(K)/log(lambda_G), K = {k:g}, eps = {theory_eps:g}")
+                label=f"theory: log(K)/log(lambda_G), K = {k}, eps = {theory_eps:g}")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), fontsize=8, frameon=False)
         curve = dict(zip((int(b) for b in fine), curve))
     ax.set_ylim(dedges[0], dedges[-1])
@@ -145,13 +136,15 @@ def plot_sweep(records, path, *, factor=None, theory_eps=0.0, theory=True, title
 def run(args) -> int:
     from pathlib import Path
 
-    from ..train.sweep import read_results
+    from bnsym.train.sweep import read_results
 
     path = Path(args.results)
     if not path.is_file():
         raise BnsymInputError(f"results file {path} does not exist")
-    output = args.output or str(path.with_suffix(".png"))
-    curve = plot_sweep(read_results(path), output, factor=args.factor, theory_eps=args.theory_eps,
+    output = str(validation.output_file(args.output or path.with_suffix(".png"), name="--output"))
+    if args.factor is not None and not (math.isfinite(args.factor) and args.factor > 1):
+        raise BnsymInputError(f"--factor must be a finite number > 1 (the gradient growth of the theory curve), got {args.factor!r}")
+    curve = sweep_heatmap(read_results(path), output, factor=args.factor, theory_eps=args.theory_eps,
                        theory=not args.no_theory, title=args.title)
     print(f"wrote {output}")
     if curve:

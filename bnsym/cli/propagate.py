@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import BnsymInputError
-from .common import add_network_arguments, print_json, print_table
+from bnsym.errors import BnsymInputError
+from bnsym.cli.common import add_network_arguments, print_json, print_table
 
 
 def register(subparsers) -> None:
@@ -34,23 +34,25 @@ def register(subparsers) -> None:
 
 def load_input(spec: str, batch_size, seed: int) -> np.ndarray:
     """The input Gram matrix named by ``--input``."""
-    from ..propagate import INPUTS, example_input
-    from ..validation import batch_size as check_batch
+    from bnsym.meanfield.propagation import INPUTS, example_input
+    from bnsym.validation import finite_batch_size
 
-    b = check_batch(batch_size)
+    b = finite_batch_size(batch_size, minimum=4, why="propagation (a B x B Gram matrix is iterated)")
     if spec in INPUTS:
         return example_input(spec, b, seed=seed)
     if not spec.endswith(".npy"):
         raise BnsymInputError(f"--input must be one of {', '.join(INPUTS)} or a .npy file, got {spec!r}")
-    try:
-        return np.load(spec, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise BnsymInputError(f"--input: cannot read {spec!r} as a .npy array ({exc})") from None
+    from bnsym.validation import npy_array
+
+    return npy_array(spec, name="--input")
 
 
 def run(args) -> int:
-    from ..propagate import propagate
+    from bnsym.meanfield.propagation import propagate
+    from bnsym.validation import output_file
 
+    if args.plot is not None:
+        output_file(args.plot, name="--plot")
     gram = load_input(args.input, args.batch_size, args.seed)
     result = propagate(
         args.activation, gram, args.depth, gamma=args.gamma, beta=args.beta, eps=args.eps, sigma_w=args.sigma_w,
@@ -80,9 +82,9 @@ def run(args) -> int:
 
 def _simulate(args, result, gram):
     """Distances to Sigma* per layer in simulated networks with the same input Gram: mean and stderr over seeds."""
-    from .. import simulate
+    from bnsym import simulate
 
-    star = np.full(gram.shape, float(result.fixed_point.c)) + np.eye(gram.shape[0]) * float(result.fixed_point.spread)
+    star = result.fixed_point.array()
     sim = simulate(
         args.activation, gram.shape[0], args.depth, args.width, gamma=float(result.settings.gamma), beta=float(result.settings.beta),
         eps=float(result.settings.eps), sigma_w=float(result.settings.sigma_w), seeds=args.seeds, seed=args.seed, input=("gram", gram),
@@ -92,7 +94,7 @@ def _simulate(args, result, gram):
 
 
 def _plot(result, simulated, path, args):
-    from .plot_sweep import pyplot
+    from bnsym.plotting import pyplot
 
     plt = pyplot()
     layers = np.arange(1, result.depth + 1)

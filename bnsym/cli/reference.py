@@ -46,7 +46,7 @@ def _subparsers(parser: argparse.ArgumentParser):
 
 def markdown() -> str:
     """The Markdown CLI reference: one fenced ``--help`` block per command."""
-    from . import build_parser
+    from bnsym.cli import build_parser
 
     with _columns(WIDTH):
         parser = build_parser()

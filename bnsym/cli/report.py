@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..depth import DEFAULT_FACTOR, trainable_depth
-from .common import add_network_arguments, error_text, network_kwargs, number_text, print_json, print_table
+from bnsym.meanfield.depth import DEFAULT_LOG_FACTOR, trainable_depth
+from bnsym.cli.common import add_network_arguments, error_text, network_kwargs, number_text, print_json, print_table
 
 
 def register(subparsers) -> None:
@@ -16,8 +16,9 @@ def register(subparsers) -> None:
     )
     add_network_arguments(parser)
     parser.add_argument(
-        "--factor", default=str(DEFAULT_FACTOR),
-        help=f"gradient growth K defining the trainable depth (default {DEFAULT_FACTOR:g})",
+        "--factor", default=None,
+        help=f"gradient growth K defining the trainable depth (default e^{DEFAULT_LOG_FACTOR}, "
+        f"the paper's Fig. 3 curve {DEFAULT_LOG_FACTOR}/log(lambda_G))",
     )
     parser.set_defaults(func=run)
 
@@ -32,7 +33,7 @@ def run(args) -> int:
         ("q*", "diagonal of the fixed point", fp.value, fp.error),
         ("c*", "off-diagonal of the fixed point", fp.c, fp.c_error),
         ("lambda_G", "gradient explosion rate per layer", rate.value, rate.error),
-        ("trainable_depth", f"layers for a gradient growth of {number_text(depth.factor, 6)}", depth.value, depth.error),
+        ("trainable_depth", "layers for a gradient growth of " + (f"e^{DEFAULT_LOG_FACTOR}" if args.factor is None else number_text(depth.factor, 6)), depth.value, depth.error),
     ]
     if args.json:
         print_json(

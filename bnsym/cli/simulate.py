@@ -13,9 +13,9 @@ import math
 
 import numpy as np
 
-from .. import validation
-from ..errors import BnsymInputError
-from .common import _int, add_network_arguments, network_kwargs, number_text, print_json, print_table
+from bnsym import validation
+from bnsym.errors import BnsymInputError
+from bnsym.cli.common import integer_option, add_network_arguments, network_kwargs, number_text, print_json, print_table
 
 
 def register(subparsers) -> None:
@@ -27,10 +27,10 @@ def register(subparsers) -> None:
         "growth of the squared gradient norm, and compare it with the mean-field lambda_G.",
     )
     add_network_arguments(parser)
-    parser.add_argument("--depth", "-L", type=_int, required=True, help="number of layers L >= 1")
-    parser.add_argument("--width", "-N", type=_int, required=True, help="units per layer N >= 1")
-    parser.add_argument("--seeds", type=_int, default=4, help="independent networks (default 4)")
-    parser.add_argument("--seed", type=_int, default=0, help="base random seed (default 0)")
+    parser.add_argument("--depth", "-L", type=integer_option, required=True, help="number of layers L >= 1")
+    parser.add_argument("--width", "-N", type=integer_option, required=True, help="units per layer N >= 1")
+    parser.add_argument("--seeds", type=integer_option, default=4, help="independent networks (default 4)")
+    parser.add_argument("--seed", type=integer_option, default=0, help="base random seed (default 0)")
     parser.add_argument("--input", default="random", choices=("random", "orthogonal", "collinear"),
                         help="input batch (default random)")
     parser.add_argument("--plot", metavar="FILE.png", default=None, help="write the gradient-norm plot here")
@@ -40,8 +40,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..simulation import simulate
+    from bnsym.montecarlo.simulation import simulate
 
+    if args.plot is not None:
+        validation.output_file(args.plot, name="--plot")
     batch = validation.batch_size(args.batch_size)
     if batch == math.inf:
         raise BnsymInputError("--batch-size must be a finite integer >= 2 for a simulation, got inf")
@@ -84,7 +86,7 @@ def run(args) -> int:
 
 
 def _theory(activation, batch, kw):
-    from ..gradients import gradient_explosion_rate
+    from bnsym.meanfield.gradients import gradient_explosion_rate
 
     rate = gradient_explosion_rate(activation, batch, **kw)
     return {"lambda_G": rate.value, "q": rate.fixed_point.value, "c": rate.fixed_point.c}
@@ -93,7 +95,7 @@ def _theory(activation, batch, kw):
 def plot(sim, theory, path) -> None:
     """Mean squared gradient norm per unit against layer (geometric mean over seeds,
     error bars = 1 standard error of the log), with the theory line."""
-    from .plot_sweep import pyplot
+    from bnsym.plotting import pyplot
 
     plt = pyplot()
     logs = np.log(sim.gradient_norms)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_network_arguments, error_text, number_text, print_json, print_table
+from bnsym.cli.common import add_network_arguments, error_text, number_text, print_json, print_table
 
 
 def register(subparsers) -> None:
@@ -18,9 +18,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..spectrum import spectrum
+    from bnsym.meanfield.linearization import spectrum
 
-    spec = spectrum(args.activation, args.batch_size, gamma=args.gamma, beta=args.beta, eps=args.eps, dps=args.dps, method=args.method)
+    spec = spectrum(args.activation, args.batch_size, gamma=args.gamma, beta=args.beta, eps=args.eps, sigma_w=args.sigma_w,
+                    dps=args.dps, method=args.method)
     if args.json:
         print_json(spec.as_dict())
         return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .train import add_model_arguments, int_list
+from bnsym.cli.train import add_model_arguments, int_list
 
 
 def register(subparsers) -> None:
@@ -26,7 +26,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..train.sweep import grid, run_sweep
+    from bnsym.train.sweep import grid, run_sweep
 
     cells = grid(
         args.depths, args.batch_sizes, args.seeds, dataset=args.dataset, data_dir=args.data_dir, verify=not args.no_verify, width=args.width,
@@ -36,7 +36,7 @@ def run(args) -> int:
     )
     records = run_sweep(cells, args.results, jobs=args.jobs, progress=not args.no_progress)
     keys = {c.key() for c in cells}
-    from ..train.sweep import record_key
+    from bnsym.train.sweep import record_key
 
     mine = list({record_key(r): r for r in records if record_key(r) in keys}.values())  # one per cell
     counts = {s: sum(r.get("status") == s for r in mine) for s in ("ok", "diverged", "error")}

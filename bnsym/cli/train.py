@@ -58,10 +58,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..train.datasets import load_dataset
-    from ..train.sweep import json_safe
-    from .common import print_json
-    from ..train.training import build, fit
+    from bnsym.train.datasets import load_dataset
+    from bnsym.train.sweep import json_safe
+    from bnsym.cli.common import print_json
+    from bnsym.train.training import build, fit
 
     lr = args.lr if args.lr is not None else (1e-5 if args.lr_scale is None else args.lr_scale) * args.batch_size
     data = load_dataset(args.dataset, args.data_dir, verify=not args.no_verify).subset(args.train_size, args.test_size)

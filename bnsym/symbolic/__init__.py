@@ -5,11 +5,16 @@ r"""Symbolic derivations in sympy: the batch-norm map, Gaussian kernels and clos
   ``eps = 0``, the normalization's Jacobian) with :func:`vanishes` to prove them;
 * :mod:`.kernels`: closed-form Gaussian two-point kernels ``V_phi(K)``;
 * :mod:`.moments`: sphere moments in closed form as functions of ``B``;
-* :mod:`.derive`: :func:`derive`, closed forms of ``q*``, ``c*``, lambda_G
+* :mod:`.derivation`: :func:`derive`, closed forms of ``q*``, ``c*``, lambda_G
   with limits and ``1/B`` expansions (or the engine's number where none exists).
+
+May import: :mod:`bnsym.errors`, :mod:`bnsym.validation`, :mod:`bnsym.estimate`,
+:mod:`bnsym.activations`, :mod:`bnsym.numerics` and (for the engine's number where no closed
+form exists) :mod:`bnsym.meanfield`; sympy and mpmath. Never :mod:`bnsym.montecarlo`,
+:mod:`bnsym.train` or the edges.
 """
 
-from .batchnorm import (
+from bnsym.symbolic.batchnorm import (
     batchnorm_map,
     centring,
     centring_residual,
@@ -23,9 +28,9 @@ from .batchnorm import (
     structural_facts,
     vanishes,
 )
-from .derive import QUANTITIES, Derivation, derive
-from .expressions import SymbolicActivation, symbolic_activation
-from .kernels import gaussian_kernel
+from bnsym.symbolic.derivation import QUANTITIES, Derivation, derive
+from bnsym.symbolic.expressions import SymbolicActivation, symbolic_activation
+from bnsym.symbolic.kernels import gaussian_kernel
 
 __all__ = [
     "QUANTITIES",

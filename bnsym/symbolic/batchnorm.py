@@ -1,4 +1,4 @@
-r"""The batch-norm map ``B_phi`` and its Jacobian as sympy matrices (THEORY.md section 1).
+r"""The batch-norm map ``B_phi`` and its Jacobian as sympy matrices (docs/theory.md section 1).
 
 For a concrete batch size ``B`` and pre-activations ``h = (h_1, ..., h_B)``
 (real symbols),
@@ -15,7 +15,7 @@ matrices that vanish identically when the fact holds:
   invariant to the scale of ``h``), at ``eps = 0`` only;
 * :func:`normalization_jacobian_residual`: ``dN/dh - sqrt(B)/S (G - kappa^2 u u^T)``
   with ``u = G h / |G h|``, ``kappa = |G h| / S`` (``= sqrt(B)/|Gh| (G - u u^T)``
-  at ``eps = 0``; the ``eps > 0`` form is the one :mod:`bnsym.backward` uses).
+  at ``eps = 0``; the ``eps > 0`` form is the one :mod:`bnsym.numerics.backward` uses).
 
 :func:`vanishes` proves a residual is zero: it writes ``S^2 = r^2`` with
 ``r > 0`` a symbol, takes the numerator over a common denominator, replaces
@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .. import validation
-from ..activations import x
-from ..errors import BnsymInputError
-from .expressions import symbolic_activation
+from bnsym import validation
+from bnsym.activations import x
+from bnsym.errors import BnsymInputError
+from bnsym.symbolic.expressions import symbolic_activation
 
 
 def pre_activations(batch_size: int) -> sp.Matrix:

@@ -1,4 +1,4 @@
-r"""Forward eigenvalues ``lambda_L``, ``lambda_M`` in closed form (THEORY.md section 6).
+r"""Forward eigenvalues ``lambda_L``, ``lambda_M`` in closed form (docs/theory.md section 6).
 
 The linearised forward map ``Delta -> G dV[Delta] G`` at the BSB1 fixed point
 (``eps = 0``) has one eigenvalue on each invariant subspace of
@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .kernels import Power, PowerSum, gaussian_moment, gaussian_pair
-from .moments import chi_ratio, correlation
+from bnsym.symbolic.kernels import Power, PowerSum, gaussian_moment, gaussian_pair
+from bnsym.symbolic.moments import chi_ratio, correlation
 
 S = sp.symbols("s1:5", real=True)
 F1, F2, D1, D2 = sp.symbols("F1 F2 D1 D2", real=True)

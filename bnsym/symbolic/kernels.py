@@ -1,7 +1,7 @@
 r"""Closed-form Gaussian two-point kernels ``V_phi(K)`` in sympy.
 
 ``V_phi(K) = E_{z ~ N(0, K)}[phi(z) phi(z)^T]`` for a 2 x 2 covariance
-``K = [[k11, k12], [k12, k22]]`` (THEORY.md section 7).  Closed forms exist
+``K = [[k11, k12], [k12, k22]]`` (docs/theory.md section 7).  Closed forms exist
 for three families, all handled here:
 
 * **piecewise power functions** ``F(z) = a_+ z^p`` (``z > 0``),
@@ -36,8 +36,8 @@ from functools import lru_cache
 
 import sympy as sp
 
-from ..activations import x
-from ..errors import BnsymInputError
+from bnsym.activations import x
+from bnsym.errors import BnsymInputError
 
 #: Integration variable of the arc integrals and the positive half-line variable.
 _w = sp.Symbol("w", real=True)
@@ -305,7 +305,7 @@ def gaussian_kernel(phi, covariance=None, *, simplify: bool = True) -> sp.Matrix
     >>> gaussian_kernel("identity")[0, 1]
     k12
     """
-    from .expressions import symbolic_activation
+    from bnsym.symbolic.expressions import symbolic_activation
 
     expr = symbolic_activation(phi).expr
     if covariance is None:

@@ -1,6 +1,6 @@
 r"""Sphere moments in closed form, as functions of the batch size (sympy).
 
-THEORY.md section 3: at ``eps = 0`` the normalized pre-activations are
+docs/theory.md section 3: at ``eps = 0`` the normalized pre-activations are
 ``s = sqrt(n) g / |z|``, where ``n = B - 1``, ``z`` is a standard Gaussian in
 ``1^perp`` (``|z| ~ chi_n``, independent of the direction), and the
 coordinates ``g_a = <z, w_a>`` are standard Gaussians with correlation
@@ -16,8 +16,8 @@ closed forms of :mod:`bnsym.symbolic.kernels`.  For even ``m`` (every
 moment of ``q*``, ``c*`` and lambda_G) the chi ratio is the rational
 function ``n^(m/2) / prod_{k < m/2} (n + 2k)``.  ``n`` may be a sympy symbol
 (``n >= 1``) or ``oo`` (then ``rho = 0`` and the ratio is 1).  The moments are
-returned in the engine's :class:`bnsym.moments.SphereMoments`, so that the
-engine's own formulas (:func:`bnsym.backward.bracket`) apply to them
+returned in the engine's :class:`bnsym.numerics.moments.SphereMoments`, so that the
+engine's own formulas (:func:`bnsym.numerics.backward.bracket`) apply to them
 unchanged.  Cost: one Gaussian closed form per pair of terms.
 """
 
@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..moments import SphereMoments
-from .kernels import PowerSum, gaussian_mean, gaussian_pair
+from bnsym.numerics.moments import SphereMoments
+from bnsym.symbolic.kernels import PowerSum, gaussian_mean, gaussian_pair
 
 
 def chi_ratio(m: int, n, order: int | None = None) -> sp.Expr:
@@ -87,7 +87,7 @@ def sphere_pair(f: PowerSum, g: PowerSum, n, order=None) -> sp.Expr:
 
 
 def closed_sphere_moments(f: PowerSum, n, *, gradient: bool = True, order=None) -> SphereMoments:
-    """The :class:`~bnsym.moments.SphereMoments` of ``f(s) = phi(gamma s + beta)`` as sympy expressions.
+    """The :class:`~bnsym.numerics.moments.SphereMoments` of ``f(s) = phi(gamma s + beta)`` as sympy expressions.
 
     ``D(s) = gamma phi'(gamma s + beta)`` is ``f'(s)``.  ``gradient=False``
     skips the four ``D`` moments; ``order`` (see :func:`chi_ratio`) gives the

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BnsymInputError
+from bnsym.errors import BnsymInputError
 
 
 class DatasetError(BnsymInputError):
@@ -262,6 +262,8 @@ def load_idx_dataset(directory, name="fashion-mnist", *, verify=True, facts=None
             raise DatasetError(
                 f"{directory}: {split} images of shape {images.shape} do not match labels of shape {labels.shape}"
             )
+        if images.shape[0] == 0:
+            raise DatasetError(f"{directory}: the {split} split holds 0 samples ({prefix}-images-idx3-ubyte)")
         out[f"x_{split}"] = images.reshape(len(images), -1).astype(np.float32) / np.float32(255)
         out[f"y_{split}"] = labels.astype(np.int64)
     num_classes = 10 if facts is None else int(max(out["y_train"].max(initial=0), out["y_test"].max(initial=0)) + 1)

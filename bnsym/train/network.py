@@ -1,6 +1,6 @@
 r"""A fully connected batch-normalized network with a hand-written backward pass.
 
-The network of THEORY.md section 1, finite width ``N``, depth ``L``, fed a
+The network of docs/theory.md section 1, finite width ``N``, depth ``L``, fed a
 batch ``X`` of shape ``(B, d)`` (one sample per row):
 
     h^l   = x^{l-1} W^l                                   W^l_ij ~ N(0, sigma_w^2 / fan_in)
@@ -27,10 +27,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..errors import BnsymInputError
+from bnsym.errors import BnsymInputError
 
 #: Activations with hand-written fast paths; any other name goes through
-#: :func:`bnsym.activations.activation` (exact but slower, float64 internally).
+#: :func:`bnsym.activations.expression.activation` (exact but slower, float64 internally).
 FAST_ACTIVATIONS = ("relu", "tanh", "identity")
 
 
@@ -90,7 +90,7 @@ class _Phi:
     def __init__(self, name: str):
         self.name = name.strip().lower()
         if self.name not in FAST_ACTIVATIONS:
-            from ..activations import activation
+            from bnsym.activations import activation
 
             self.general = activation(name)  # raises ActivationError (a BnsymInputError)
 
@@ -293,13 +293,17 @@ class Network:
             grad = grad @ w.T if l > 0 else None
 
     # ------------------------------------------------------------ evaluation
-    def logits(self, x, *, batch_size=1000):
-        """Logits in evaluation mode (running batch-norm statistics), ``batch_size`` rows at a time."""
+    def logits(self, x, *, chunk=1000):
+        """Logits in evaluation mode (running batch-norm statistics), ``chunk`` rows at a time.
+
+        ``chunk`` only bounds memory: evaluation mode uses the running statistics, so the
+        result does not depend on it (it is not a batch size of batch norm).
+        """
         x, _ = self._check_batch(x, None, False)
         c = self.config
         parts = []
-        for start in range(0, x.shape[0], batch_size):
-            inp = x[start:start + batch_size]
+        for start in range(0, x.shape[0], chunk):
+            inp = x[start:start + chunk]
             for l in range(c.depth):
                 if c.batch_norm:
                     w, gamma, beta = self._layer(l)
@@ -316,13 +320,13 @@ class Network:
             parts.append(inp @ self.parameters[-2] + self.parameters[-1])
         return np.concatenate(parts) if parts else np.zeros((0, c.num_classes), self.dtype)
 
-    def evaluate(self, x, labels, *, batch_size=1000):
-        """``(accuracy, mean cross-entropy)`` in evaluation mode."""
+    def evaluate(self, x, labels, *, chunk=1000):
+        """``(accuracy, mean cross-entropy)`` in evaluation mode (``chunk`` rows at a time)."""
         x, labels = self._check_batch(x, labels, False)
         if labels is None:
             raise BnsymInputError("labels are required to evaluate the network")
         with np.errstate(all="ignore"):
-            z = self.logits(x, batch_size=batch_size)
+            z = self.logits(x, chunk=chunk)
             loss, _ = _softmax_cross_entropy(z, labels, gradient=False)
         accuracy = float(np.mean(np.argmax(z, axis=1) == labels)) if len(labels) else float("nan")
         return accuracy, loss

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from ..errors import BnsymInputError
+from bnsym.errors import BnsymInputError
 
 
 def _number(name, value, low, high, *, low_open=False, high_open=False):

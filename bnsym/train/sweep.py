@@ -37,8 +37,9 @@ import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import BnsymInputError
-from .network import NetworkConfig
+from bnsym import validation
+from bnsym.errors import BnsymInputError
+from bnsym.train.network import NetworkConfig
 
 #: Settings that identify a cell (a cell is skipped on resume when all of them match).
 KEY_FIELDS = (
@@ -86,31 +87,87 @@ def _canonical(value):
 
 
 def grid(depths, batch_sizes, seeds=(0,), **settings) -> list[Cell]:
-    """All cells, deepest and smallest batch (slowest) first so the pool stays busy to the end."""
+    """All cells, deepest and smallest batch (slowest) first so the pool stays busy to the end.
+
+    Checked here, before any cell runs: depths are integers >= 1, batch sizes integers >= 2
+    (batch norm needs two samples), seeds non-negative integers, ``lr_scale`` a finite number
+    > 0 (a NaN would make a key that never matches on resume), ``width`` and ``epochs`` >= 1.
+    """
     if not depths or not batch_sizes:
         raise BnsymInputError("depths and batch_sizes must each hold at least one value")
+    depths = [validation.integer(d, name="depths", minimum=1) for d in depths]
+    batch_sizes = [validation.integer(b, name="batch_sizes", minimum=2) for b in batch_sizes]
+    seeds = [validation.integer(s, name="seeds", minimum=0) for s in seeds]
+    for name in ("width", "epochs"):
+        if name in settings:
+            settings[name] = validation.integer(settings[name], name=name, minimum=1)
+    for name in ("lr_scale", "sigma_w"):
+        if name in settings:
+            settings[name] = validation.real_float(settings[name], name=name, positive=True)
+    if "eps" in settings:
+        settings["eps"] = validation.real_float(settings["eps"], name="eps", nonnegative=True)
     cells = [Cell(depth=d, batch_size=b, seed=s, **settings) for d, b, s in itertools.product(depths, batch_sizes, seeds)]
     return sorted(cells, key=lambda c: -c.depth * (1 + 30 / c.batch_size))
 
 
+#: Longest line read from a results file; a longer line is not a record and is skipped.
+MAX_LINE_BYTES = 1 << 20
+
+
 def read_results(path) -> list[dict]:
-    """Every complete record of a results file (lines that do not parse are skipped)."""
+    """Every complete record of a results file.
+
+    Lines that are not a JSON object with a ``depth`` (torn writes, invalid UTF-8, lines over
+    :data:`MAX_LINE_BYTES`) are skipped; the file must be a regular file (a device such as
+    ``/dev/full`` or ``/dev/zero`` is refused, it would never end).
+    """
     path = Path(path)
     if not path.exists():
         return []
+    _regular_file(path)
     records = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
+    with open(path, "rb") as f:
+        while True:
+            line = f.readline(MAX_LINE_BYTES + 1)
             if not line:
+                break
+            if len(line) > MAX_LINE_BYTES:  # skip the rest of an over-long line
+                while line and not line.endswith(b"\n"):
+                    line = f.readline(MAX_LINE_BYTES + 1)
                 continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
+                record = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
                 continue
             if isinstance(record, dict) and "depth" in record:
                 records.append(record)
     return records
+
+
+def _regular_file(path: Path):
+    if not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise BnsymInputError(f"results file {str(path)!r} is {kind}")
+
+
+def _check_writable(path: Path):
+    """Refuse, before any cell trains, a results path that cannot be appended to."""
+    if path.exists():
+        _regular_file(path)
+    elif not path.parent.is_dir():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BnsymInputError(f"results file {str(path)!r}: cannot create its directory ({exc.strerror})") from None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.close(fd)
+    except OSError as exc:
+        raise BnsymInputError(f"results file {str(path)!r} is not writable ({exc.strerror})") from None
+
+
+#: Statuses of finished cells: skipped on resume.  An ``"error"`` cell (missing data, ...) is retried.
+FINISHED = ("ok", "diverged")
 
 
 def record_key(record: dict) -> tuple:
@@ -139,7 +196,7 @@ def append_record(path, record: dict, *, skip_present=False) -> bool:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        if skip_present and record_key(record) in {record_key(r) for r in read_results(path)}:
+        if skip_present and record_key(record) in {record_key(r) for r in read_results(path) if r.get("status") in FINISHED}:
             return False
         size = os.fstat(fd).st_size
         if size:
@@ -158,14 +215,29 @@ def append_record(path, record: dict, *, skip_present=False) -> bool:
 _DATA = {}
 
 
-def _worker_init():
+def _worker_init(parent_pid):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    _die_with_parent(parent_pid)
+
+
+def _die_with_parent(parent_pid):
+    """On Linux, ask the kernel to kill this worker when its parent dies (even by SIGKILL)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:  # pragma: no cover - no libc: workers may outlive a killed parent
+            pass
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(1)
 
 
 def run_cell(cell: Cell) -> dict:
     """Train one cell and return its record (never raises)."""
-    from .datasets import load_dataset
-    from .training import build, fit
+    from bnsym.train.datasets import load_dataset
+    from bnsym.train.training import build, fit
 
     record = {k: v for k, v in asdict(cell).items() if k not in ("data_dir", "verify")}
     record["lr"] = cell.lr
@@ -192,14 +264,26 @@ def run_cell(cell: Cell) -> dict:
     return record
 
 
-def run_sweep(cells, results_path, *, jobs=1, progress=True, log=sys.stderr) -> list[dict]:
-    """Run the ``cells`` not yet in ``results_path``; return every record of the file afterwards."""
+def run_sweep(cells, results_path, *, jobs=1, progress=True, log=sys.stderr, retry_failed=True) -> list[dict]:
+    """Run the ``cells`` not finished in ``results_path``; return every record of the file afterwards.
+
+    A cell is finished when the file holds a record of it with status ``"ok"`` or
+    ``"diverged"``; a cell recorded as ``"error"`` is run again unless ``retry_failed`` is
+    False.  ``jobs`` is capped at the number of cores and of cells to run (more processes
+    than cores only compete for them).  The results path is checked for writing first.
+    """
     results_path = Path(results_path)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise BnsymInputError(f"jobs must be an integer >= 1, got {jobs!r}")
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    done = {record_key(r) for r in read_results(results_path)}
+    _check_writable(results_path)
+    records = read_results(results_path)
+    done = {record_key(r) for r in records if r.get("status") in FINISHED or not retry_failed}
     todo = [c for c in cells if c.key() not in done]
+    useful = max(1, min(os.cpu_count() or 1, len(todo)))
+    if jobs > useful:
+        if log:
+            print(f"sweep: {jobs} jobs capped at {useful} ({os.cpu_count()} cores, {len(todo)} cells to run)", file=log)
+        jobs = useful
     if log:
         print(f"sweep: {len(cells) - len(todo)} of {len(cells)} cells already in {results_path}; "
               f"running {len(todo)} with {jobs} job(s)", file=log)
@@ -226,7 +310,8 @@ def run_sweep(cells, results_path, *, jobs=1, progress=True, log=sys.stderr) -> 
             saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
             os.environ.update({k: threads for k in saved})
             try:
-                pool = multiprocessing.get_context("spawn").Pool(jobs, initializer=_worker_init, maxtasksperchild=None)
+                pool = multiprocessing.get_context("spawn").Pool(jobs, initializer=_worker_init, initargs=(os.getpid(),),
+                                                                  maxtasksperchild=None)
             finally:
                 for k, v in saved.items():
                     if v is None:

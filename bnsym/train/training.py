@@ -2,9 +2,11 @@
 
 :func:`fit` trains a :class:`~bnsym.train.network.Network` for a number of
 epochs (the last incomplete batch of each epoch is dropped so that every
-batch holds a whole number of sub-batches), stops at the first non-finite
-loss and reports it as *diverged*, and evaluates on the test set with the
-running batch-norm statistics.  Per-layer weight-gradient norms are recorded
+batch holds a whole number of sub-batches), stops at the first step whose
+loss is non-finite or exceeds :data:`DIVERGENCE_FACTOR` times the first
+batch's loss and reports the run as *diverged* (with that step), and
+evaluates on the test set with the running batch-norm statistics (a
+non-finite test loss also makes the run diverged).  Per-layer weight-gradient norms are recorded
 at initialisation (the first batch), after the first step (the second batch)
 and at the end (the last batch).
 
@@ -20,10 +22,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import BnsymInputError
-from .datasets import Dataset
-from .network import Network, NetworkConfig
-from .optim import make_optimizer
+from bnsym.errors import BnsymInputError
+from bnsym.train.datasets import Dataset
+from bnsym.train.network import Network, NetworkConfig
+from bnsym.train.optim import make_optimizer
+
+#: A run has diverged once its training loss exceeds this many times the loss of its first
+#: batch (chance level is log(10) = 2.3 for ten classes; a loss 100 times that is no longer
+#: training), or once any loss is non-finite.
+DIVERGENCE_FACTOR = 100.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class TrainResult:
     samples_per_second: float
     grad_norms: dict = field(default_factory=dict)
     history: tuple = ()
+    diverged_at: int | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -51,6 +59,7 @@ class TrainResult:
             "test_loss": self.test_loss if math.isfinite(self.test_loss) else None,
             "train_loss": self.train_loss if math.isfinite(self.train_loss) else None,
             "diverged": self.diverged,
+            "diverged_at": self.diverged_at,
             "steps": self.steps,
             "seconds": round(self.seconds, 3),
             "samples_per_second": round(self.samples_per_second, 1),
@@ -96,7 +105,7 @@ def fit(network: Network, optimizer, data: Dataset, *, epochs, batch_size, seed=
 
         bar = tqdm(total=epochs * per_epoch, unit="step", dynamic_ncols=True)
     grad_norms, history = {}, []
-    steps, diverged, loss = 0, False, float("nan")
+    steps, diverged, loss, first_loss, diverged_at = 0, False, float("nan"), None, None
     start = time.perf_counter()
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         for epoch in range(epochs):
@@ -110,8 +119,10 @@ def fit(network: Network, optimizer, data: Dataset, *, epochs, batch_size, seed=
                     grad_norms["init"] = network.weight_gradient_norms()
                 elif steps == 1:
                     grad_norms["after_first_step"] = network.weight_gradient_norms()
-                if not math.isfinite(loss):
-                    diverged = True
+                if first_loss is None:
+                    first_loss = loss
+                if not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * max(first_loss, 1e-12):
+                    diverged, diverged_at = True, steps
                     break
                 if epoch == epochs - 1 and k == per_epoch - 1:
                     grad_norms["final"] = network.weight_gradient_norms()  # before the step reuses the arrays
@@ -135,12 +146,12 @@ def fit(network: Network, optimizer, data: Dataset, *, epochs, batch_size, seed=
     if diverged:
         test_accuracy, test_loss = float("nan"), float("nan")
     else:
-        test_accuracy, test_loss = network.evaluate(data.x_test, data.y_test, batch_size=eval_batch)
+        test_accuracy, test_loss = network.evaluate(data.x_test, data.y_test, chunk=eval_batch)
         if not math.isfinite(test_loss):
-            diverged = not np.all([np.all(np.isfinite(p)) for p in network.parameters])
+            diverged, diverged_at = True, steps
     train_loss = history[-1][1] if history else loss
     return TrainResult(
         test_accuracy=test_accuracy, test_loss=test_loss, train_loss=train_loss, diverged=diverged, steps=steps,
         seconds=seconds, samples_per_second=steps * batch_size / seconds if seconds > 0 else float("nan"),
-        grad_norms=grad_norms, history=tuple(history),
+        grad_norms=grad_norms, history=tuple(history), diverged_at=diverged_at,
     )

@@ -1,0 +1,268 @@
+"""The :class:`Activation` object and :func:`activation`, the one way to build it.
+
+:func:`activation` accepts a name of :data:`~bnsym.activations.catalogue.NAMES`
+(parameters as keywords, ``activation("leaky_relu", slope=0.2)``), text read
+by the safe parser of :mod:`bnsym.activations.parsing` (an expression in
+``x`` in which named activations compose, ``"tanh(2*x)"``, ``"relu(x - 1)"``,
+or take parameters, ``"leaky_relu(0.2)"``; see that module for the rule), or
+a sympy expression in one symbol; it returns an :class:`Activation`
+analysed by :mod:`bnsym.activations.analysis`, with mpmath and NumPy
+evaluators of ``phi`` and ``phi'``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from bnsym.activations.analysis import analyse
+from bnsym.activations.catalogue import NAMES, canonical_name, x
+from bnsym.activations.parsing import (
+    exact_parameters,
+    first_line,
+    parse_expression,
+    shown,
+)
+from bnsym.errors import ActivationError
+
+
+#: Digits of the numeric kinks: above the largest working precision (100 promised + guards).
+KINK_DPS = 160
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation function ``phi`` and the facts the engine needs about it.
+
+    Build one with :func:`activation`; do not call the constructor directly.
+    """
+
+    name: str
+    expr: sp.Expr
+    pieces: tuple
+    degree: object = None  # sympy number or None
+    parameters: tuple = field(default=())
+
+    # ------------------------------------------------------------------ facts
+    @cached_property
+    def derivative(self) -> sp.Expr:
+        """``phi'(x)`` as a sympy expression (piecewise where ``phi`` is)."""
+        if len(self.pieces) == 1:
+            return self.pieces[0].derivative
+        return sp.Piecewise(*[(p.derivative, x < p.hi) for p in self.pieces[:-1]], (self.pieces[-1].derivative, True))
+
+    @property
+    def kinks(self) -> tuple:
+        """The breakpoints between pieces, as sympy numbers in increasing order."""
+        return tuple(p.hi for p in self.pieces[:-1])
+
+    @property
+    def is_homogeneous(self) -> bool:
+        """True when ``phi(c x) = c**degree phi(x)`` for every ``c > 0``."""
+        return self.degree is not None
+
+    @property
+    def is_smooth(self) -> bool:
+        """True when ``phi`` is analytic on the whole real line (no kinks)."""
+        return len(self.pieces) == 1
+
+    @property
+    def label(self) -> str:
+        """Short human-readable label, e.g. ``leaky_relu(slope=1/5)``."""
+        if not self.parameters:
+            return self.name
+        args = ", ".join(f"{k}={v}" for k, v in self.parameters)
+        return f"{self.name}({args})"
+
+    def __str__(self) -> str:
+        return self.label
+
+    # -------------------------------------------------------------- numerics
+    @cached_property
+    def _mp_pieces(self):
+        return tuple(
+            (_clamped(sp.lambdify(x, stable_form(p.expr), modules="mpmath"), p),
+             _clamped(sp.lambdify(x, stable_form(p.derivative), modules="mpmath"), p))
+            for p in self.pieces
+        )
+
+    def mp_piece(self, index: int, derivative: bool = False):
+        """mpmath callable of piece ``index``.
+
+        Past a regular end it is the piece's analytic continuation; past an end
+        where the piece is not analytic (``x**(5/4)`` at 0) the argument is
+        clamped to that end, so that a node that rounding put a hair outside
+        the piece gets the boundary value, not a complex branch.
+        """
+        return self._mp_pieces[index][1 if derivative else 0]
+
+    @cached_property
+    def _numeric_kinks(self) -> tuple:
+        with mpmath.workdps(KINK_DPS):
+            return tuple(mpmath.mpf(str(sp.N(k, KINK_DPS))) for k in self.kinks)
+
+    def numeric_kinks(self) -> tuple:
+        """The kinks as mpf carrying :data:`KINK_DPS` digits (more than any working precision, so
+        that comparisons and breakpoints are exact at every precision bnsym promises)."""
+        return self._numeric_kinks
+
+    def piece_index(self, value) -> int:
+        """Index of the piece whose closed interval contains ``value`` (left piece at a kink)."""
+        for i, kink in enumerate(self.numeric_kinks()):
+            if value <= kink:
+                return i
+        return len(self.pieces) - 1
+
+    def mp(self, value, derivative: bool = False):
+        """Evaluate ``phi`` (or ``phi'``) at an mpmath number."""
+        return self.mp_piece(self.piece_index(value), derivative)(value)
+
+    @cached_property
+    def _np_functions(self):
+        modules = [{"erf": _np_erf, "erfc": _np_erfc}, "numpy"]
+        return (sp.lambdify(x, stable_form(self.expr), modules=modules),
+                sp.lambdify(x, stable_form(self.derivative), modules=modules))
+
+    def np(self, values, derivative: bool = False) -> np.ndarray:
+        """Evaluate ``phi`` (or ``phi'``) elementwise on a NumPy array (float64)."""
+        values = np.asarray(values, dtype=np.float64)
+        # piecewise expressions evaluate every branch everywhere (x**(1/4) at x < 0);
+        # the select keeps the right one, so the discarded branches' warnings are noise
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = self._np_functions[1 if derivative else 0](values)
+        return np.broadcast_to(np.asarray(out, dtype=np.float64), values.shape).copy()
+
+
+def stable_form(expr):
+    """``expr`` with ``c (1 + erf(u))`` written ``c erfc(-u)`` and ``c (1 - erf(u))`` written ``c erfc(u)``.
+
+    The same function, evaluated without the cancellation that makes ``1 + erf(u)`` exactly 0
+    at the working precision for ``u`` below about ``-sqrt(working digits * log 10)`` (gelu at
+    ``beta = -20``: the true value is ~1e-89).  Cost: one pass over the expression tree.
+    """
+
+    def rewrite(add):
+        erfs = [a for a in add.args if a.as_coeff_Mul()[1].func == sp.erf]
+        if len(erfs) != 1:
+            return add
+        coeff, term = erfs[0].as_coeff_Mul()
+        constant = sum((a for a in add.args if a.is_Number), sp.Integer(0))
+        rest = add - erfs[0] - constant
+        if constant == coeff:
+            return rest + coeff * sp.erfc(-term.args[0], evaluate=False)  # sympy would rewrite erfc(-u) as 2 - erfc(u)
+        if constant == -coeff:
+            return rest - coeff * sp.erfc(term.args[0])
+        return add
+
+    return expr.replace(lambda e: e.is_Add and any(a.as_coeff_Mul()[1].func == sp.erf for a in e.args), rewrite)
+
+
+def _clamped(func, piece):
+    """``func`` with its argument clamped to the non-regular ends of ``piece``."""
+    lo = None if piece.regular_lo or piece.lo == -sp.oo else mpmath.mpf(str(sp.N(piece.lo, 60)))
+    hi = None if piece.regular_hi or piece.hi == sp.oo else mpmath.mpf(str(sp.N(piece.hi, 60)))
+    if lo is None and hi is None:
+        return func
+
+    def clamped(value):
+        if lo is not None and value < lo:
+            value = lo
+        elif hi is not None and value > hi:
+            value = hi
+        return func(value)
+
+    return clamped
+
+
+_np_erf = np.frompyfunc(math.erf, 1, 1)
+_np_erfc = np.frompyfunc(math.erfc, 1, 1)
+
+
+def activation(spec, **parameters) -> Activation:
+    """Return the :class:`Activation` for ``spec``.
+
+    ``spec`` is an :class:`Activation` (returned unchanged), a name from
+    :data:`NAMES` (parameters as keywords), a string holding an expression in
+    ``x`` read by :func:`~bnsym.activations.parsing.parse_expression`
+    (``"x*(1+erf(x/sqrt(2)))/2"``, ``"Max(0, x)**2"``, ``"tanh(2*x)"``,
+    ``"leaky_relu(0.2)"``), or a sympy expression in one symbol.
+
+    Raises :class:`ActivationError` (one line) with the reason when ``spec``
+    is not a supported activation; no text is ever evaluated as code.  Cost:
+    one symbolic analysis (milliseconds to a second); results are cached per
+    expression.
+
+    >>> activation("relu").kinks
+    (0,)
+    >>> activation("leaky_relu", slope=0.2).degree
+    1
+    >>> activation("tanh(2*x)").is_smooth
+    True
+    """
+    if isinstance(spec, Activation):
+        if parameters:
+            raise ActivationError("parameters cannot be given together with an Activation object")
+        return spec
+    if isinstance(spec, str):
+        text = spec.strip()
+        if not text:
+            raise ActivationError("activation must be a name or an expression in x, got an empty string")
+        key = canonical_name(text) if text.isidentifier() else None
+        if key is not None:
+            exact = exact_parameters(key, parameters)
+            return _analysed(NAMES[key][0](**exact), key, tuple(exact.items()))
+        if parameters:
+            raise ActivationError(
+                f"parameters {sorted(parameters)} can only be given with a bare activation name ({', '.join(NAMES)}), "
+                f"not with {shown(text)}; write them inside the text, e.g. leaky_relu(x, slope=0.2)"
+            )
+        parsed = parse_expression(text)
+        if parsed.key is not None:
+            return _analysed(parsed.expr, parsed.key, parsed.parameters)
+        return _analysed(_as_function_of_x(parsed.expr, text), text)
+    if isinstance(spec, sp.Basic):
+        if parameters:
+            raise ActivationError("parameters can only be given with a named activation")
+        return _analysed(_as_function_of_x(spec), str(spec))
+    raise ActivationError(
+        f"activation must be a name ({', '.join(NAMES)}), an expression string in x, "
+        f"or a sympy expression; got {type(spec).__name__}"
+    )
+
+
+def _as_function_of_x(expr, text=None):
+    """``expr`` rewritten in the real symbol ``x`` (its one free symbol), decimals made rational."""
+    label = shown(text if text is not None else expr)
+    if not isinstance(expr, sp.Expr):
+        raise ActivationError(f"activation {label} is not an expression in x (got a {type(expr).__name__})")
+    free = expr.free_symbols
+    if len(free) > 1:
+        names = ", ".join(sorted(str(s) for s in free))
+        raise ActivationError(f"activation {label} must be a function of one real variable, but has symbols {names}")
+    if not free:
+        raise ActivationError(f"activation {label} does not depend on x (a constant activation has no dynamics)")
+    (symbol,) = free
+    expr = expr.subs(symbol, x)
+    return sp.nsimplify(expr, rational=True) if expr.has(sp.Float) else expr
+
+
+_ANALYSIS_CACHE: dict = {}
+
+
+def _analysed(expr, name, parameters=()):
+    """The cached :class:`Activation` of ``expr`` labelled ``name``."""
+    key = (sp.srepr(expr), name, parameters)
+    if key not in _ANALYSIS_CACHE:
+        try:
+            pieces, degree = analyse(expr, name)
+        except ActivationError:
+            raise
+        except Exception as exc:  # sympy and mpmath raise many kinds of errors on odd expressions
+            raise ActivationError(f"cannot analyse activation {shown(name)}: {first_line(exc)}") from None
+        _ANALYSIS_CACHE[key] = Activation(name=name, expr=expr, pieces=pieces, degree=degree, parameters=parameters)
+    return _ANALYSIS_CACHE[key]

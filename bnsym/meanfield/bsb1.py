@@ -1,0 +1,378 @@
+r"""The BSB1 fixed point of the mean-field Gram map (docs/theory.md section 4).
+
+``eps = 0``.  The batch-norm output is ``phi(gamma s + beta)`` with ``s``
+uniform on the sphere of radius ``sqrt(B)`` in ``1^perp``, whatever the
+input Gram matrix, so the map lands on its fixed point in one step:
+
+    q* = E[f(s_a)^2],   c* = E[f(s_a) f(s_b)],   f(s) = phi(gamma s + beta).
+
+``eps > 0``.  With ``|G h|^2 = a y^2``, ``y ~ chi_{B-1}`` and ``a`` the
+scale ``sigma_w^2 (q - c)`` of the previous layer, the output is
+``phi(gamma kappa s + beta)``, ``kappa^2 = a y^2 / (a y^2 + B eps)``.  The
+scale obeys the one-dimensional fixed-point equation
+
+    a = sigma_w^2 E_y[ spread(gamma kappa(a, y)) ],   spread(g) = q(g) - c(g),
+
+and then ``q* = E_y[q(gamma kappa)]``, ``c* = E_y[c(gamma kappa)]``.  The
+sphere moments are evaluated once per radial node of a rule designed at a
+scale ``a_d``; for nearby ``a`` the rule is reweighted, not re-evaluated
+(:func:`bnsym.numerics.radial.reweight`), the equation is solved by the secant
+method, and the rule is redesigned when the root leaves a 10% window around
+``a_d``.  Two radial levels are compared for the error estimate.  At
+``B = inf``, ``kappa^2 = a / (a + eps)`` is deterministic and the equation is
+solved directly.
+
+If the scale contracts to zero (a very large ``eps`` against ``sigma_w``),
+there is no non-degenerate BSB1 point and :class:`~bnsym.errors.BnsymError`
+is raised.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import mpmath
+
+from bnsym.numerics import radial
+from bnsym.numerics.quadrature import size as rule_size
+from bnsym.numerics.backward import bracket
+from bnsym.errors import BnsymError, PrecisionError
+from bnsym.estimate import QUADRATURE, ROUNDING, Estimate, weighted_sum
+from bnsym.numerics.moments import SphereMoments, resolve_method, sphere_moments
+from bnsym.meanfield.results import FixedPoint, Settings, make_settings
+from bnsym.numerics.sphere import SphereLaw
+
+#: Radial rule levels tried before giving up.
+MAX_RADIAL_LEVEL = 9
+#: The root may move this far (relatively) from the design scale before the rule is redesigned.
+WINDOW = mpmath.mpf("0.1")
+
+
+def fixed_point(activation, batch_size, *, gamma=1, beta=0, eps=0, sigma_w=1, dps=15, method="auto") -> FixedPoint:
+    r"""The BSB1 fixed point ``Sigma* = (q*-c*) I + c* 1 1^T`` of the Gram map.
+
+    ``activation``: a name (``"relu"``, ``"tanh"``, ``"leaky_relu(0.2)"``...),
+    an expression in ``x`` or an :class:`~bnsym.activations.expression.Activation`.
+    ``batch_size``: an integer ``>= 2`` or ``math.inf``.  ``gamma`` (nonzero),
+    ``beta``, ``eps >= 0``, ``sigma_w > 0``: the network's parameters
+    (``sigma_w`` only matters when ``eps > 0``).  ``dps``: the number of
+    correct significant digits promised (1 to 100); the result's ``error`` is
+    the estimated absolute error of ``q*`` (``c_error`` that of ``c*``), and
+    :class:`~bnsym.errors.PrecisionError` is raised rather than returning fewer
+    digits.  ``method``: ``"auto"`` (closed forms for positively homogeneous
+    activations of integer degree at ``beta = 0``, quadrature otherwise),
+    ``"closed form"`` or ``"quadrature"``.
+
+    Cost at ``eps = 0``: one sphere expectation of each kind (milliseconds
+    with a closed form, a fraction of a second to seconds with quadrature,
+    growing with ``dps``); at ``eps > 0``, one per radial node (tens).
+
+    >>> print(fixed_point("relu", 4, dps=20))
+    q* = 0.5, c* = 0.084748294021083133231
+    >>> print(fixed_point("identity", 10))
+    q* = 1.0, c* = -0.111111111111111
+    """
+    return bsb1_state(make_settings(activation, batch_size, gamma=gamma, beta=beta, eps=eps, sigma_w=sigma_w, dps=dps, method=method)).fixed_point
+
+
+# ------------------------------------------------------------------- state
+@dataclass(frozen=True)
+class RadialNode:
+    """One node of the radial rule: weight, ``S^2 = a y^2 + B eps``, ``kappa^2``, moments."""
+
+    weight: mpmath.mpf
+    s_squared: mpmath.mpf
+    kappa_squared: mpmath.mpf
+    moments: SphereMoments
+
+
+@dataclass(frozen=True)
+class BSB1State:
+    """Everything downstream quantities need at the fixed point.
+
+    ``moments``: the sphere moments at gain ``gamma`` (``eps = 0``) or at
+    ``gamma kappa*`` (``B = inf``, ``eps > 0``); ``radial``: for finite ``B``
+    and ``eps > 0``, the nodes of the two finest radial rules (coarse, fine)
+    at the solved scale.  ``scale`` is ``a* = sigma_w^2 (q* - c*)``.
+    """
+
+    settings: Settings
+    fixed_point: FixedPoint
+    scale: Estimate
+    method: str
+    moments: SphereMoments | None = None
+    radial: tuple | None = None
+
+
+@lru_cache(maxsize=128)
+def bsb1_state(settings: Settings) -> BSB1State:
+    """Solve for the fixed point under ``settings`` (cached per settings)."""
+    method = resolve_method(settings.method, settings.activation, settings.beta)
+    with mpmath.workdps(settings.working_dps):
+        law = SphereLaw(settings.batch_size, settings.working_dps)
+        if settings.eps == 0:
+            state = _exact(settings, law, method)
+        elif settings.batch_size == math.inf:
+            state = _gaussian_with_eps(settings, law, method)
+        else:
+            state = _radial(settings, law, method)
+    _check_precision(state.fixed_point)
+    return state
+
+
+def moment_tolerance(settings: Settings):
+    """Relative tolerance asked of every sphere expectation."""
+    return mpmath.mpf(10) ** -(settings.dps + 4)
+
+
+def _moments(settings, law, gain, method, cache=None):
+    key = mpmath.nstr(gain, settings.working_dps)
+    if cache is not None and key in cache:
+        return cache[key]
+    moments = sphere_moments(
+        settings.activation, law, gain, settings.beta, settings.gamma, moment_tolerance(settings), gradient=True, method=method
+    )
+    if cache is not None:
+        cache[key] = moments
+    return moments
+
+
+def _make_fixed_point(settings, q: Estimate, c: Estimate, spread: Estimate, method, iterations=1):
+    return FixedPoint(
+        value=q.value,
+        error=q.error,
+        settings=settings,
+        c=c.value,
+        c_error=c.error,
+        spread=spread.value,
+        spread_error=spread.error,
+        method=method,
+        iterations=iterations,
+        meaning=_meaning(q, c, spread),
+    )
+
+
+def _meaning(*estimates) -> str:
+    """ROUNDING when every error is a closed form's rounding, else QUADRATURE."""
+    return ROUNDING if all(e.meaning == ROUNDING for e in estimates) else QUADRATURE
+
+
+def _check_precision(fp: FixedPoint):
+    dps = fp.settings.dps
+    tol = mpmath.mpf(10) ** -dps
+    for name, value, error in (("q*", fp.value, fp.error), ("q*-c*", fp.spread, fp.spread_error)):
+        if value == 0:
+            raise PrecisionError(
+                f"{name} evaluates to exactly 0 at the working precision ({fp.settings.working_dps} digits): the "
+                "activation is constant on the batch, or its values there cancel below that precision "
+                "(e.g. 1 + erf(x) at very negative x); bnsym cannot tell which, so it gives no BSB1 point"
+            )
+        if error > tol * abs(value):
+            raise PrecisionError(
+                f"{name} reached only {mpmath.nstr(error / abs(value), 3)} relative error, "
+                f"short of the {dps} digits asked (settings: {fp.settings.as_dict()})"
+            )
+    if fp.c_error > tol * abs(fp.value):
+        raise PrecisionError(f"c* reached only {mpmath.nstr(fp.c_error, 3)} absolute error, short of {dps} digits")
+
+
+# ------------------------------------------------------------------ eps = 0
+def _exact(settings, law, method):
+    m = _moments(settings, law, settings.gamma, method)
+    fp = _make_fixed_point(settings, m.q, m.c, m.spread, method)
+    return BSB1State(settings, fp, settings.sigma_w**2 * m.spread, method, moments=m)
+
+
+# ------------------------------------------------------- B = inf, eps > 0
+def _gaussian_with_eps(settings, law, method):
+    """Solve ``a = sigma_w^2 spread(gamma sqrt(a/(a+eps)))`` by the secant method."""
+    sw2, eps, gamma = settings.sigma_w**2, settings.eps, settings.gamma
+    cache = {}
+
+    def moments_at(a):
+        return _moments(settings, law, gamma * mpmath.sqrt(a / (a + eps)), method, cache)
+
+    def g(a):
+        return a - sw2 * moments_at(a).spread.value
+
+    a0 = sw2 * _moments(settings, law, gamma, method, cache).spread.value
+    a = _secant(g, a0, a0 * (1 + mpmath.mpf(1) / 16), settings, what="scale sigma_w^2 (q*-c*) at B=inf")
+    m = moments_at(a)
+    # error of the root from the error of the spread: |da| = sw2 |d spread| / |1 - F'(a)|
+    h = a * mpmath.mpf(10) ** -(settings.working_dps // 3)
+    slope = (g(a + h) - g(a - h)) / (2 * h)
+    a_error = sw2 * m.spread.error / abs(slope) if slope != 0 else mpmath.inf
+    fp = _make_fixed_point(settings, m.q, m.c, m.spread, method, iterations=len(cache))
+    return BSB1State(settings, fp, Estimate(a, a_error), method, moments=m)
+
+
+def _secant(g, x0, x1, settings, *, what, lower=None):
+    """Root of ``g`` by the secant method from ``x0, x1``, to the working precision."""
+    tol = mpmath.mpf(10) ** -(settings.working_dps - 3)
+    g0, g1 = g(x0), g(x1)
+    for _ in range(100):
+        if g1 == 0:  # an exact root at the working precision
+            return x1
+        if g1 == g0:
+            if abs(x1 - x0) <= tol * abs(x1):
+                return x1
+            break
+        x2 = x1 - g1 * (x1 - x0) / (g1 - g0)
+        if x2 <= 0:
+            x2 = x1 / 2
+        x0, g0, x1, g1 = x1, g1, x2, g(x2)
+        if abs(x1 - x0) <= tol * abs(x1):
+            return x1
+        if x1 < mpmath.mpf(10) ** -(settings.working_dps):
+            break
+    raise BnsymError(
+        f"no BSB1 fixed point with a positive {what}: the scale contracts towards 0 "
+        f"(eps={mpmath.nstr(settings.eps, 6)} is too large for sigma_w={mpmath.nstr(settings.sigma_w, 6)})"
+    )
+
+
+# ---------------------------------------------------- finite B, eps > 0
+@dataclass(frozen=True)
+class RadialLevel:
+    """The solved scale and the radial nodes of one rule level."""
+
+    scale: mpmath.mpf
+    nodes: tuple
+    q: Estimate
+    c: Estimate
+    spread: Estimate
+    rate: Estimate  # lambda_G at this level, part of the convergence criterion
+    designs: int
+
+
+def _radial(settings, law, method):
+    b, eps, sw2 = settings.batch_size, settings.eps, settings.sigma_w**2
+    cache = {}
+    a = sw2 * _moments(settings, law, settings.gamma, method, cache).spread.value
+    tol = mpmath.mpf(10) ** -(settings.dps + 2)
+    level = _start_level(settings, a, tol)
+    levels = []
+    while True:
+        if level > MAX_RADIAL_LEVEL:
+            raise PrecisionError(
+                f"the radial integral over |Gh| did not converge to {settings.dps} digits "
+                f"(B={b}, eps={mpmath.nstr(eps, 6)})"
+            )
+        current = _solve_level(settings, law, method, level, a, cache)
+        levels.append(current)
+        a = current.scale
+        if len(levels) >= 2:
+            coarse = levels[-2]
+            if all(
+                abs(x.value - y.value) <= tol * abs(y.value)
+                for x, y in ((coarse.q, current.q), (coarse.spread, current.spread), (coarse.rate, current.rate))
+            ) and abs(coarse.c.value - current.c.value) <= tol * abs(current.q.value):
+                break
+        level += 1
+    coarse = levels[-2]
+
+    def with_rule_error(fine, rough):
+        return Estimate(fine.value, fine.error + abs(fine.value - rough.value))
+
+    q = with_rule_error(current.q, coarse.q)
+    c = with_rule_error(current.c, coarse.c)
+    spread = with_rule_error(current.spread, coarse.spread)
+    fp = _make_fixed_point(settings, q, c, spread, method, iterations=sum(lv.designs for lv in levels))
+    return BSB1State(settings, fp, sw2 * spread, method, radial=(coarse, current))
+
+
+def _start_level(settings, a, tol):
+    """The first radial level worth evaluating sphere moments on.
+
+    At least ``0.35 * working_dps`` nodes per panel, and a rule that integrates
+    the chi density's own moments (``E[1] = 1``, ``E[y^2] = n``) to ``tol``:
+    a coarser rule would steer the scale equation with a wrong density, and
+    its moments would be thrown away anyway.  Costs no sphere expectation.
+    """
+    b, eps = settings.batch_size, settings.eps
+    n = b - 1
+    level = 0
+    while rule_size(level) < 0.35 * settings.working_dps:
+        level += 1
+    with mpmath.workdps(settings.working_dps):
+        y_eps = mpmath.sqrt(b * eps / a)
+        while level < MAX_RADIAL_LEVEL:
+            ys, ws = radial.chi_rule(n, level, settings.working_dps, y_eps=y_eps)
+            if abs(mpmath.fsum(ws) - 1) <= tol and abs(mpmath.fsum(w * y * y for y, w in zip(ys, ws)) - n) <= tol * n:
+                break
+            level += 1
+    return level
+
+
+def _solve_level(settings, law, method, level, a_start, cache) -> RadialLevel:
+    """Solve the scale equation with the level-``level`` radial rule."""
+    b, eps, sw2 = settings.batch_size, settings.eps, settings.sigma_w**2
+    n = b - 1
+    a_design = a_start
+    a_floor = a_start * mpmath.mpf(10) ** -(settings.working_dps)
+    for designs in range(1, 200):
+        ys, ws, nodes_k, moments = _design(settings, law, method, level, a_design, cache)
+
+        def spread_of(a, ys=ys, ws=ws, moments=moments):
+            weights = radial.reweight(n, ys, ws, a_design / a)
+            return sw2 * mpmath.fsum(w * m.spread.value for w, m in zip(weights, moments))
+
+        lo, hi = a_design * (1 - WINDOW), a_design * (1 + WINDOW)
+        f_design = spread_of(a_design)
+        # Newton-like step with a slope measured inside the window
+        h = a_design * WINDOW / 4
+        slope = 1 - (spread_of(a_design + h) - spread_of(a_design - h)) / (2 * h)
+        step = (a_design - f_design) / slope if slope != 0 else a_design - f_design
+        target = a_design - step
+        if lo < target < hi:
+            a = _secant(lambda x: x - spread_of(x), a_design, target, settings, what="scale sigma_w^2 (q*-c*)")
+            if lo <= a <= hi:
+                return _level_values(settings, a_design, a, ys, ws, nodes_k, moments, designs)
+            target = a
+        # move the design scale towards the root (at most a factor 2 per redesign)
+        if not mpmath.isfinite(target) or target <= 0:
+            target = a_design / 2
+        a_design = min(max(target, a_design / 2), a_design * 2)
+        if a_design < a_floor:
+            break
+    raise BnsymError(
+        f"no BSB1 fixed point with a positive scale sigma_w^2 (q*-c*): it contracts towards 0 "
+        f"(eps={mpmath.nstr(eps, 6)} is too large for sigma_w={mpmath.nstr(settings.sigma_w, 6)}, gamma={mpmath.nstr(settings.gamma, 6)})"
+    )
+
+
+def _design(settings, law, method, level, a_design, cache):
+    """Radial nodes for the design scale and the sphere moments at each."""
+    b, eps = settings.batch_size, settings.eps
+    n = b - 1
+    beps = b * eps
+    kinks = settings.activation.numeric_kinks()
+    singular = []
+    for x in kinks:
+        r = radial.entry_radius(abs(x - settings.beta), settings.gamma, n, a_design, b, eps)
+        if r is not None:
+            singular.append(r)
+    ys, ws = radial.chi_rule(n, level, settings.working_dps, y_eps=mpmath.sqrt(beps / a_design), singular_radii=singular)
+    kappas, moments = [], []
+    for y in ys:
+        k2 = radial.kappa_squared(a_design, y, b, eps)
+        kappas.append(k2)
+        moments.append(_moments(settings, law, settings.gamma * mpmath.sqrt(k2), method, cache))
+    return ys, ws, kappas, moments
+
+
+def _level_values(settings, a_design, a, ys, ws, kappas, moments, designs) -> RadialLevel:
+    b, eps, sw2 = settings.batch_size, settings.eps, settings.sigma_w**2
+    weights = radial.reweight(b - 1, ys, ws, a_design / a)
+    nodes = tuple(
+        RadialNode(w, a_design * y * y + b * eps, k2, m) for w, y, k2, m in zip(weights, ys, kappas, moments)
+    )
+    q = weighted_sum(weights, [m.q for m in moments])
+    c = weighted_sum(weights, [m.c for m in moments])
+    spread = weighted_sum(weights, [m.spread for m in moments])
+    rate = sw2 * weighted_sum(
+        [node.weight / node.s_squared for node in nodes], [bracket(m, b, k2) for m, k2 in zip(moments, kappas)]
+    )
+    return RadialLevel(a, nodes, q, c, spread, rate, designs)

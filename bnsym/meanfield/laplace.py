@@ -1,0 +1,180 @@
+r"""The Laplace method for the Gram map of a positively homogeneous activation (docs/theory.md section 7).
+
+For ``phi`` positively homogeneous of degree ``alpha`` at ``beta = 0``, ``eps = 0``,
+
+    V(Sigma) = B^alpha / Gamma(alpha) int_0^inf s^(alpha-1) det(I + 2 s K)^(-1/2)
+               V_phi(K (I + 2 s K)^(-1)) ds,      K = G Sigma G,
+
+one integral per entry, all entries on one tanh-sinh rule after the map
+``s = c (1 + x)/(1 - x)`` (``c = 1/(2 * geometric mean of the nonzero
+eigenvalues of K)``); ``K`` is diagonalised once per call so each node costs
+``O(B r)`` per entry (``r = rank K``).  ``V_phi`` is
+:func:`bnsym.numerics.gaussian_kernels.homogeneous_kernel`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+
+from bnsym.errors import PrecisionError
+from bnsym.meanfield.results import Settings
+from bnsym.numerics import gaussian_kernels
+from bnsym.numerics.quadrature import SIZES, tanh_sinh
+
+#: Up to this many digits the Laplace integral runs in float64 (integer degrees).
+FLOAT_DPS = 12
+
+
+def laplace_applies(settings: Settings) -> bool:
+    """True when the Laplace method of docs/theory.md section 7 is exact for these settings."""
+    return laplace_obstacle(settings) is None
+
+
+def laplace_obstacle(settings: Settings):
+    """Why the Laplace method does not apply (None when it does)."""
+    if settings.activation.degree is None:
+        return f"{settings.activation.label} is not positively homogeneous"
+    if settings.beta != 0:
+        return "beta != 0 breaks homogeneity"
+    if settings.eps != 0:
+        return "eps > 0 keeps the norm |G h| in the map"
+    return None
+
+
+def laplace_map(settings: Settings, gram, *, entries=None):
+    """``(V(Sigma), error)`` by the Laplace method, as mpmath matrices (or dicts for ``entries``).
+
+    ``entries``: optional list of ``(a, b)`` pairs to compute only those
+    entries (for finite differences); then dicts ``{(a, b): value}`` are returned.
+    Runs at ``settings.working_dps`` (the caller enters that precision once); promises ``settings.dps`` digits
+    relative to the largest entry.
+    """
+    b = gram.rows
+    coeffs = gaussian_kernels.homogeneous_coefficients(settings.activation, settings.gamma)
+    if entries is None and settings.dps <= FLOAT_DPS and coeffs[2] == int(coeffs[2]):
+        value, error = _laplace_float(settings, np.array(gram.tolist(), dtype=float), coeffs)
+        return mpmath.matrix(value.tolist()), mpmath.matrix(error.tolist())
+    alpha = coeffs[2]
+    g = mpmath.eye(b) - mpmath.ones(b, b) / b
+    k = g * gram * g
+    k = (k + k.T) / 2
+    lam, q = mpmath.eigsy(k)
+    top = max(abs(v) for v in lam)
+    keep = [i for i in range(b) if lam[i] > top * mpmath.mpf(10) ** (-(settings.working_dps - 5))]
+    lam = [lam[i] for i in keep]
+    vecs = [[q[a, i] for i in keep] for a in range(b)]
+    if entries is None:
+        entries = [(a, c) for a in range(b) for c in range(a, b)]
+    scale = 1 / (2 * mpmath.exp(mpmath.fsum(mpmath.log(v) for v in lam) / len(lam)))
+    prefactor = mpmath.mpf(b) ** alpha / mpmath.gamma(alpha)
+    tol = mpmath.mpf(10) ** -settings.dps
+    level = next(i for i, n in enumerate(SIZES) if n >= 2 * settings.dps)
+    previous = None
+    while level < len(SIZES):
+        current = _laplace_level(lam, vecs, entries, coeffs, scale, level, settings.working_dps)
+        current = {key: prefactor * v for key, v in current.items()}
+        if previous is not None:
+            size = max(abs(v) for v in current.values())
+            diff = {key: abs(current[key] - previous[key]) for key in entries}
+            if max(diff.values()) <= tol * size / 10:
+                return _as_output(b, current, diff, entries)
+        previous = current
+        level += 1
+    raise PrecisionError(f"the Laplace integral did not converge to {settings.dps} digits (B={b})")
+
+
+def _laplace_float(settings, gram, coeffs):
+    """Float64 version of :func:`laplace_map` (integer ``alpha``, ``dps <= FLOAT_DPS``), vectorised over nodes."""
+    b = gram.shape[0]
+    a_plus, a_minus, alpha = float(coeffs[0]), float(coeffs[1]), int(coeffs[2])
+    g = np.eye(b) - 1 / b
+    lam, q = np.linalg.eigh(g @ gram @ g)
+    keep = lam > lam.max() * 1e-13
+    lam, q = lam[keep], q[:, keep]
+    scale = 1 / (2 * math.exp(np.log(lam).mean()))
+    prefactor = b**alpha / math.gamma(alpha)
+    tol = 10.0 ** -settings.dps
+    previous = None
+    level = next(i for i, n in enumerate(SIZES) if n >= 2 * settings.dps)
+    while level < len(SIZES):
+        left, right, weights = (np.array([float(v) for v in arr]) for arr in tanh_sinh(SIZES[level], 17))
+        s = scale * left / right
+        factors = 1 + 2 * s[:, None] * lam[None, :]
+        weight = weights * 2 * scale / right**2 * s ** (alpha - 1) * np.exp(-0.5 * np.log(factors).sum(axis=1))
+        m = np.einsum("ai,ci,ni->nac", q, q, lam[None, :] / factors)
+        d = np.sqrt(np.clip(np.einsum("naa->na", m), 0, None))
+        outer = d[:, :, None] * d[:, None, :]
+        rho = np.clip(m / np.where(outer > 0, outer, 1), -1, 1)
+        theta = np.arccos(rho)
+        same = _orthant_float(alpha, theta)
+        mixed = _orthant_float(alpha, np.pi - theta)
+        kernel = outer**alpha * ((a_plus**2 + a_minus**2) * same + 2 * a_plus * a_minus * mixed)
+        current = prefactor * np.einsum("n,nac->ac", weight, kernel)
+        if previous is not None:
+            diff = np.abs(current - previous)
+            if diff.max() <= tol * np.abs(current).max() / 10:
+                return current, diff + 1e-15 * np.abs(current).max()
+        previous = current
+        level += 1
+    raise PrecisionError(f"the Laplace integral did not converge to {settings.dps} digits (B={b})")
+
+
+def _orthant_float(alpha: int, theta):
+    """``E[z1^alpha z2^alpha 1{z1, z2 > 0}]`` at ``cos(theta) = rho`` (float64, integer ``alpha``).
+
+    ``2^alpha Gamma(alpha + 1) / (2 pi) J(theta)``, ``J(theta) = int_{theta-pi/2}^{pi/2}
+    cos(w)^alpha cos(w - theta)^alpha dw`` summed from the Fourier expansions of the cosine powers.
+    """
+    z = np.exp(1j * theta)
+    powers = {0: np.ones_like(z)}
+    for m in range(1, 2 * alpha + 1):
+        powers[m] = powers[m - 1] * z
+        powers[-m] = np.conj(powers[m])
+    total = np.zeros_like(z)
+    for j in range(alpha + 1):
+        for l in range(alpha + 1):
+            k = 2 * alpha - 2 * j - 2 * l
+            coef = math.comb(alpha, j) * math.comb(alpha, l) * powers[-(alpha - 2 * l)]
+            # int_{theta - pi/2}^{pi/2} e^{i k w} dw, with e^{i k pi/2} = i^k and e^{i k (theta - pi/2)} = z^k (-i)^k
+            piece = (np.pi - theta) if k == 0 else (1j**k - powers[k] * (-1j) ** k) / (1j * k)
+            total = total + coef * piece
+    return 2.0**alpha * math.gamma(alpha + 1) / (2 * np.pi) * total.real / 4.0**alpha
+
+
+def _laplace_level(lam, vecs, entries, coeffs, scale, level, working_dps):
+    left, right, weights = tanh_sinh(SIZES[level], working_dps)
+    alpha = coeffs[2]
+    diag_needed = sorted({a for key in entries for a in key})
+    sums = {key: mpmath.mpf(0) for key in entries}
+    for lo, hi, w in zip(left, right, weights):
+        s = scale * lo / hi
+        jac = 2 * scale / (hi * hi)
+        factors = [1 + 2 * s * v for v in lam]
+        det = mpmath.fprod(factors)
+        g = [v / f for v, f in zip(lam, factors)]
+        weight = w * jac * s ** (alpha - 1) / mpmath.sqrt(det)
+        if weight == 0:
+            continue
+        diag = {a: mpmath.fdot(vecs[a], [vi * gi for vi, gi in zip(vecs[a], g)]) for a in diag_needed}
+        for a, c in entries:
+            if a == c:
+                value = gaussian_kernels.homogeneous_variance(coeffs, diag[a])
+            else:
+                k_ac = mpmath.fdot(vecs[a], [vi * gi for vi, gi in zip(vecs[c], g)])
+                value = gaussian_kernels.homogeneous_kernel(coeffs, diag[a], diag[c], k_ac)
+            sums[(a, c)] += weight * value
+    return sums
+
+
+def _as_output(b, values, errors, entries):
+    full = len(entries) == b * (b + 1) // 2
+    if not full:
+        return values, errors
+    v, e = mpmath.matrix(b, b), mpmath.matrix(b, b)
+    for (a, c), value in values.items():
+        v[a, c] = v[c, a] = value
+        e[a, c] = e[c, a] = errors[(a, c)]
+    return v, e

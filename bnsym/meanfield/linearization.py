@@ -1,0 +1,444 @@
+r"""The spectrum of the forward and backward maps at the BSB1 fixed point.
+
+docs/theory.md section 6.  At ``eps = 0`` both the linearised forward map
+``Delta -> G dV[Delta] G`` and the backward operator ``T`` act on
+``G Sym(B) G``, commute with permuting the batch, and so have one eigenvalue
+on each of the three invariant subspaces ``span{G}`` (dimension 1), ``L``
+(``B - 1``) and ``M`` (``B(B-3)/2``).
+
+How each eigenvalue is computed.  By Schur's lemma, for ``Pi`` in one
+subspace and any ``Y`` in ``G Sym(B) G`` with ``tr(Y Pi) != 0``,
+``lambda = tr(Y A(Pi)) / tr(Y Pi)``; equally ``lambda = tr(Pi A(Y)) / tr(Pi Y)``
+(the other isotypic parts of ``Y`` are orthogonal to ``Pi``).  With
+``w = e1 - e2``, ``x = e1 - e3``, ``y = e2 - e4`` and ``s = sqrt(B) u``:
+
+* forward (``u`` angular central Gaussian, docs/theory.md section 6):
+  ``dV[Pi] = E[f f^T ((n/2B) s^T Pi s - tr(Pi)/2)] / (q* - c*)``; with input
+  ``Pi`` and functional ``Y = w w^T``,
+
+  - ``G``: the weight vanishes identically (scale invariance), ``lambda = 0``;
+  - ``L`` (``Pi = G diag(x) G``, ``tr(Y Pi) = 1``):
+    ``lambda_L = (n/2B) E[(f1 - f2)^2 (s1^2 - s3^2)] / (q* - c*)``;
+  - ``M`` (``Pi = x y^T + y x^T``, ``tr(Y Pi) = -2``):
+    ``lambda_M = -(n/2B) E[(f1 - f2)^2 (s1 - s3)(s2 - s4)] / (q* - c*)``.
+
+* backward: ``T(Pi) = B/((q*-c*)(B-3)) E[P D Pi D P]`` with ``P = G - u u^T``
+  and ``D = diag(gamma phi'(gamma s + beta))`` (docs/theory.md sections 2, 5);
+  with input ``w w^T`` and functional ``Pi``, ``r = D w``,
+  ``z = P r = r - (D1 - D2)/B 1 - u (u1 D1 - u2 D2)``:
+
+  - ``G``: ``lambda_G = B/(2(q*-c*)(B-3)) E[|z|^2]`` (equals docs/theory.md section 5);
+  - ``L``: ``lambda_L = B/((q*-c*)(B-3)) E[z1^2 - z3^2]``;
+  - ``M``: ``lambda_M = -B/((q*-c*)(B-3)) E[(z1 - z3)(z2 - z4)]``.
+
+Every expectation above is a polynomial in ``s1..s4`` times nonlinear factors
+at ``s1`` and ``s2`` only.  docs/theory.md section 3 reduces it: given the
+coordinates carrying nonlinear factors, the others are ``mu + w_i`` with
+``mu = -(sum of the given)/m`` and ``w`` uniform on a sphere of radius
+``R``, ``R^2 = B - sum(given^2) - m mu^2``, in ``1^perp`` of ``R^m``
+(``m = B - #given``); its polynomial moments are Gaussian (Isserlis) moments
+of ``G_m z`` divided by moments of ``chi_{m-1}``, exact rationals.  What is
+left, ``E[N1(s1) s1^p N2(s2) s2^q]`` and ``E[N(s1) s1^p]`` with
+``N = f^i D^j``, goes to :class:`bnsym.numerics.sphere.SphereLaw` (or to the
+closed forms of :mod:`bnsym.numerics.closed_forms` for positively homogeneous
+integrands of integer degree at ``beta = 0``).
+
+Domain: finite ``B >= 4`` (``M`` is empty and ``E[1/chi^2_{B-1}]`` diverges
+below) and ``eps = 0``.  Cost: about 20 one- and two-coordinate sphere
+expectations (closed forms: milliseconds; quadrature: seconds).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import lru_cache
+
+import mpmath
+import sympy as sp
+
+from bnsym.numerics import closed_forms
+from bnsym.activations import Activation, Piece, x as _x
+from bnsym.errors import BnsymInputError, PrecisionError
+from bnsym.estimate import Estimate, Value
+from bnsym.meanfield.bsb1 import bsb1_state, moment_tolerance
+from bnsym.numerics.moments import resolve_method
+from bnsym.meanfield.results import FixedPoint, Settings, make_settings
+from bnsym.numerics.sphere import Integrand, SphereLaw
+
+SUBSPACES = ("G", "L", "M")
+
+_S = sp.symbols("s1:5")
+_F = sp.symbols("F1 F2")
+_D = sp.symbols("D1 D2")
+
+
+# --------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class Eigenvalue(Value):
+    """One eigenvalue of a map on ``G Sym(B) G``: its value and error, operator, subspace and multiplicity."""
+
+    value: mpmath.mpf
+    error: mpmath.mpf
+    operator: str = "forward"  # "forward" or "backward"
+    subspace: str = "G"  # "G", "L" or "M"
+    multiplicity: int = 1
+
+    def below_one(self):
+        """True / False when ``|value| < 1`` / ``> 1`` beyond the error, else None."""
+        if abs(self.value) + self.error < 1:
+            return True
+        if abs(self.value) - self.error > 1:
+            return False
+        return None
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """Forward and backward eigenvalues at the BSB1 point, one per subspace ``G, L, M``.
+
+    ``stable``: True when both forward eigenvalues on ``L`` and ``M`` are
+    below 1 in modulus (beyond their errors), False when one is above, None
+    when undecided.  ``spectral_radius``: the backward eigenvalue of largest
+    modulus; ``rate_is_G`` tells whether it is lambda_G.
+    """
+
+    settings: Settings
+    fixed_point: FixedPoint
+    forward: tuple
+    backward: tuple
+    method: str = ""
+
+    def eigenvalue(self, operator: str, subspace: str) -> Eigenvalue:
+        """The eigenvalue of ``operator`` (``"forward"`` or ``"backward"``) on ``subspace`` (``"G"``, ``"L"``, ``"M"``)."""
+        if operator not in ("forward", "backward"):
+            raise BnsymInputError(f"operator must be 'forward' or 'backward', got {operator!r}")
+        group = self.forward if operator == "forward" else self.backward
+        for e in group:
+            if e.subspace == subspace:
+                return e
+        raise BnsymInputError(f"subspace must be one of {', '.join(repr(e.subspace) for e in group)}, got {subspace!r}")
+
+    @property
+    def stable(self):
+        verdicts = [e.below_one() for e in self.forward if e.subspace != "G"]
+        if False in verdicts:
+            return False
+        return None if None in verdicts else True
+
+    @property
+    def spectral_radius(self) -> Eigenvalue:
+        return max(self.backward, key=lambda e: abs(e.value))
+
+    @property
+    def rate_is_G(self) -> bool:
+        return self.spectral_radius.subspace == "G"
+
+    def verdict(self) -> str:
+        stable = {True: "locally stable", False: "unstable (batch symmetry breaks)", None: "undecided at this precision"}[self.stable]
+        top = self.spectral_radius
+        which = "lambda_G" if top.subspace == "G" else f"the {top.subspace} eigenvalue, not lambda_G"
+        return f"BSB1 fixed point {stable}; backward spectral radius is {which}"
+
+    def as_dict(self) -> dict:
+        d = self.settings.dps
+
+        def entry(e):
+            return {
+                "subspace": e.subspace,
+                "multiplicity": e.multiplicity,
+                "value": mpmath.nstr(e.value, d),
+                "error": mpmath.nstr(e.error, 2),
+            }
+
+        return {
+            "settings": self.settings.as_dict(),
+            "method": self.method,
+            "fixed_point": {"q": mpmath.nstr(self.fixed_point.q, d), "c": mpmath.nstr(self.fixed_point.c, d)},
+            "forward": [entry(e) for e in self.forward],
+            "backward": [entry(e) for e in self.backward],
+            "stable": self.stable,
+            "spectral_radius": self.spectral_radius.subspace,
+            "verdict": self.verdict(),
+        }
+
+
+# --------------------------------------------------------------------------- public API
+def spectrum(activation, batch_size, *, gamma=1, beta=0, eps=0, sigma_w=1, dps=15, method="auto") -> Spectrum:
+    r"""The eigenvalues of the forward and backward maps at the BSB1 fixed point.
+
+    ``activation``, ``gamma``, ``beta``, ``dps``, ``method`` as for
+    :func:`bnsym.fixed_point`; ``batch_size`` a finite integer ``>= 4``;
+    ``sigma_w > 0`` (checked; it drops out at ``eps = 0``); ``eps`` must be 0 (the ``eps > 0`` spectrum needs the radial integral of
+    the scale direction and is not implemented).  Each eigenvalue is
+    promised to ``dps`` digits relative to ``max(1, |value|)``
+    (:class:`~bnsym.errors.PrecisionError` otherwise).  Cost: that of the
+    fixed point plus about 20 sphere expectations.
+
+    >>> sp = spectrum("identity", 10, dps=20)
+    >>> [mpmath.nstr(e.value, 12) for e in sp.backward][0]  # lambda_G = (B-2)/(B-3)
+    '1.14285714286'
+    >>> sp.stable
+    True
+    """
+    settings = make_settings(activation, batch_size, gamma=gamma, beta=beta, eps=eps, sigma_w=sigma_w, dps=dps, method=method)
+    b = settings.batch_size
+    if b == math.inf or b < 4:
+        raise BnsymInputError(f"batch_size must be a finite integer >= 4 for the spectrum (M is empty and T is infinite below), got {batch_size!r}")
+    if settings.eps != 0:
+        raise BnsymInputError(f"eps must be 0 for the spectrum (the eps > 0 spectrum is not implemented), got {eps!r}")
+    return spectrum_from_settings(settings)
+
+
+def spectrum_from_settings(settings: Settings) -> Spectrum:
+    """:func:`spectrum` for validated settings."""
+    state = bsb1_state(settings)
+    b = settings.batch_size
+    method = resolve_method(settings.method, settings.activation, settings.beta)
+    with mpmath.workdps(settings.working_dps):
+        law = SphereLaw(b, settings.working_dps)
+        evaluator = _Evaluator(settings, law, method)
+        spread = Estimate(state.fixed_point.spread, state.fixed_point.spread_error)
+        raw = {key: evaluator.expectation(expr) for key, expr in _expressions(b).items()}
+        forward_scale = Estimate(mpmath.mpf(b - 1)) / (2 * b) / spread
+        backward_scale = Estimate(mpmath.mpf(b)) / ((b - 3) * spread)
+        values = {
+            ("forward", "G"): Estimate(mpmath.mpf(0)),
+            ("forward", "L"): forward_scale * raw["forward L"],
+            ("forward", "M"): -forward_scale * raw["forward M"] / 2,
+            ("backward", "G"): backward_scale * raw["backward G"] / 2,
+            ("backward", "L"): backward_scale * raw["backward L"],
+            ("backward", "M"): -backward_scale * raw["backward M"],
+        }
+    mult = multiplicities(b)
+    out = {"forward": [], "backward": []}
+    tol = mpmath.mpf(10) ** -settings.dps
+    for (op, sub), est in values.items():
+        if est.error > tol * max(1, abs(est.value)):
+            raise PrecisionError(
+                f"{op} eigenvalue on {sub} reached only {mpmath.nstr(est.error, 3)} absolute error, "
+                f"short of the {settings.dps} digits asked"
+            )
+        out[op].append(Eigenvalue(est.value, est.error, operator=op, subspace=sub, multiplicity=mult[sub], meaning=est.meaning))
+    return Spectrum(settings, state.fixed_point, tuple(out["forward"]), tuple(out["backward"]), method)
+
+
+def multiplicities(batch_size: int) -> dict:
+    """Dimensions of the invariant subspaces: ``G`` 1, ``L`` B-1, ``M`` B(B-3)/2."""
+    return {"G": 1, "L": batch_size - 1, "M": batch_size * (batch_size - 3) // 2}
+
+
+# --------------------------------------------------------------------------- the expressions
+def _expressions(b: int) -> dict:
+    """The expectations (sympy polynomials in s1..s4, F1, F2, D1, D2) whose values give the eigenvalues."""
+    s1, s2, s3, s4 = _S
+    f1, f2 = _F
+    d1, d2 = _D
+    sb = sp.sqrt(sp.Integer(b))
+    u = [s / sb for s in _S]
+    proj = u[0] * d1 - u[1] * d2  # u . r
+    shift = (d1 - d2) / b  # mean of r
+    z = [d1 - shift - u[0] * proj, -d2 - shift - u[1] * proj, -shift - u[2] * proj, -shift - u[3] * proj]
+    # |z|^2 = |G r|^2 - (u.r)^2 (z is orthogonal to 1)
+    z_norm = d1**2 + d2**2 - (d1 - d2) ** 2 / b - proj**2
+    return {
+        "forward L": (f1 - f2) ** 2 * (s1**2 - s3**2),
+        "forward M": (f1 - f2) ** 2 * 2 * (s1 - s3) * (s2 - s4),
+        "backward G": z_norm,
+        "backward L": z[0] ** 2 - z[2] ** 2,
+        "backward M": (z[0] - z[2]) * (z[1] - z[3]),
+    }
+
+
+# --------------------------------------------------------------------------- reduction to two coordinates
+@lru_cache(maxsize=None)
+def _gauss_moment(indices: tuple, m: int):
+    """``E[prod_k X_{indices_k}]`` for ``X ~ N(0, G_m)`` (Isserlis), ``G_m = I - 11^T/m``."""
+    if not indices:
+        return sp.Integer(1)
+    if len(indices) % 2:
+        return sp.Integer(0)
+    first, rest = indices[0], indices[1:]
+    total = sp.Integer(0)
+    for k, other in enumerate(rest):
+        cov = 1 - sp.Rational(1, m) if other == first else -sp.Rational(1, m)
+        total += cov * _gauss_moment(tuple(sorted(rest[:k] + rest[k + 1 :])), m)
+    return total
+
+
+def _sphere_moment(exponents: tuple, m: int):
+    """``E[prod_i w_i^{j_i}]`` for ``w`` uniform on the unit sphere of ``1^perp`` in ``R^m``.
+
+    ``w = G z / |G z|`` with ``|G z| ~ chi_{m-1}`` independent of ``w``.
+    """
+    total = sum(exponents)
+    if total % 2:
+        return sp.Integer(0)
+    indices = tuple(sorted(i for i, j in enumerate(exponents) for _ in range(j)))
+    chi = sp.Integer(1)
+    for k in range(total // 2):
+        chi *= m - 1 + 2 * k
+    return _gauss_moment(indices, m) / chi
+
+
+@lru_cache(maxsize=None)
+def _conditional(rest_exponents: tuple, given: tuple, b: int):
+    """``E[prod s_rest^k | s_given]`` as a polynomial in the given coordinates (exact)."""
+    given_syms = [_S[i] for i in given]
+    m = b - len(given)
+    mu = -sum(given_syms, sp.Integer(0)) / m
+    radius2 = b - sum((s**2 for s in given_syms), sp.Integer(0)) - m * mu**2
+    result = sp.Integer(0)
+    ranges = [range(k + 1) for k in rest_exponents]
+
+    def walk(i, js):
+        nonlocal result
+        if i == len(ranges):
+            total = sum(js)
+            if total % 2:
+                return
+            coef = sp.Integer(1)
+            for k, j in zip(rest_exponents, js):
+                coef *= sp.binomial(k, j)
+            result += coef * mu ** (sum(rest_exponents) - total) * _sphere_moment(tuple(js), m) * radius2 ** (total // 2)
+            return
+        for j in ranges[i]:
+            walk(i + 1, js + [j])
+
+    walk(0, [])
+    return sp.expand(result)
+
+
+def reduce_expectation(expr, b: int) -> dict:
+    """Reduce ``E[expr]`` to one- and two-coordinate expectations (exact rational coefficients).
+
+    ``expr`` is a polynomial in ``s1..s4`` and the nonlinear factors ``F1, F2``
+    (``f(s1), f(s2)``), ``D1, D2`` (``D(s1), D(s2)``).  Returns
+    ``{key: coefficient}`` where ``key`` is ``()`` (a constant),
+    ``((i, j, p),)`` for ``E[f^i D^j s^p]`` or ``((i1, j1, p1), (i2, j2, p2))``
+    for ``E[f^i1 D^j1 s1^p1 f^i2 D^j2 s2^p2]``.
+    """
+    gens = (*_F, *_D, *_S)
+    poly = sp.Poly(sp.expand(expr), *gens)
+    out = defaultdict(lambda: sp.Integer(0))
+    for monom, coef in poly.terms():
+        a1, a2, b1, b2, k1, k2, k3, k4 = monom
+        if a1 + b1 == 0 and a2 + b2 > 0:  # exchangeability: put the nonlinear coordinate first
+            a1, a2, b1, b2, k1, k2 = a2, a1, b2, b1, k2, k1
+        exps = [k1, k2, k3, k4]
+        if a1 + b1 and a2 + b2:
+            given = (0, 1)
+        elif a1 + b1:
+            given = (0,)
+        else:
+            given = ()
+        rest = tuple(k for i, k in enumerate(exps) if i not in given and k)
+        cond = _conditional(rest, given, b) if rest else sp.Integer(1)
+        for i in given:
+            cond = cond * _S[i] ** exps[i]
+        cond_poly = sp.Poly(sp.expand(cond), *[_S[i] for i in given]) if given else None
+        if not given:
+            out[()] += coef * cond
+            continue
+        for powers, c in cond_poly.terms():
+            if len(given) == 1:
+                key = ((a1, b1, powers[0]),)
+            else:
+                key = ((a1, b1, powers[0]), (a2, b2, powers[1]))
+                if key[1] < key[0]:
+                    key = (key[1], key[0])
+            out[key] += coef * c
+    return {k: v for k, v in out.items() if v != 0}
+
+
+# --------------------------------------------------------------------------- evaluation
+_PRODUCTS: dict = {}
+
+
+def _product_activation(act: Activation, f_power: int, d_power: int) -> Activation:
+    """``phi^i phi'^j`` as an Activation with the same kinks (kept alive for stable ids)."""
+    key = (id(act), f_power, d_power)
+    if key not in _PRODUCTS:
+        pieces = []
+        for p in act.pieces:
+            expr = p.expr**f_power * p.derivative**d_power
+            pieces.append(Piece(p.lo, p.hi, expr, sp.diff(expr, _x), p.regular_lo, p.regular_hi))
+        whole = act.expr**f_power * act.derivative**d_power
+        product = Activation(name=f"{act.label}^{f_power}*d{act.label}^{d_power}", expr=whole, pieces=tuple(pieces))
+        _PRODUCTS[key] = (act, product)
+    return _PRODUCTS[key][1]
+
+
+class _Evaluator:
+    """Evaluates reduced expectations on one sphere law, memoising integrands."""
+
+    def __init__(self, settings: Settings, law: SphereLaw, method: str):
+        self.settings = settings
+        self.law = law
+        self.method = method
+        self.integrands = {}
+        self.rtol = moment_tolerance(settings)
+
+    def integrand(self, spec) -> Integrand:
+        i, j, p = spec
+        if spec not in self.integrands:
+            act, gamma = self.settings.activation, self.settings.gamma
+            if (i, j) == (1, 0):
+                f = Integrand(act, gamma, self.settings.beta, power=p)
+            elif (i, j) == (0, 1):
+                f = Integrand(act, gamma, self.settings.beta, derivative=True, power=p, scale=gamma)
+            else:
+                f = Integrand(_product_activation(act, i, j), gamma, self.settings.beta, power=p, scale=gamma**j)
+            self.integrands[spec] = f
+        return self.integrands[spec]
+
+    def _degree(self, spec):
+        """Homogeneity degree of ``f^i D^j s^p`` (None if not a non-negative integer)."""
+        alpha = self.settings.activation.degree
+        i, j, p = spec
+        deg = i * alpha + j * (alpha - 1) + p
+        return int(deg) if deg.is_integer and deg >= 0 else None
+
+    def expectation(self, expr) -> Estimate:
+        terms = reduce_expectation(expr, self.settings.batch_size)
+        keys = list(terms)
+        if self.method == "closed form":
+            values = {key: self._closed(key) for key in keys}
+        else:
+            values = self._quadrature(keys)
+        total = Estimate(mpmath.mpf(0))
+        for key, coef in terms.items():
+            c = mpmath.mpf(sp.Rational(coef).p) / sp.Rational(coef).q
+            total = total + c * values[key]
+        return total
+
+    def _closed(self, key):
+        if not key:
+            return Estimate(mpmath.mpf(1))
+        n = self.law.n
+        hom = []
+        for spec in key:
+            f = self.integrand(spec)
+            deg = self._degree(spec)
+            if deg is None:
+                raise BnsymInputError("method='closed form' needs integer homogeneity degrees")
+            hom.append((f.evaluate(mpmath.mpf(1)), f.evaluate(mpmath.mpf(-1)), deg))
+        if len(hom) == 1:
+            return Estimate(closed_forms.homogeneous_mean(*hom[0], n))
+        return Estimate(closed_forms.homogeneous_pair(hom[0], hom[1], n))
+
+    def _quadrature(self, keys):
+        values = {}
+        singles = [k for k in keys if len(k) == 1]
+        pairs = [k for k in keys if len(k) == 2]
+        if () in keys:
+            values[()] = Estimate(mpmath.mpf(1))
+        if singles:
+            results = self.law.expect_with_norms([self.integrand(k[0]) for k in singles], self.rtol)
+            for k, (first, _) in zip(singles, results):
+                values[k] = first
+        if pairs:
+            results = self.law.expect_pairs([(self.integrand(k[0]), self.integrand(k[1])) for k in pairs], self.rtol)
+            values.update(zip(pairs, results))
+        return values

@@ -1,0 +1,78 @@
+r"""Two-point Gaussian kernels of positively homogeneous activations (numeric).
+
+For ``phi(x) = a_+ x^alpha`` (``x > 0``), ``a_- |x|^alpha`` (``x < 0``) and
+``z ~ N(0, K)`` in R^2,
+
+    V_phi(K)_ab = E[phi(z_a) phi(z_b)]
+                = (K_aa K_bb)^(alpha/2) [ (a_+^2 + a_-^2) O(rho) + 2 a_+ a_- O(-rho) ],
+    O(rho) = E[z_1^alpha z_2^alpha 1{z_1 > 0, z_2 > 0}]   (unit variances, correlation rho)
+           = 2^alpha / (4 pi) [ Gamma((alpha+1)/2)^2 2F1(-alpha/2, -alpha/2; 1/2; rho^2)
+                                + 2 rho Gamma(alpha/2 + 1)^2 2F1((1-alpha)/2, (1-alpha)/2; 3/2; rho^2) ],
+    V_phi(K)_aa = K_aa^alpha (a_+^2 + a_-^2) 2^alpha Gamma(alpha + 1/2) / (2 sqrt(pi)),
+
+``rho = K_ab / sqrt(K_aa K_bb)`` (the arc-cosine kernels of Cho and Saul for
+integer ``alpha``: ``alpha = 1`` gives ``(sin t + (pi - t) cos t)/(2 pi)``,
+``cos t = rho``).  The hypergeometric series is the Mehler (Hermite)
+expansion of the orthant moment; it converges for ``|rho| <= 1``.  At
+``|rho| = 1`` the 2F1 functions are evaluated by mpmath's analytic
+continuation (Gauss's sum).  This module is the mpmath one; the sympy
+closed forms live in :mod:`bnsym.symbolic.kernels`.
+
+Cost: two hypergeometric functions per entry (O(working_dps) series terms).
+"""
+
+from __future__ import annotations
+
+import mpmath
+
+from bnsym.activations import Activation
+from bnsym.errors import BnsymInputError
+
+
+def homogeneous_coefficients(act: Activation, gamma=1):
+    """``(a_+, a_-, alpha)`` of ``x -> phi(gamma x)`` for a positively homogeneous ``phi``.
+
+    ``phi(gamma x) = |gamma|^alpha phi(sign(gamma) x)``.
+    """
+    if act.degree is None:
+        raise BnsymInputError(f"activation {act.label} is not positively homogeneous; the Gaussian kernel closed form needs phi(c x) = c^alpha phi(x)")
+    alpha = mpmath.mpf(str(act.degree)) if not act.degree.is_integer else mpmath.mpf(int(act.degree))
+    gamma = mpmath.mpf(gamma)
+    scale = abs(gamma) ** alpha
+    plus, minus = act.mp(mpmath.mpf(1)), act.mp(mpmath.mpf(-1))
+    if gamma < 0:
+        plus, minus = minus, plus
+    return scale * plus, scale * minus, alpha
+
+
+def orthant_moment(alpha, rho):
+    """``E[z_1^alpha z_2^alpha 1{z_1>0, z_2>0}]`` for unit-variance Gaussians with correlation ``rho``."""
+    rho = max(min(rho, mpmath.mpf(1)), mpmath.mpf(-1))
+    r2 = rho * rho
+    first = mpmath.gamma((alpha + 1) / 2) ** 2 * mpmath.hyp2f1(-alpha / 2, -alpha / 2, mpmath.mpf(1) / 2, r2)
+    second = 2 * rho * mpmath.gamma(alpha / 2 + 1) ** 2 * mpmath.hyp2f1((1 - alpha) / 2, (1 - alpha) / 2, mpmath.mpf(3) / 2, r2)
+    return mpmath.mpf(2) ** alpha / (4 * mpmath.pi) * (first + second)
+
+
+def homogeneous_kernel(coefficients, k_aa, k_bb, k_ab):
+    """``E[phi(z_a) phi(z_b)]`` for ``z ~ N(0, [[k_aa, k_ab], [k_ab, k_bb]])``.
+
+    ``coefficients`` = ``(a_+, a_-, alpha)`` from :func:`homogeneous_coefficients`.
+    """
+    a_plus, a_minus, alpha = coefficients
+    if k_aa <= 0 or k_bb <= 0:
+        return mpmath.mpf(0)
+    scale = (k_aa * k_bb) ** (alpha / 2)
+    rho = k_ab / mpmath.sqrt(k_aa * k_bb)
+    same = (a_plus**2 + a_minus**2) * orthant_moment(alpha, rho)
+    mixed = 2 * a_plus * a_minus * orthant_moment(alpha, -rho)
+    return scale * (same + mixed)
+
+
+def homogeneous_variance(coefficients, k_aa):
+    """``E[phi(z)^2]`` for ``z ~ N(0, k_aa)``."""
+    a_plus, a_minus, alpha = coefficients
+    if k_aa <= 0:
+        return mpmath.mpf(0)
+    moment = mpmath.mpf(2) ** alpha * mpmath.gamma(alpha + mpmath.mpf(1) / 2) / mpmath.sqrt(mpmath.pi)
+    return k_aa**alpha * (a_plus**2 + a_minus**2) * moment / 2

@@ -1,0 +1,125 @@
+r"""The radial integral that ``eps > 0`` adds (docs/theory.md section 4).
+
+With ``eps > 0`` the batch-norm map no longer forgets ``|G h|``.  At a BSB1
+point of scale ``a = sigma_w^2 (q - c)``, ``|G h|^2 = a y^2`` with ``y``
+chi-distributed with ``n = B - 1`` degrees of freedom,
+
+    p_n(y) = y^(n-1) exp(-y^2/2) / (2^(n/2-1) Gamma(n/2)),   y > 0,
+
+and the normalized pre-activation is ``kappa s`` with
+``kappa^2 = a y^2 / (a y^2 + B eps)``.  Expectations become
+``int E_sphere[...](kappa(y)) p_n(y) dy``.
+
+:func:`chi_rule` returns panels of Gauss-Legendre nodes for that integral:
+truncated where ``p_n`` is below ``10^-working_dps`` of its peak, graded
+geometrically towards ``y = 0`` down to ``y_eps = sqrt(B eps / a)`` (the
+integrand has its singularities at ``y = +- i y_eps``), and cut, with
+tanh-sinh panels, at the radii where a kink of ``phi`` enters the support of
+the sphere law (there the sphere expectations have an algebraic
+singularity).
+
+:func:`reweight` moves a rule designed for scale ``a_d`` to a nearby scale
+``a`` without new integrand evaluations: substituting ``y = r y'``,
+``r = sqrt(a_d / a)``, keeps every ``kappa`` at its node and multiplies the
+weights by ``r p_n(r y) / p_n(y) = r^n exp(-(r^2 - 1) y^2 / 2)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+
+from bnsym.numerics.quadrature import panel
+
+#: Relative change of scale a rule may be reweighted over (its truncation has that margin).
+REWEIGHT_MARGIN = mpmath.mpf("0.15")
+
+
+def _log_density(n, y):
+    return (n - 1) * mpmath.log(y) - y * y / 2 - (mpmath.mpf(n) / 2 - 1) * mpmath.log(2) - mpmath.loggamma(mpmath.mpf(n) / 2)
+
+
+def support(n: int, working_dps: int):
+    """``(y_lo, y_hi)`` outside of which ``p_n`` is below ``10^-(working_dps+5)`` of its peak, with the reweighting margin."""
+    drop = (working_dps + 5) * mpmath.log(10)
+    if n == 1:
+        return mpmath.mpf(0), mpmath.sqrt(2 * drop) * (1 + REWEIGHT_MARGIN)
+    y0 = mpmath.sqrt(n - 1)
+
+    def h(y):  # log p(y) - log p(y0)
+        return (n - 1) * mpmath.log(y / y0) - (y * y - y0 * y0) / 2 + drop
+
+    hi = _bisect(h, y0, y0 + mpmath.sqrt(2 * drop) + 2 * mpmath.sqrt(drop))
+    tiny = mpmath.mpf(10) ** -working_dps
+    lo = _bisect(h, y0, tiny) if h(tiny) < 0 else mpmath.mpf(0)
+    return max(lo, mpmath.mpf(0)) / (1 + REWEIGHT_MARGIN), hi * (1 + REWEIGHT_MARGIN)
+
+
+def _bisect(h, inside, outside, steps=60):
+    """Point where ``h`` changes sign between ``inside`` (h > 0) and ``outside`` (h < 0)."""
+    for _ in range(steps):
+        mid = (inside + outside) / 2
+        if h(mid) > 0:
+            inside = mid
+        else:
+            outside = mid
+    return outside
+
+
+def chi_rule(n: int, level: int, working_dps: int, *, y_eps, singular_radii=()):
+    """Nodes ``y_j`` and weights ``w_j`` with ``sum w_j g(y_j) ~ int g(y) p_n(y) dy``.
+
+    ``y_eps``: modulus of the integrand's complex singularities (grading);
+    ``singular_radii``: radii where the integrand has an algebraic singularity.
+    """
+    lo, hi = support(n, working_dps)
+    cuts = {}
+    if y_eps > 0:
+        y = 2 * y_eps
+        while y < hi:
+            if y > lo:
+                cuts[mpmath.nstr(y, working_dps - 3)] = (y, True)
+            y *= 2
+    for y in singular_radii:
+        if lo < y < hi:
+            cuts[mpmath.nstr(y, working_dps - 3)] = (y, False)
+    points = sorted(cuts.values(), key=lambda item: item[0])
+    bounds = [(lo, True)] + points + [(hi, True)]
+    nodes, weights = [], []
+    for (a, fa), (b, fb) in zip(bounds[:-1], bounds[1:]):
+        kind = "gauss" if fa and fb else "tanh-sinh"
+        ys, ws = panel(a, b, level, working_dps, kind=kind)
+        for y, w in zip(ys, ws):
+            if y <= 0:
+                continue
+            nodes.append(y)
+            weights.append(w * mpmath.exp(_log_density(n, y)))
+    return nodes, weights
+
+
+def reweight(n: int, nodes, weights, ratio):
+    """Weights for scale ``a`` of a rule built for ``a_d``; ``ratio = a_d / a``."""
+    r = mpmath.sqrt(ratio)
+    factor = r**n
+    return [w * factor * mpmath.exp(-(ratio - 1) * y * y / 2) for y, w in zip(nodes, weights)]
+
+
+def kappa_squared(a, y, batch_size, eps):
+    """``a y^2 / (a y^2 + B eps)``."""
+    r2 = a * y * y
+    return r2 / (r2 + batch_size * eps)
+
+
+def entry_radius(kink_distance, gain, n, a, batch_size, eps):
+    """Radius ``y`` at which a kink at distance ``|x_k - beta|`` enters the sphere support.
+
+    The support of ``gamma kappa s`` is ``|.| <= |gamma| kappa sqrt(n)``; the kink enters
+    when ``kappa = kink_distance / (|gamma| sqrt(n))``.  ``None`` if it never does.
+    """
+    if math.isinf(n):
+        return None
+    k = kink_distance / (abs(gain) * mpmath.sqrt(n))
+    if k >= 1 or k <= 0:
+        return None
+    return mpmath.sqrt(batch_size * eps * k * k / (a * (1 - k * k)))

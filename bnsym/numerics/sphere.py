@@ -1,0 +1,580 @@
+r"""The sphere law of batch-normalized pre-activations, and its expectations.
+
+This module owns every integral of the engine (docs/theory.md section 3).  For a
+batch of size ``B`` write ``n = B - 1``.  At ``eps = 0`` the normalized
+pre-activation is ``s = sqrt(B) u`` with ``u`` uniform on the unit sphere of
+``1^perp``; every quantity bnsym computes reduces to
+
+* one-coordinate expectations ``E[F(s_a)]``, where ``t = s_a / sqrt(n)`` has
+  density proportional to ``(1 - t^2)^((n-3)/2)`` on ``[-1, 1]``, and
+* two-coordinate expectations ``E[F(s_a) G(s_b)]``, ``<w_a, w_b> = rho = -1/n``.
+
+Coordinates.  With ``t_a = sin(psi)`` the one-coordinate density becomes
+``cos(psi)^(n-2)`` on ``[-pi/2, pi/2]``; given ``t_a``, the second coordinate
+is ``t_b = rho sin(psi) + sqrt(1 - rho^2) cos(psi) sin(phi)`` with ``phi``
+of density ``cos(phi)^(n-3)`` (the hyperspherical angles of ``u``).  Both
+weights are analytic for every integer ``n``, which the Gegenbauer weight
+``(1 - t^2)^((n-3)/2)`` is not at the end points when ``n`` is even; so
+Gauss-Legendre panels in the angles converge geometrically for any ``B``,
+also on pieces cut at kinks, where a Gauss-Jacobi rule in ``t`` would meet
+the weight's branch point.
+
+Methods, chosen per expectation:
+
+* **Funk-Hecke** (docs/theory.md section 8), when ``F`` and ``G`` are analytic on
+  the support: ``E[F G] = sum_k F_k G_k P_k(rho)`` with ``F_k = E[F p_k]``,
+  ``p_k`` the orthonormal Gegenbauer polynomials (``lambda = (n-2)/2``) and
+  ``P_k = p_k / p_k(1)``.  Only one-dimensional integrals are needed; the tail
+  is bounded through Parseval, ``sum_{k>K} F_k^2 = E[F^2] - sum_{k<=K} F_k^2``.
+  Cost ``O(N K)`` for ``N`` nodes and ``K`` terms.
+* **Nested angles**, when ``F`` or ``G`` has kinks: Gauss-Legendre panels in
+  ``psi`` cut at the kinks of ``F`` and at the ``psi`` where a kink line of
+  ``G`` touches the circle (there the inner integral has a square-root
+  singularity, removed by the map ``psi = psi* + w^2``), and panels in
+  ``phi`` cut at the kinks of ``G``.  Pieces whose activation piece is not
+  analytic at a kink (``x^(3/2)``) use tanh-sinh panels.  Cost ``O(N^2)``.
+* ``B = 2``: ``s_a = +-1``, ``s_b = -s_a`` exactly.  ``B = inf``: ``s_a, s_b``
+  independent standard Gaussians (truncated panels on the real line).
+
+Large ``B``: the laws concentrate on ``|psi| ~ 1/sqrt(n)``; the panels are
+truncated where the weight falls below ``10**-wp``, so the cost does not
+grow with ``B``.
+
+Every result is an :class:`~bnsym.estimate.Estimate`; its error is the
+difference between two consecutive rule levels (plus the Funk-Hecke tail
+bound), and the level is raised until it is below the tolerance asked for.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import mpmath
+
+from bnsym.activations import Activation
+from bnsym.errors import PrecisionError
+from bnsym.estimate import Estimate, rounding_error
+from bnsym.numerics.quadrature import SIZES, panel
+
+#: Highest rule level for one-dimensional integrals, and for nested ones.
+MAX_LEVEL_1D = len(SIZES) - 1
+MAX_LEVEL_2D = SIZES.index(256)
+
+
+# --------------------------------------------------------------------------- integrands
+@dataclass(frozen=True)
+class Integrand:
+    """``F(s) = scale * s**power * phi^(d)(gain * s + shift)``, ``d`` = 0 or 1.
+
+    Piecewise analytic in ``s``, with breakpoints ``(kink - shift) / gain`` at
+    the kinks of the activation.  ``gain`` must be nonzero.
+    """
+
+    activation: Activation
+    gain: mpmath.mpf
+    shift: mpmath.mpf
+    derivative: bool = False
+    power: int = 0
+    scale: mpmath.mpf = mpmath.mpf(1)
+    center: mpmath.mpf = mpmath.mpf(0)  # subtracted after scaling: F - center
+
+    @property
+    def base(self):
+        """Key of the activation evaluation shared by integrands differing only in power/scale."""
+        return (id(self.activation), self.derivative, self.gain, self.shift)
+
+    def breakpoints(self):
+        """``[(s_k, regular)]`` in increasing ``s``: where ``F`` stops being analytic."""
+        out = []
+        pieces = self.activation.pieces
+        for i, kink in enumerate(self.activation.numeric_kinks()):
+            s_k = (kink - self.shift) / self.gain
+            regular = pieces[i].regular_hi and pieces[i + 1].regular_lo
+            out.append((s_k, regular))
+        out.sort(key=lambda item: item[0])
+        return out
+
+    def piece(self, s_mid):
+        """The analytic continuation of ``phi^(d)`` valid around ``s_mid``."""
+        index = self.activation.piece_index(self.gain * s_mid + self.shift)
+        return self.activation.mp_piece(index, self.derivative)
+
+    def finish(self, s, base_value):
+        """``scale * s**power * base_value - center``."""
+        value = base_value
+        if self.power:
+            value = value * s**self.power
+        if self.scale != 1:
+            value = value * self.scale
+        if self.center:
+            value = value - self.center
+        return value
+
+    def evaluate(self, s):
+        """``F(s)`` (picking the piece that contains ``s``)."""
+        return self.finish(s, self.piece(s)(self.gain * s + self.shift))
+
+    def with_center(self, center):
+        """``F - center`` (the same integrand shifted by a constant)."""
+        return Integrand(self.activation, self.gain, self.shift, self.derivative, self.power, self.scale, center)
+
+
+class _Values:
+    """Memo of activation-piece values at one point, shared by integrands with the same base."""
+
+    __slots__ = ("cache",)
+
+    def __init__(self):
+        self.cache = {}
+
+    def get(self, f: Integrand, piece, s):
+        key = (f.base, id(piece))
+        value = self.cache.get(key)
+        if value is None:
+            value = piece(f.gain * s + f.shift)
+            self.cache[key] = value
+        return f.finish(s, value)
+
+
+# --------------------------------------------------------------------------- the law
+#: Level at which the last expectation of the same kind converged, keyed by
+#: (batch size, working_dps, kind, activation label): later calls start one level
+#: below it instead of climbing from the bottom (the error estimate is still
+#: the difference of two consecutive levels).
+_LEVEL_HINTS: dict = {}
+
+
+def _hint_key(law, kind, funcs):
+    return (law.batch_size, law.working_dps, kind, tuple(sorted({f.activation.label for f in funcs})))
+
+
+class SphereLaw:
+    """Joint law of two coordinates of ``s = sqrt(B) u`` for one batch size.
+
+    ``batch_size`` is an integer >= 2 or ``math.inf``; ``working_dps`` is the working
+    precision in decimal digits (all arithmetic runs at it).
+    """
+
+    def __init__(self, batch_size, working_dps: int):
+        self.batch_size = batch_size
+        self.working_dps = working_dps
+        self.infinite = batch_size == math.inf
+        self.n = math.inf if self.infinite else batch_size - 1
+        with mpmath.workdps(working_dps):
+            if self.infinite:
+                self.rho = mpmath.mpf(0)
+            else:
+                self.rho = -mpmath.mpf(1) / self.n
+                self.c = mpmath.sqrt(1 - self.rho**2)
+                self.root_n = mpmath.sqrt(self.n)
+
+    # ---------------------------------------------------------------- weights
+    @cached_property
+    def _outer_norm(self):
+        n = self.n
+        return mpmath.sqrt(mpmath.pi) * mpmath.gamma(mpmath.mpf(n - 1) / 2) / mpmath.gamma(mpmath.mpf(n) / 2)
+
+    @cached_property
+    def _inner_norm(self):
+        n = self.n
+        return mpmath.sqrt(mpmath.pi) * mpmath.gamma(mpmath.mpf(n - 2) / 2) / mpmath.gamma(mpmath.mpf(n - 1) / 2)
+
+    def _truncation(self, exponent):
+        """Half-width of the angle interval where ``cos^exponent`` exceeds ``10^-(working_dps+5)``."""
+        if exponent <= 0:
+            return mpmath.pi / 2
+        target = (self.working_dps + 5) * mpmath.log(10)
+        value = mpmath.acos(mpmath.exp(-target / exponent))
+        return min(value, mpmath.pi / 2)
+
+    @cached_property
+    def psi_max(self):
+        return self._truncation(self.n - 2)
+
+    @cached_property
+    def phi_max(self):
+        return self._truncation(self.n - 3)
+
+    @cached_property
+    def gauss_cut(self):
+        """Half-width ``L`` of the truncated real line at ``B = inf``."""
+        return mpmath.sqrt(2 * (self.working_dps + 5) * mpmath.log(10)) + 1
+
+    # ------------------------------------------------------------- 1D panels
+    def _s_panels_1d(self, funcs, level):
+        """``([(s_j, weight_j, panel_j)], panels)`` for the one-coordinate law."""
+        cuts = _merged_cuts((f.breakpoints() for f in funcs), self.working_dps)
+        if self.infinite:
+            edges = _edges(-self.gauss_cut, self.gauss_cut, cuts, self.working_dps)
+            out = []
+            norm = 1 / mpmath.sqrt(2 * mpmath.pi)
+            for index, (lo, hi, kind, _) in enumerate(edges):
+                nodes, weights = panel(lo, hi, level, self.working_dps, kind=kind)
+                for s, w in zip(nodes, weights):
+                    out.append((s, w * norm * mpmath.exp(-s * s / 2), index))
+            return out, edges
+        root_n = self.root_n
+        psi_cuts = [(mpmath.asin(s / root_n), reg) for s, reg in cuts if abs(s) < root_n]
+        edges = _edges(-self.psi_max, self.psi_max, psi_cuts, self.working_dps)
+        out = []
+        norm = 1 / self._outer_norm
+        for index, (lo, hi, kind, _) in enumerate(edges):
+            nodes, weights = panel(lo, hi, level, self.working_dps, kind=kind)
+            for psi, w in zip(nodes, weights):
+                out.append((root_n * mpmath.sin(psi), w * norm * mpmath.cos(psi) ** (self.n - 2), index))
+        return out, edges
+
+    def _panel_pieces(self, funcs, edges):
+        """For each panel, the analytic piece of each integrand on it."""
+        result = []
+        for lo, hi, _, _ in edges:
+            mid = (lo + hi) / 2
+            s_mid = mid if self.infinite else self.root_n * mpmath.sin(mid)
+            result.append([f.piece(s_mid) for f in funcs])
+        return result
+
+    def _values_1d(self, funcs, level):
+        """``[(E[F], E[F^2])]`` for each integrand at one rule level."""
+        nodes, edges = self._s_panels_1d(funcs, level)
+        pieces = self._panel_pieces(funcs, edges)
+        sums = [[mpmath.mpf(0), mpmath.mpf(0)] for _ in funcs]
+        for s, w, index in nodes:
+            memo = _Values()
+            panel_pieces = pieces[index]
+            for i, f in enumerate(funcs):
+                v = memo.get(f, panel_pieces[i], s)
+                sums[i][0] += w * v
+                sums[i][1] += w * v * v
+        return sums
+
+    # ------------------------------------------------------------ public API
+    def _floored(self, value, error) -> Estimate:
+        """``Estimate(value, error)`` with the error at least the rounding at the working precision
+        (two rule levels that agree exactly still carry it: an error of exactly 0 would be a claim)."""
+        return Estimate(value, max(error, rounding_error(value, self.working_dps)))
+
+    def expect(self, funcs, rtol, start_level=None):
+        """``[E[F(s_a)]]`` for each integrand, each as an Estimate.
+
+        The error of each is at most ``rtol * sqrt(E[F^2])`` (checked by
+        comparing two rule levels).  Also returns nothing else; see
+        :meth:`expect_with_norms` for the second moments.
+        """
+        return [first for first, _ in self.expect_with_norms(funcs, rtol, start_level)]
+
+    def expect_with_norms(self, funcs, rtol, start_level=None):
+        """``[(E[F], E[F^2])]`` as Estimates, sharing one set of evaluations."""
+        funcs = list(funcs)
+        with mpmath.workdps(self.working_dps):
+            if self.batch_size == 2:
+                out = []
+                for f in funcs:
+                    a, b = f.evaluate(mpmath.mpf(1)), f.evaluate(mpmath.mpf(-1))
+                    out.append((Estimate((a + b) / 2), Estimate((a * a + b * b) / 2)))
+                return out
+            key = _hint_key(self, "1d", funcs)
+            level = self._start_level(start_level, two_d=False, key=key)
+            def judge(current, previous):
+                errors = [(abs(c[0] - p[0]), abs(c[1] - p[1])) for c, p in zip(current, previous)]
+                if all(e1 <= rtol * mpmath.sqrt(abs(c[1])) and e2 <= rtol * abs(c[1]) for (e1, e2), c in zip(errors, current)):
+                    return [(self._floored(c[0], e1), self._floored(c[1], e2)) for c, (e1, e2) in zip(current, errors)]
+                return None
+
+            return _converge(
+                lambda n: self._values_1d(funcs, n), judge, key, level, MAX_LEVEL_1D,
+                f"one-coordinate expectation did not converge to {mpmath.nstr(rtol, 3)} "
+                f"with {SIZES[MAX_LEVEL_1D]} nodes per panel (B={self.batch_size})",
+            )
+
+    def expect_pairs(self, pairs, rtol, start_level=None):
+        """``[E[F(s_a) G(s_b)]]`` for each ``(F, G)`` in ``pairs``, as Estimates.
+
+        Each error is at most ``rtol * sqrt(E[F^2] E[G^2])``.
+        """
+        pairs = [tuple(p) for p in pairs]
+        with mpmath.workdps(self.working_dps):
+            if self.batch_size == 2:
+                out = []
+                for f, g in pairs:
+                    one, minus = mpmath.mpf(1), mpmath.mpf(-1)
+                    out.append(Estimate((f.evaluate(one) * g.evaluate(minus) + f.evaluate(minus) * g.evaluate(one)) / 2))
+                return out
+            if self.infinite:
+                distinct = _distinct([f for pair in pairs for f in pair])
+                norms = dict(zip(map(id, distinct), self.expect_with_norms(distinct, rtol / 2)))
+                return [norms[id(f)][0] * norms[id(g)][0] for f, g in pairs]
+            results = [None] * len(pairs)
+            smooth, kinked = [], []
+            for index, (f, g) in enumerate(pairs):
+                f_cuts, g_cuts = self._inner_cuts(f), self._inner_cuts(g)
+                if not f_cuts and not g_cuts:
+                    smooth.append(index)
+                elif not f_cuts:  # exchangeable: put the kinked function outside
+                    kinked.append((index, g, f))
+                else:
+                    kinked.append((index, f, g))
+            if smooth:
+                values = self._funk_hecke([pairs[i] for i in smooth], rtol, start_level)
+                for i, v in zip(smooth, values):
+                    results[i] = v
+            if kinked:
+                distinct = _distinct([f for _, pair_f, pair_g in kinked for f in (pair_f, pair_g)])
+                norms = dict(zip(map(id, distinct), self.expect_with_norms(distinct, rtol)))
+                values = self._nested([(f, g) for _, f, g in kinked], norms, rtol, start_level)
+                for (i, _, _), v in zip(kinked, values):
+                    results[i] = v
+            return results
+
+    # --------------------------------------------------------------- helpers
+    def _start_level(self, start_level, two_d, key=None):
+        if start_level is not None:
+            return start_level
+        if key is not None and key in _LEVEL_HINTS:
+            return max(_LEVEL_HINTS[key] - 1, 0)
+        wanted = 0.45 * self.working_dps if two_d else 0.8 * self.working_dps
+        level = 0
+        while SIZES[level] < wanted and level < MAX_LEVEL_1D:
+            level += 1
+        return level
+
+    def _inner_cuts(self, f):
+        """Kinks of ``f`` inside the support that matters at this precision."""
+        cuts = f.breakpoints()
+        if self.infinite:
+            return [c for c in cuts if abs(c[0]) < self.gauss_cut]
+        limit = self.root_n * mpmath.sin(self.psi_max) if self.psi_max < mpmath.pi / 2 else self.root_n
+        return [c for c in cuts if abs(c[0]) < limit]
+
+    # ------------------------------------------------------------ Funk-Hecke
+    def _funk_hecke(self, pairs, rtol, start_level):
+        funcs = _distinct([f for pair in pairs for f in pair])
+        key = _hint_key(self, "funk-hecke", funcs)
+        level = self._start_level(start_level, two_d=False, key=key)
+        def judge(current, previous):
+            out = [self._floored(value, abs(value - old) + tail) for (value, tail, _), (old, _, _) in zip(current, previous)]
+            ok = all(e.error <= rtol * scale for e, (_, _, scale) in zip(out, current))
+            return out if ok else None
+
+        return _converge(
+            lambda n: self._funk_hecke_level(pairs, funcs, rtol, n), judge, key, level, MAX_LEVEL_1D,
+            f"Funk-Hecke series did not converge to {mpmath.nstr(rtol, 3)} (B={self.batch_size})",
+        )
+
+    def _funk_hecke_level(self, pairs, funcs, rtol, level):
+        """``[(value, tail_bound, scale)]`` of the truncated Funk-Hecke series at one level.
+
+        ``scale = sqrt(E[F^2] E[G^2])`` bounds ``|E[F G]|``; the series stops
+        once the Parseval tail bound of every pair is below ``rtol * scale / 100``.
+        """
+        nodes, edges = self._s_panels_1d(funcs, level)
+        pieces = self._panel_pieces(funcs, edges)
+        root_n = self.root_n
+        ts = [s / root_n for s, _, _ in nodes]
+        weighted, second = {}, {}
+        for i, f in enumerate(funcs):
+            values = [f.finish(s, pieces[j][i](f.gain * s + f.shift)) for s, _, j in nodes]
+            weighted[id(f)] = [w * v for (_, w, _), v in zip(nodes, values)]
+            second[id(f)] = mpmath.fdot(weighted[id(f)], values)
+        n = mpmath.mpf(self.n)
+        lam = (n - 2) / 2
+
+        def a(k):  # orthonormal Gegenbauer recurrence  t p_k = a_{k+1} p_{k+1} + a_k p_{k-1}
+            if k == 0:
+                return mpmath.mpf(0)
+            if k == 1:
+                return mpmath.sqrt(1 / n)
+            return mpmath.sqrt(k * (k + 2 * lam - 1) / (4 * (k + lam) * (k + lam - 1)))
+
+        k_max = min(len(nodes) - 1, 4 * self.working_dps + 40)
+        look = 10  # |P_j(rho)| is bounded over the next `look` degrees
+        a_list = [a(k) for k in range(k_max + look + 2)]
+        big_p = []  # P_k(rho) = p_k(rho) / p_k(1)
+        pr_prev, pr_curr, p1_prev, p1_curr = mpmath.mpf(0), mpmath.mpf(1), mpmath.mpf(0), mpmath.mpf(1)
+        for k in range(k_max + look + 1):
+            big_p.append(pr_curr / p1_curr)
+            pr_prev, pr_curr = pr_curr, (self.rho * pr_curr - a_list[k] * pr_prev) / a_list[k + 1]
+            p1_prev, p1_curr = p1_curr, (p1_curr - a_list[k] * p1_prev) / a_list[k + 1]
+        state = [
+            {"total": mpmath.mpf(0), "rf": second[id(f)], "rg": second[id(g)], "tail": mpmath.inf,
+             "scale": mpmath.sqrt(abs(second[id(f)] * second[id(g)]))}
+            for f, g in pairs
+        ]
+        p_prev = [mpmath.mpf(0)] * len(ts)
+        p_curr = [mpmath.mpf(1)] * len(ts)
+        for k in range(k_max + 1):
+            coeff = {id(f): mpmath.fdot(weighted[id(f)], p_curr) for f in funcs}
+            ahead = max(abs(p) for p in big_p[k + 1 : k + 1 + look])
+            done = True
+            for st, (f, g) in zip(state, pairs):
+                cf, cg = coeff[id(f)], coeff[id(g)]
+                st["total"] += cf * cg * big_p[k]
+                st["rf"] -= cf * cf
+                st["rg"] -= cg * cg
+                # Parseval: sum_{j>k} F_j^2 = E[F^2] - sum_{j<=k} F_j^2
+                st["tail"] = mpmath.sqrt(max(st["rf"], 0) * max(st["rg"], 0)) * ahead
+                done = done and st["tail"] <= rtol * st["scale"] / 100
+            if done:
+                break
+            a0, a1 = a_list[k], a_list[k + 1]
+            p_prev, p_curr = p_curr, [(t * pc - a0 * pp) / a1 for t, pc, pp in zip(ts, p_curr, p_prev)]
+        return [(st["total"], st["tail"], st["scale"]) for st in state]
+
+    # --------------------------------------------------------- nested angles
+    def _nested(self, pairs, norms, rtol, start_level):
+        key = _hint_key(self, "nested", [f for pair in pairs for f in pair])
+        level = self._start_level(start_level, two_d=True, key=key)
+        def judge(current, previous):
+            out = [self._floored(value, abs(value - old)) for value, old in zip(current, previous)]
+            scales = [mpmath.sqrt(norms[id(f)][1].value * norms[id(g)][1].value) for f, g in pairs]
+            return out if all(e.error <= rtol * s for e, s in zip(out, scales)) else None
+
+        return _converge(
+            lambda n: self._nested_level(pairs, n), judge, key, level, MAX_LEVEL_2D,
+            f"two-coordinate expectation did not converge to {mpmath.nstr(rtol, 3)} "
+            f"with {SIZES[MAX_LEVEL_2D]}^2 nodes per panel (B={self.batch_size})",
+        )
+
+    def _nested_level(self, pairs, level):
+        n, root_n, rho, c = self.n, self.root_n, self.rho, self.c
+        outer_funcs = _distinct([f for f, _ in pairs])
+        inner_funcs = _distinct([g for _, g in pairs])
+        f_cuts = _merged_cuts((self._inner_cuts(f) for f in outer_funcs), self.working_dps)
+        g_cuts = _merged_cuts((self._inner_cuts(g) for g in inner_funcs), self.working_dps)
+        # outer breakpoints in psi: kinks of F, and tangencies of the kink lines of G
+        psi_cuts = [(mpmath.asin(s / root_n), reg) for s, reg in f_cuts if abs(s) < root_n]
+        tangent = []
+        for s, reg in g_cuts:
+            tau = s / root_n
+            if abs(tau) >= 1:
+                continue
+            for sign in (1, -1):
+                t_star = rho * tau + sign * c * mpmath.sqrt(1 - tau * tau)
+                if abs(t_star) < 1:
+                    # n = 2: the inner law sits on phi = +-pi/2, a tangency is a plain kink
+                    flag = reg if n == 2 else ("sqrt" if reg else False)
+                    tangent.append((mpmath.asin(t_star), flag))
+        edges = _edges(-self.psi_max, self.psi_max, psi_cuts + tangent, self.working_dps)
+        outer_norm = 1 / self._outer_norm
+        inner_norm = None if n == 2 else 1 / self._inner_norm
+        totals = [mpmath.mpf(0) for _ in pairs]
+        for lo, hi, kind, smooth in edges:
+            mid = (lo + hi) / 2
+            f_pieces = {id(f): f.piece(root_n * mpmath.sin(mid)) for f in outer_funcs}
+            nodes, weights = panel(lo, hi, level, self.working_dps, kind=kind, smooth_lo=smooth[0], smooth_hi=smooth[1])
+            for psi, w in zip(nodes, weights):
+                sin_psi, cos_psi = mpmath.sin(psi), mpmath.cos(psi)
+                wo = w * outer_norm * cos_psi ** (n - 2)
+                s1 = root_n * sin_psi
+                memo = _Values()
+                f_values = {id(f): memo.get(f, f_pieces[id(f)], s1) for f in outer_funcs}
+                inner = self._inner_integrals(inner_funcs, g_cuts, sin_psi, cos_psi, level, inner_norm)
+                for i, (f, g) in enumerate(pairs):
+                    totals[i] += wo * f_values[id(f)] * inner[id(g)]
+        return totals
+
+    def _inner_integrals(self, funcs, g_cuts, sin_psi, cos_psi, level, inner_norm):
+        """``{id(G): E[G(s_b) | psi]}`` for the inner integrands."""
+        n, root_n, rho, c = self.n, self.root_n, self.rho, self.c
+        base = rho * sin_psi
+        spread = c * cos_psi
+        sums = {id(g): mpmath.mpf(0) for g in funcs}
+        if n == 2:
+            for sin_phi in (mpmath.mpf(1), mpmath.mpf(-1)):
+                s2 = root_n * (base + spread * sin_phi)
+                memo = _Values()
+                for g in funcs:
+                    sums[id(g)] += memo.get(g, g.piece(s2), s2) / 2
+            return sums
+        phi_cuts = []
+        if spread > 0:
+            for s, reg in g_cuts:
+                xi = (s / root_n - base) / spread
+                if abs(xi) < 1:
+                    phi_cuts.append((mpmath.asin(xi), reg))
+        edges = _edges(-self.phi_max, self.phi_max, phi_cuts, self.working_dps)
+        for lo, hi, kind, _ in edges:
+            mid = (lo + hi) / 2
+            s_mid = root_n * (base + spread * mpmath.sin(mid))
+            g_pieces = {id(g): g.piece(s_mid) for g in funcs}
+            nodes, weights = panel(lo, hi, level, self.working_dps, kind=kind)
+            for phi, w in zip(nodes, weights):
+                wi = w * inner_norm * mpmath.cos(phi) ** (n - 3)
+                s2 = root_n * (base + spread * mpmath.sin(phi))
+                memo = _Values()
+                for g in funcs:
+                    sums[id(g)] += wi * memo.get(g, g_pieces[id(g)], s2)
+        return sums
+
+
+# --------------------------------------------------------------------------- utilities
+def _converge(evaluate, judge, key, level, max_level, failure):
+    """The one convergence loop of the sphere laws: raise the rule level until two levels agree.
+
+    ``evaluate(level)`` gives the values at one rule level; ``judge(current, previous)`` returns
+    the Estimates when the two consecutive levels agree to the tolerance, else ``None``.  The
+    level that converged is remembered under ``key`` so later calls start there.  Raises
+    :class:`PrecisionError` with ``failure`` past ``max_level``.
+    """
+    previous = evaluate(level)
+    while level + 1 <= max_level:
+        current = evaluate(level + 1)
+        result = judge(current, previous)
+        if result is not None:
+            _LEVEL_HINTS[key] = level + 1
+            return result
+        previous = current
+        level += 1
+    raise PrecisionError(failure)
+
+
+def _distinct(funcs):
+    seen, out = set(), []
+    for f in funcs:
+        if id(f) not in seen:
+            seen.add(id(f))
+            out.append(f)
+    return out
+
+
+def _merged_cuts(groups, working_dps):
+    """Union of breakpoint lists; a point is regular only if regular in every list."""
+    merged = {}
+    for group in groups:
+        for point, regular in group:
+            key = mpmath.nstr(point, working_dps - 3)
+            if key in merged:
+                merged[key] = (merged[key][0], merged[key][1] and regular)
+            else:
+                merged[key] = (point, regular)
+    return sorted(merged.values(), key=lambda item: item[0])
+
+
+def _edges(lo, hi, cuts, working_dps):
+    """Panels ``(lo, hi, kind, (smooth_lo, smooth_hi))`` between sorted breakpoints.
+
+    A cut is ``(point, flag)`` with flag ``True`` (analytic on both sides),
+    ``False`` (algebraic singularity: tanh-sinh panels) or ``"sqrt"``
+    (square-root behaviour: smoothing map on the adjacent panels).
+    """
+    inside = {}
+    for point, flag in cuts:
+        if lo < point < hi:
+            key = mpmath.nstr(point, working_dps - 3)
+            old = inside.get(key)
+            if old is None:
+                inside[key] = (point, flag)
+            else:  # combine flags: singular wins, then sqrt
+                f0 = old[1]
+                combined = False if (f0 is False or flag is False) else ("sqrt" if "sqrt" in (f0, flag) else True)
+                inside[key] = (old[0], combined)
+    points = sorted(inside.values(), key=lambda item: item[0])
+    bounds = [(lo, True)] + points + [(hi, True)]
+    edges = []
+    for (a, fa), (b, fb) in zip(bounds[:-1], bounds[1:]):
+        if fa is False or fb is False:
+            edges.append((a, b, "tanh-sinh", (False, False)))
+        else:
+            edges.append((a, b, "gauss", (fa == "sqrt", fb == "sqrt")))
+    return edges
