@@ -48,7 +48,7 @@ def roof_per_layer(n, b, repeats):
     f_order = np.asfortranarray(c_order)
     small = rng.standard_normal((b, b))
     out_c, out_f = np.empty((n, b)), np.empty((n, b), order="F")
-    t_gram = min(best_of(lambda: x.T @ x, repeats) for x in (c_order, f_order))
+    t_gram = min(best_of(lambda x=x: x.T @ x, repeats) for x in (c_order, f_order))
     t_right = min(best_of(lambda: np.matmul(c_order, small, out=out_c), repeats),
                   best_of(lambda: np.matmul(f_order, small, out=out_f), repeats))
     t_normal = best_of(lambda: rng.standard_normal(out=out_c), repeats)
@@ -80,7 +80,7 @@ def main(argv=None):
         seeds = seeds_for(n)
         repeats = args.repeats if n <= 4096 else 1
 
-        def run(method):
+        def run(method, n=n, seeds=seeds, repeats=repeats):
             return best_of(lambda: bnsym.simulate(args.activation, b, depth, n, seeds=seeds, method=method),
                            repeats) / seeds
 

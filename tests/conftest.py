@@ -4,9 +4,9 @@ Two profiles are registered for the property tests:
 
 * ``fast`` (the default): few examples, derandomized so that every run of
   the suite draws the same examples (no flaky CI), no deadline;
-* ``thorough``: many more random examples and, in tests/test_properties.py,
+* ``thorough``: many more random examples and, in tests/meanfield/test_properties.py,
   ten times more Monte Carlo samples.  Select it with
-  ``BNSYM_HYPOTHESIS_PROFILE=thorough python -m pytest tests/test_properties.py``.
+  ``BNSYM_HYPOTHESIS_PROFILE=thorough python -m pytest tests/meanfield/test_properties.py``.
 
 Tests that pass their own ``@settings(max_examples=...)`` keep their count.
 """

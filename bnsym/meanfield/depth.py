@@ -42,7 +42,7 @@ def trainable_depth(
     >>> import math
     >>> depth = trainable_depth("relu", math.inf, dps=20)
     >>> print(depth)
-    36.054874590134433755
+    41.755821547224407992
     """
     settings = make_settings(activation, batch_size, gamma=gamma, beta=beta, eps=eps, sigma_w=sigma_w, dps=dps, method=method)
     if factor is None:

@@ -134,7 +134,7 @@ def symmetry_breaking(
     if b == math.inf or b < 4:
         raise BnsymInputError(f"batch_size must be a finite integer >= 4, got {batch_size!r}")
     max_depth = validation.integer(max_depth, name="max_depth", minimum=1)
-    power_steps = validation.integer(power_steps, name="power_steps", minimum=1)
+    power_steps = validation.integer(power_steps, name="power_steps", minimum=0)  # 0: no stability estimate
     tol = validation.real_float(tol, name="tol", positive=True)
     delta = validation.real_float(delta, name="delta", positive=True)
     if delta >= 1:

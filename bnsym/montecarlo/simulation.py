@@ -1,6 +1,6 @@
 r"""A real finite-width batch-normalized network at initialisation.
 
-The network of THEORY.md section 1, in float64, with the true batch-norm
+The network of docs/theory.md section 1, in float64, with the true batch-norm
 forward and backward passes (no mean-field formula is used).  Activations
 are stored neurons x batch, ``x^l`` of shape ``(N, B)``:
 
@@ -104,9 +104,8 @@ import numpy as np
 
 from bnsym import validation
 from bnsym.activations import activation as as_activation
-from bnsym.activations import activation as as_activation
 from bnsym.errors import BnsymError, BnsymInputError
-from bnsym.montecarlo.sampling import batchnorm_vjp, normalise
+from bnsym.montecarlo.sampling import SampledValue, batchnorm_vjp, normalise
 
 #: Keep the weights of one seed in memory up to this many bytes (else regenerate them).
 WEIGHT_MEMORY = 2 * 1024**3
@@ -138,24 +137,6 @@ class SimulationOverflow(BnsymError, OverflowError):
     """A simulated value left the float64 range; the message says at which layer and why."""
 
 
-@dataclass(frozen=True)
-class SimulatedValue:
-    """A mean over seeds with its standard error (``inf`` with one seed)."""
-
-    value: float
-    stderr: float
-    seeds: int
-
-    def interval(self, sigmas: float = 3.0) -> tuple:
-        return (self.value - sigmas * self.stderr, self.value + sigmas * self.stderr)
-
-    def __float__(self):
-        return float(self.value)
-
-    def __str__(self):
-        return f"{self.value:.6g} ± {self.stderr:.2g}"
-
-
 @dataclass(frozen=True, eq=False)
 class Simulation:
     """Per-layer statistics of simulated networks (see the module docstring).
@@ -183,7 +164,7 @@ class Simulation:
         return (self.rate - sigmas * self.rate_stderr, self.rate + sigmas * self.rate_stderr)
 
     def fixed_point(self, first_layer: int | None = None):
-        """``(q, c)`` as :class:`SimulatedValue`: mean diagonal and off-diagonal entry of
+        """``(q, c)`` as :class:`~bnsym.montecarlo.sampling.SampledValue` (samples = seeds): mean diagonal and off-diagonal entry of
         ``Sigma^l`` averaged over layers ``first_layer..L`` (default: those after the
         fit's lower burn-in), then over seeds."""
         lo = self.fit_layers[0] if first_layer is None else first_layer
@@ -672,9 +653,9 @@ def _stderr(values):
     return values.std(axis=0, ddof=1) / math.sqrt(n) if n > 1 else np.full(values.shape[1:], math.inf)
 
 
-def _across_seeds(values) -> SimulatedValue:
+def _across_seeds(values) -> SampledValue:
     values = np.asarray(values, dtype=float)
-    return SimulatedValue(float(values.mean()), float(_stderr(values)), values.shape[0])
+    return SampledValue(float(values.mean()), float(_stderr(values)), values.shape[0])
 
 
 def _fit_layers(fit_layers, depth):
@@ -828,7 +809,7 @@ def width_extrapolation(narrow: Simulation, wide: Simulation) -> dict:
     are curved), so ``(N2 v2 - N1 v1) / (N2 - N1)`` removes the leading term.
     The two simulations are independent, hence the standard error
     ``sqrt(N2^2 s2^2 + N1^2 s1^2) / (N2 - N1)``.  Returns
-    :class:`SimulatedValue` for ``"rate"``, ``"q"`` and ``"c"``; the other
+    :class:`~bnsym.montecarlo.sampling.SampledValue` (samples = seeds) for ``"rate"``, ``"q"`` and ``"c"``; the other
     settings of the two simulations must agree.
     """
     n1, n2 = narrow.settings["width"], wide.settings["width"]
@@ -841,10 +822,10 @@ def width_extrapolation(narrow: Simulation, wide: Simulation) -> dict:
         "c": (narrow.fixed_point()[1], wide.fixed_point()[1]),
     }
     return {
-        name: SimulatedValue(
+        name: SampledValue(
             (n2 * b.value - n1 * a.value) / (n2 - n1),
             math.hypot(n2 * b.stderr, n1 * a.stderr) / (n2 - n1),
-            min(a.seeds, b.seeds),
+            min(a.samples, b.samples),
         )
         for name, (a, b) in pairs.items()
     }

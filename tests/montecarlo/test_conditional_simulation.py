@@ -87,8 +87,8 @@ def assert_same_law(samples_a: dict, samples_b: dict, total_alpha: float = TOTAL
     alpha_ks = (total_alpha - n * MEAN_ALPHA) / n
     assert alpha_ks > 0
     failures = []
-    for name in samples_a:
-        a, b = np.asarray(samples_a[name]), np.asarray(samples_b[name])
+    for name, values in samples_a.items():
+        a, b = np.asarray(values), np.asarray(samples_b[name])
         p = ks_pvalue(ks_statistic(a, b), a.size, b.size)
         se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
         z = (a.mean() - b.mean()) / se if se > 0 else 0.0
@@ -210,7 +210,7 @@ def test_conditional_gradient_is_w_transpose_dh_for_a_w_consistent_with_the_forw
         top = rng.standard_normal((9, b))
         p = dict(gamma=1.0, beta=0.0, eps=1e-3, sigma_w=1.0)
         net = simulation._ConditionalNetwork(bnsym.activation("tanh"), p, 1, 9, b, np.random.SeedSequence(1))
-        net.run(np.ascontiguousarray(x0.T), lambda _: top, None)
+        net.run(np.ascontiguousarray(x0.T), lambda _, top=top: top, None)
         # rebuild the layer's quantities: h from the same draw, then dh
         xc = x0.T - x0.T.mean(axis=1, keepdims=True)
         _, _, root = net._frame(np.ascontiguousarray(x0.T))

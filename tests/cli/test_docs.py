@@ -14,7 +14,7 @@ import pytest
 
 from bnsym.cli import reference
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
 #: argparse's help layout changes between Python versions; the committed
 #: reference is generated with this one.
 GENERATED_WITH = (3, 11)

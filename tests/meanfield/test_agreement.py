@@ -8,9 +8,17 @@ B = 128: -3.3e-3), shrinking like 1/N (see results/width_study.json).  So the
 comparison is made at infinite width: two independent simulations at widths
 512 and 1024 are Richardson-extrapolated (bias b/N removed, standard errors
 propagated, not widened), and the engine must lie in the 3-sigma interval of
-the extrapolated value.  The raw width-1024 simulation must moreover lie
-closer to the engine than the width-512 one or within its own 3 sigma (the
+the extrapolated value.  The raw wider simulation must moreover lie
+closer to the engine than the narrower one or within its own 5 sigma (the
 bias shrinks with width).
+
+False-failure probability: each comparison is a mean over SEEDS = 32 independent networks
+(exact-in-law conditional simulation), so P(|t_31| > 5) = 2.1e-5; three comparisons per
+case: 6.3e-5 by design (the second check only adds a case where the wider run is both beyond 5
+sigma and farther than the narrower one).  The Richardson extrapolation leaves an O(1/N^2) bias:
+at the widths used (1024, 2048) it is below a quarter of the standard error
+(results/width_study.json: the gap follows a/N with |a| <= 3.5 for c at B = 128, so
+a/N^2-order terms are ~1e-6).
 
 The networks are kept shallow (DEPTH = 8) on purpose: for gelu at B = 128 the
 BSB1 point is unstable (forward lambda_L = 1.043, ``bnsym.spectrum``), so a
@@ -22,15 +30,21 @@ deviation) is still small, and the comparison tests the BSB1 prediction.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import bnsym
 from bnsym.montecarlo.simulation import width_extrapolation
 
-WIDTHS = (512, 1024)
+WIDTHS = (1024, 2048)
 DEPTH = 8
-SEEDS = 8
-CASES = [(name, b) for name in ("tanh", "gelu", "relu") for b in (8, 32, 128)]
+SEEDS = 32
+SIGMAS = 5.0
+MASTER_SEED = int(os.environ.get("BNSYM_TEST_SEED", "0"))
+FAST = {("tanh", 8), ("relu", 32), ("gelu", 8)}
+CASES = [(name, b) if (name, b) in FAST else pytest.param(name, b, marks=pytest.mark.slow)
+         for name in ("tanh", "gelu", "relu") for b in (8, 32, 128)]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +53,7 @@ def simulations():
 
     def get(name, b):
         if (name, b) not in cache:
-            sims = [bnsym.simulate(name, b, DEPTH, n, seeds=SEEDS, seed=k) for k, n in enumerate(WIDTHS)]
+            sims = [bnsym.simulate(name, b, DEPTH, n, seeds=SEEDS, seed=(MASTER_SEED, k)) for k, n in enumerate(WIDTHS)]
             cache[name, b] = sims, width_extrapolation(*sims)
         return cache[name, b]
 
@@ -56,9 +70,9 @@ def test_engine_agrees_with_simulated_network(simulations, name, b):
     (narrow, wide), limit = simulations(name, b)
     engine = _engine(name, b)
     for key in ("rate", "q", "c"):
-        lo, hi = limit[key].interval(3)
+        lo, hi = limit[key].interval(SIGMAS)
         assert lo <= engine[key] <= hi, (key, limit[key], engine[key])
     for key, value in zip(("q", "c"), wide.fixed_point()):
         narrow_value = narrow.fixed_point()[("q", "c").index(key)]
-        within = abs(value.value - engine[key]) <= 3 * value.stderr
+        within = abs(value.value - engine[key]) <= SIGMAS * value.stderr
         assert within or abs(value.value - engine[key]) < abs(narrow_value.value - engine[key]), key

@@ -8,6 +8,7 @@
 """
 
 import math
+import os
 
 import mpmath
 import numpy as np
@@ -136,93 +137,47 @@ def test_bad_input(kwargs, word):
 
 
 # --------------------------------------------------------------------------- simulation
-def _far_input(b, subspace):
-    """A Gram matrix far from BSB1 whose deviation lies in ``subspace``:
-    L: orthogonal inputs of squared norms spread over [0.5, 2]; M: two equal blocks
-    (correlation 0.9 within, 0.1 across; unit norms), whose L part is zero by symmetry."""
-    if subspace == "L":
-        return np.diag(np.linspace(0.5, 2.0, b))
-    half = np.arange(b) < b // 2
-    gram = np.where(half[:, None] == half[None, :], 0.9, 0.1)
-    np.fill_diagonal(gram, 1.0)
-    return gram
 
 
-def _simulated_rates(activation, b, subspace, *, width=1024, depth=40, burn_in=8, seeds=6, top=10, backward_seeds=8):
-    """Measured (forward, backward) rates on ``subspace`` and the spectrum, from bnsym.simulate.
-
-    Forward: from the far input, least-squares slope of X_{l+1} on X_l over layers
-    burn_in..depth (after the nonlinear transient the finite-width fluctuations keep
-    feeding X, and E[Sigma^{l+1} | Sigma^l] = V(Sigma^l) exactly).  Backward: BSB1 input
-    (orthogonal), output gradients with Gram G + 0.9 P (P in ``subspace``), slope of the
-    normalised subspace part of Pi^{l-1} on that of Pi^l over the top ``top`` layers.
-    """
-    from bnsym.montecarlo.rates import backward_rate, forward_rate, seeded_gradient
-
-    spec = spectrum(activation, b, dps=10)
-    fp = spec.fixed_point
-    star = fp.array()
-    sim = bnsym.simulate(activation, b, depth, width, seeds=seeds, input=("gram", _far_input(b, subspace)))
-    forward = forward_rate(sim.grams, star, subspace, (burn_in, depth))
-    sim = bnsym.simulate(activation, b, top + 3, width, seeds=backward_seeds, input="orthogonal",
-                         output_gradient=seeded_gradient(b, subspace))
-    backward = backward_rate(sim.gradient_grams, subspace, (3, top + 3))
-    return spec, forward, backward
+# ------------------------------------------------------------------ against real finite-width networks
+#: Master seed offset of the statistical tests (run the suite with another to check that no verdict
+#: depends on the machine or the seed): ``BNSYM_TEST_SEED=7 python -m pytest``.
+MASTER_SEED = int(os.environ.get("BNSYM_TEST_SEED", "0"))
+#: Half-width of the acceptance interval in standard errors.  With ``SEEDS`` >= 64 independent
+#: networks the mean over seeds is normal to within the t_63 correction; P(|t_63| > 4.5) = 3.0e-5,
+#: so each check below fails by chance with probability at most 3e-5 (two checks per test: 6e-5).
+SIGMAS = 4.5
+SEEDS = 64
+#: Measured finite-width bias of the one-layer backward response, E[ratio] - lambda = a / N (2026-12-01,
+#: python - see the closing note of issue 15): at N = 2048 with 128 seeds, a over the twelve cases below
+#: ranges from -8.3 +- 8.7 (tanh B = 8, L) to +12.0 +- 6.5 (tanh B = 32, M), every |a| + 3 sigma below 32;
+#: tanh B = 8, L also gave a = -42 +- 17 at N = 4096 and -46 +- 36 at N = 16384.  BIAS_A = 40 bounds
+#: them; the test adds BIAS_A / N to the 4.5-sigma interval.
+BIAS_A = 40.0
+#: Width of the backward check: bias bound 40 / 8192 = 0.0049, standard error about 0.0025 at 64 seeds.
+BACKWARD_WIDTH = 8192
 
 
-def _check_within_3_sigma(spec, forward, backward, subspace):
-    for measured, op in ((forward, "forward"), (backward, "backward")):
-        if measured is None:
-            continue
-        lam = float(spec.eigenvalue(op, subspace).value)
-        lo, hi = measured.interval(3)
-        assert lo <= lam <= hi, (op, subspace, lam, measured.value, measured.stderr)
+def _gradient_draw(cov):
+    """``output_gradient`` whose rows are ``N(0, cov)`` (a symmetric square root: cov may be singular)."""
+    lam, vec = np.linalg.eigh(cov)
+    factor = vec * np.sqrt(np.clip(lam, 0, None))
+
+    def draw(rng, width, batch):
+        return rng.standard_normal((width, factor.shape[0])) @ factor.T
+
+    return draw
 
 
-def test_simulated_rates_fast_representative():
-    """tanh, B = 8, L subspace, width 1024: forward and backward rates within 3 sigma."""
-    spec, forward, backward = _simulated_rates("tanh", 8, "L", depth=20, seeds=4, top=6, backward_seeds=4)
-    _check_within_3_sigma(spec, forward, backward, "L")
+def _forward_response(activation, b, subspace, *, width, seeds, delta=1e-3):
+    """Per-seed ``<P, Sigma^1_+ - Sigma^1_-> / (2 t)`` of one layer of a real width-``width`` network.
 
-
-#: Cases where the far-input forward measurement is biased (not the eigenvalue: see below).
-_CONTAMINATED = {("tanh", 32, "M"), ("gelu", 32, "M"), ("relu", 32, "M")}
-_CONTAMINATION = (
-    "far-input forward M rate biased at B = 32 (width 1024, 6 seeds; measured 2026-11-25 and 2026-12-01): "
-    "tanh 0.890 +- 0.003 (lambda_M = 0.909), gelu 0.710 +- 0.010 (lambda_M = 0.670), relu 0.695 +- 0.002 "
-    "(lambda_M = 0.681; 0.689 +- 0.003 with another input realisation, so its earlier pass was marginal).  "
-    "The slope of X_{l+1} on X_l mixes the nonlinear transient with finite-width fluctuations of the slow "
-    "subspaces (tanh: M itself; gelu, relu: L, lambda_L = 0.988, 0.931, lambda_L^2 > lambda_M) fed into M by "
-    "the quadratic terms of V.  The eigenvalues agree with a 4x10^5-sample finite difference of the sampled map "
-    "(tanh 0.894 +- 0.024, gelu 0.660 +- 0.021) and with the one-layer antithetic response of the same networks "
-    "(test_forward_eigenvalue_is_the_one_layer_response_of_a_real_network).  Measured: "
-)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("subspace", ["L", "M"])
-@pytest.mark.parametrize("b", [8, 32])
-@pytest.mark.parametrize("activation", ["tanh", "relu", "gelu"])
-def test_simulated_rates_match_eigenvalues(activation, b, subspace):
-    spec, forward, backward = _simulated_rates(activation, b, subspace)
-    _check_within_3_sigma(spec, None, backward, subspace)  # the backward check holds everywhere
-    if (activation, b, subspace) in _CONTAMINATED:
-        lo, hi = forward.interval(3)
-        lam = float(spec.eigenvalue("forward", subspace).value)
-        if not lo <= lam <= hi:
-            pytest.xfail(_CONTAMINATION + f"{forward.value:.4f} +- {forward.stderr:.4f} against {lam:.4f}")
-    _check_within_3_sigma(spec, forward, None, subspace)
-
-
-def _one_layer_response(activation, b, subspace, *, width=1024, seeds=24, delta=1e-3):
-    """Per-seed ``<P, Sigma^1_+ - Sigma^1_-> / (2 t)`` of a real finite-width network.
-
-    Two inputs with Gram matrices ``Sigma* +- t P`` (``P`` a unit-Frobenius direction in
-    ``subspace``, ``t = delta (q* - c*)``)
-    go through the same weights (same seed, same input frame): E[Sigma^1 | Sigma^0] = V(Sigma^0)
-    holds exactly at any width, so the mean over seeds estimates the central difference of the
-    mean-field map along ``P``, i.e. the forward eigenvalue (up to O(delta^2)), without the
-    nonlinear cross-talk a far input brings.  Common weights cancel most of the finite-width noise.
+    Inputs with Gram matrices ``Sigma* +- t P`` (``P`` a unit-Frobenius direction in ``subspace``,
+    ``t = delta (q* - c*)``) go through the same weights (same seeds).  Since
+    ``E[Sigma^1 | Sigma^0] = V(Sigma^0)`` holds exactly at any width (the rows of ``h`` are i.i.d.
+    given the input), the mean over seeds is the central difference of the mean-field map along
+    ``P``: the forward eigenvalue up to ``O(delta^2)`` (about 1e-6 relative here, far below the
+    standard error).  Unbiased by construction: no finite-width or transient bias.
     """
     from bnsym.subspaces import subspace_direction
 
@@ -230,18 +185,64 @@ def _one_layer_response(activation, b, subspace, *, width=1024, seeds=24, delta=
     star = fp.array()
     p = subspace_direction(b, subspace)
     step = delta * float(fp.spread)
-    runs = [bnsym.simulate(activation, b, 1, width, seeds=seeds, input=("gram", star + sign * step * p),
+    runs = [bnsym.simulate(activation, b, 1, width, seeds=seeds, seed=MASTER_SEED, input=("gram", star + sign * step * p),
                            fit_layers=(0, 1)) for sign in (1, -1)]
     diff = runs[0].grams[:, 1] - runs[1].grams[:, 1]
     return np.einsum("ij,sij->s", p, diff) / (2 * step)
 
 
-@pytest.mark.parametrize("activation, b, subspace", [("tanh", 32, "M"), ("gelu", 32, "M"), ("relu", 32, "M"), ("gelu", 32, "L"), ("relu", 8, "M")])
-def test_forward_eigenvalue_is_the_one_layer_response_of_a_real_network(activation, b, subspace):
-    """The forward eigenvalues against finite-width simulation without the far-input protocol's bias
-    (see _CONTAMINATION): the M eigenvalues of tanh, gelu and relu at B = 32 lie in the 3-sigma interval."""
-    ratios = _one_layer_response(activation, b, subspace)
+def _backward_response(activation, b, subspace, *, width, seeds, amplitude=0.9):
+    """Per-seed ``<P, Pi^0_+ - Pi^0_-> / (2 t <P, P>)`` of one layer of a real network at ``Sigma*``.
+
+    Output gradients with Gram ``G +- t P`` (``P`` in ``subspace`` at spectral norm 1, ``t =
+    amplitude``) through the same weights and the same normals.  ``Pi^0`` is linear in the output
+    gradient's covariance, so the ratio is unbiased for the finite-width backward operator at any
+    ``t`` (no ``O(t^2)`` term); its only bias is the finite width itself, ``O(1/N)`` (``BIAS_A``).
+    """
+    from bnsym.subspaces import subspace_direction
+
+    star = bnsym.fixed_point(activation, b, dps=10).array()
+    p = subspace_direction(b, subspace)
+    p = p / np.abs(np.linalg.eigvalsh(p)).max()
+    g = np.eye(b) - 1.0 / b
+    runs = [bnsym.simulate(activation, b, 1, width, seeds=seeds, seed=MASTER_SEED + 1, input=("gram", star),
+                           output_gradient=_gradient_draw(g + sign * amplitude * p), fit_layers=(0, 1))
+            for sign in (1, -1)]
+    diff = runs[0].gradient_grams[:, 0] - runs[1].gradient_grams[:, 0]
+    return np.einsum("ij,sij->s", p, diff) / (2 * amplitude * float(np.sum(p * p)))
+
+
+def _assert_within(ratios, lam, bias=0.0):
     mean, stderr = ratios.mean(), ratios.std(ddof=1) / math.sqrt(len(ratios))
+    assert abs(mean - lam) <= SIGMAS * stderr + bias, (mean, stderr, lam, bias)
+    return stderr
+
+
+CASES = [(a, b, s) for a in ("tanh", "relu", "gelu") for b in (8, 32) for s in ("L", "M")]
+FAST = {("tanh", 8, "L"), ("relu", 32, "M")}
+
+
+@pytest.mark.parametrize("activation, b, subspace",
+                         [c if c in FAST else pytest.param(*c, marks=pytest.mark.slow) for c in CASES])
+def test_forward_eigenvalue_is_the_one_layer_response_of_a_real_network(activation, b, subspace):
+    """Forward eigenvalues on L and M against real width-1024 networks (unbiased estimator; false-failure
+    probability 3e-5 by design: 4.5 sigma over 64 seeds).  Replaces the far-input slope, which mixed the
+    nonlinear transient with finite-width fluctuations of the slow subspaces (0.890 +- 0.003 against
+    lambda_M = 0.909 for tanh at B = 32: an xfail until 2026-12-01)."""
+    ratios = _forward_response(activation, b, subspace, width=1024, seeds=SEEDS)
     lam = float(spectrum(activation, b, dps=10).eigenvalue("forward", subspace).value)
-    assert abs(mean - lam) <= 3 * stderr, (mean, stderr, lam)
-    assert stderr < 0.02 * lam  # the check is sharp enough to tell 0.67 from 0.71
+    stderr = _assert_within(ratios, lam)
+    assert stderr < 0.02 * abs(lam)  # sharp enough to tell lambda_M = 0.67 from 0.71
+
+
+@pytest.mark.parametrize("activation, b, subspace",
+                         [c if c in FAST else pytest.param(*c, marks=pytest.mark.slow) for c in CASES])
+def test_backward_eigenvalue_is_the_one_layer_response_of_a_real_network(activation, b, subspace):
+    """Backward eigenvalues on L and M (relu-32-M among them: 0.7423 +- 0.0046 against 0.7261 on one
+    machine with the old top-layers slope) against the one-layer response at width BACKWARD_WIDTH: false-failure
+    probability 3e-5 by design (4.5 sigma over 64 seeds) plus the measured O(1/N) bias bound BIAS_A / N."""
+    width = BACKWARD_WIDTH
+    ratios = _backward_response(activation, b, subspace, width=width, seeds=SEEDS)
+    lam = float(spectrum(activation, b, dps=10).eigenvalue("backward", subspace).value)
+    stderr = _assert_within(ratios, lam, bias=BIAS_A / width)
+    assert stderr < 0.01 * abs(lam)
