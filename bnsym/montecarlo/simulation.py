@@ -256,6 +256,7 @@ def simulate(activation, batch_size, depth, width, *, gamma=1, beta=0, eps=0, si
     depth = validation.integer(depth, name="depth", minimum=1)
     width = validation.integer(width, name="width", minimum=1)
     n_seeds = validation.integer(seeds, name="seeds", minimum=1)
+    seed = validation.seed(seed)
     method = validation.choice(method, name="method", options=METHODS)
     p = validation.network_parameters(gamma, beta, eps, sigma_w)
     inputs_for, input_label, n0, k = _batches_builder(input, b, width)
@@ -286,8 +287,13 @@ def simulate(activation, batch_size, depth, width, *, gamma=1, beta=0, eps=0, si
     norms = np.einsum("slaa->sl", gradient_grams)
     if not np.all(norms > 0):
         layer = int(np.argwhere(~(norms > 0))[0, 1])
-        raise BnsymError(f"the gradient vanished exactly at layer {layer}: the growth rate cannot be fitted "
-                         f"(batch norm with B = 2 has a zero Jacobian)")
+        if b == 2:
+            why = "batch norm with B = 2 has a zero Jacobian"
+        elif p["eps"] > 0:
+            why = f"eps = {p['eps']:g} dwarfs the batch variance, so batch norm passes almost no gradient"
+        else:
+            why = "the output gradient or the network's Jacobian is exactly zero there"
+        raise BnsymError(f"the gradient vanished exactly at layer {layer}: the growth rate cannot be fitted ({why})")
     rates = _fitted_rates(norms, lo, hi)
     rate = _across_seeds(rates)
     return Simulation(settings, grams, gradient_grams, norms, rates, rate.value, rate.stderr, (lo, hi), flops)
