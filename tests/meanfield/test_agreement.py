@@ -6,7 +6,7 @@ The simulated network is biased by its finite width: measured at width 512
 the mean-field c* by 10-20 of its standard errors at B = 32, 128 (e.g. ReLU,
 B = 128: -3.3e-3), shrinking like 1/N (see results/width_study.json).  So the
 comparison is made at infinite width: two independent simulations at widths
-512 and 1024 are Richardson-extrapolated (bias b/N removed, standard errors
+WIDTHS = (1024, 2048) are Richardson-extrapolated (bias b/N removed, standard errors
 propagated, not widened), and the engine must lie in the 3-sigma interval of
 the extrapolated value.  The raw wider simulation must moreover lie
 closer to the engine than the narrower one or within its own 5 sigma (the
