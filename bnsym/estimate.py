@@ -88,13 +88,13 @@ class Estimate(Value):
 
     def __add__(self, other):
         other = Estimate.of(other)
-        return Estimate(self.value + other.value, self.error + other.error, meaning=_meaning(self, other))
+        return Estimate(self.value + other.value, self.error + other.error, meaning=combined_meaning(self, other))
 
     __radd__ = __add__
 
     def __sub__(self, other):
         other = Estimate.of(other)
-        return Estimate(self.value - other.value, self.error + other.error, meaning=_meaning(self, other))
+        return Estimate(self.value - other.value, self.error + other.error, meaning=combined_meaning(self, other))
 
     def __rsub__(self, other):
         return Estimate.of(other) - self
@@ -107,7 +107,7 @@ class Estimate(Value):
         return Estimate(
             self.value * other.value,
             abs(self.value) * other.error + abs(other.value) * self.error + self.error * other.error,
-            meaning=_meaning(self, other),
+            meaning=combined_meaning(self, other),
         )
 
     __rmul__ = __mul__
@@ -120,7 +120,7 @@ class Estimate(Value):
             error = mpmath.inf
         else:
             error = (self.error + abs(self.value / other.value) * other.error) / (abs(other.value) - other.error)
-        return Estimate(self.value / other.value, error, meaning=_meaning(self, other))
+        return Estimate(self.value / other.value, error, meaning=combined_meaning(self, other))
 
     def __rtruediv__(self, other):
         return Estimate.of(other) / self
@@ -151,9 +151,9 @@ class Estimate(Value):
         return f"Estimate({mpmath.nstr(self.value, 20)} ± {mpmath.nstr(self.error, 3)})"
 
 
-def _meaning(a: Value, b: Value) -> str:
-    """The meaning of an error combined from two: a rounding bound only if both are."""
-    return ROUNDING if a.meaning == ROUNDING and b.meaning == ROUNDING else QUADRATURE
+def combined_meaning(*values: Value) -> str:
+    """The meaning of an error combined from several: a rounding bound only if every one is."""
+    return ROUNDING if all(v.meaning == ROUNDING for v in values) else QUADRATURE
 
 
 def rounding_error(value, working_dps: int):

@@ -39,7 +39,7 @@ from bnsym.numerics import radial
 from bnsym.numerics.quadrature import size as rule_size
 from bnsym.numerics.backward import bracket
 from bnsym.errors import BnsymError, PrecisionError
-from bnsym.estimate import QUADRATURE, ROUNDING, Estimate, weighted_sum
+from bnsym.estimate import Estimate, combined_meaning, weighted_sum
 from bnsym.numerics.moments import SphereMoments, resolve_method, sphere_moments
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
 from bnsym.numerics.sphere import SphereLaw
@@ -150,13 +150,9 @@ def _make_fixed_point(settings, q: Estimate, c: Estimate, spread: Estimate, meth
         spread_error=spread.error,
         method=method,
         iterations=iterations,
-        meaning=_meaning(q, c, spread),
+        meaning=combined_meaning(q, c, spread),
     )
 
-
-def _meaning(*estimates) -> str:
-    """ROUNDING when every error is a closed form's rounding, else QUADRATURE."""
-    return ROUNDING if all(e.meaning == ROUNDING for e in estimates) else QUADRATURE
 
 
 def _check_precision(fp: FixedPoint):

@@ -162,7 +162,7 @@ def input_gram_matrix(value, *, batch_size=None) -> np.ndarray:
     b = m.shape[0]
     if b < 4:
         raise BnsymInputError(f"input_gram must be at least 4 x 4 (batch size >= 4), got {b} x {b}")
-    if batch_size is not None and int(batch_size) != b:
+    if batch_size is not None and validation.finite_batch_size(batch_size, minimum=4, why="propagation") != b:
         raise BnsymInputError(f"input_gram is {b} x {b} but batch_size is {batch_size}")
     if not np.all(np.isfinite(m)):
         raise BnsymInputError("input_gram must be finite (it contains nan or inf)")

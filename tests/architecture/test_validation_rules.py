@@ -47,3 +47,9 @@ def test_infinite_batch_is_refused_where_a_matrix_is_needed(capsys):
 def test_negative_seed_is_one_line(capsys):
     assert main(["propagate", "relu", "-B", "8", "--depth", "1", "--seed", "-1"]) == 2
     assert "seed must be" in capsys.readouterr().err
+
+
+def test_propagate_with_an_infinite_batch_size_is_one_line():
+    """``int(inf)`` used to end in an OverflowError traceback."""
+    with pytest.raises(BnsymInputError, match="batch_size must be finite"):
+        bnsym.propagate("relu", example_input("random", 6), 1, batch_size=math.inf)
