@@ -1,17 +1,38 @@
-"""Speed of the NumPy reference trainer: one epoch of Fashion-MNIST, depth 20, width 384, batch 128, float32.
+"""Speed of the NumPy reference trainer, against PyTorch CPU and against NumPy's own sgemm.
 
-Prints samples/s, the achieved GFLOP/s (matrix-product FLOPs of forward and
-backward, ``B (6 (d N + (L-1) N^2 + N C) - 2 d N)`` per step: no gradient
-into the data), NumPy's own float32 matrix-multiply throughput on the same three shapes measured in the same run
-(before and after the epoch, best of the two), their ratio (target >= 60%),
-and the peak memory (``ru_maxrss`` of the process; ``tracemalloc`` peak of a
-few training steps).
+Two parts, in one run:
 
-    python benchmarks/bench_train.py [--threads N] [--epochs 1] [--data-dir DIR]
+1. **Comparison** at (depth, B) = (20, 128), (50, 128), (20, 16) (``--configs``),
+   width 384, Fashion-MNIST, ReLU, batch norm (eps 1e-3, momentum 0.1), SGD with
+   momentum 0.9, float32.  Three things are timed per training step, alternated
+   within the run (bnsym, PyTorch, sgemm, bnsym, PyTorch, ... in rounds of
+   ``--steps`` steps, the order rotating each round) and summarised by their
+   medians over ``--rounds`` rounds:
 
-``--threads`` sets OPENBLAS_NUM_THREADS / OMP_NUM_THREADS before NumPy is
-imported (default: leave the environment alone).  Needs
-``apt-get install dataset-fashion-mnist`` or ``--data-dir``.
+   - bnsym: gather a shuffled batch, ``Network.loss_and_gradients``, ``SGD.step``
+     (what :func:`bnsym.train.training.fit` does per step);
+   - PyTorch CPU (when ``import torch`` works; a benchmark-only install, never a
+     dependency of bnsym): the same network (``Linear(bias=False)``,
+     ``BatchNorm1d(eps=1e-3, momentum=0.1)``, ``ReLU`` per layer, a ``Linear``
+     readout, ``cross_entropy``, ``torch.optim.SGD(momentum=0.9)``), same initial
+     weights, same batches, ``torch.set_num_threads(threads)``;
+   - the sgemm roof: only the matrix products of one step, at the trainer's shapes
+     and orientations, by ``np.matmul(..., out=...)``.
+
+   Printed: ms/step of each, ``bnsym / torch`` (goal <= 1) and
+   ``sgemm / bnsym`` (the fraction of the roof reached; goal >= 0.7 at (20, 128)).
+
+2. **One epoch** (``--epochs``, 0 to skip) at ``--depth``/``--batch-size`` through
+   :func:`fit`: samples/s, GFLOP/s (matrix-product FLOPs
+   ``B (6 (d N + (L-1) N^2 + N C) - 2 d N)`` per step: no gradient into the
+   data), peak memory and test accuracy.
+
+    nice -n 10 python benchmarks/bench_train.py [--threads 2] [--rounds 9] [--steps 10] [--epochs 1]
+
+``--threads`` (default 2) sets OPENBLAS_NUM_THREADS / OMP_NUM_THREADS /
+MKL_NUM_THREADS before NumPy is imported and ``torch.set_num_threads``.  Needs
+``apt-get install dataset-fashion-mnist`` or ``--data-dir``.  Timings on a
+shared machine are noisy: read them with the load average (``uptime``).
 """
 
 from __future__ import annotations
@@ -22,56 +43,172 @@ import resource
 import sys
 import time
 
+DEFAULT_CONFIGS = "20x128,50x128,20x16"
 
-def matmul_gflops(np, batch, width, repeats=200):
-    """Best-of-3 throughput of the three products of a hidden layer: X W, G W^T, X^T G."""
+
+def parse_configs(text):
+    """``"20x128,50x128"`` -> ``[(20, 128), (50, 128)]`` (depth x batch size)."""
+    out = []
+    for item in text.split(","):
+        depth, batch = item.lower().split("x")
+        out.append((int(depth), int(batch)))
+    return out
+
+
+def sgemm_step(np, depth, batch, width, input_dim, classes):
+    """A callable doing exactly the matrix products of one training step (trainer's shapes and orientation)."""
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, width), dtype=np.float32)
-    w = rng.standard_normal((width, width), dtype=np.float32)
-    g = rng.standard_normal((batch, width), dtype=np.float32)
-    out_bn = np.empty((batch, width), np.float32)
-    out_nn = np.empty((width, width), np.float32)
-    flops = 3 * 2 * batch * width * width
-    best = 0.0
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            np.matmul(x, w, out=out_bn)
-            np.matmul(g, w.T, out=out_bn)
-            np.matmul(x.T, g, out=out_nn)
-        best = max(best, flops * repeats / (time.perf_counter() - start) / 1e9)
-    return best
+    f32 = np.float32
+    x0 = rng.standard_normal((batch, input_dim), dtype=f32)
+    w1 = rng.standard_normal((input_dim, width), dtype=f32)
+    w = rng.standard_normal((width, width), dtype=f32)
+    wo = rng.standard_normal((width, classes), dtype=f32)
+    x = rng.standard_normal((batch, width), dtype=f32)
+    g = rng.standard_normal((batch, width), dtype=f32)
+    gz = rng.standard_normal((batch, classes), dtype=f32)
+    o_bn, o_bn2 = np.empty((batch, width), f32), np.empty((batch, width), f32)
+    o_nn = np.empty((width, width), f32)
+    o_dn = np.empty((input_dim, width), f32)
+    o_bc, o_nc = np.empty((batch, classes), f32), np.empty((width, classes), f32)
+
+    def step():
+        np.matmul(x0, w1, out=o_bn)                 # first layer forward
+        for _ in range(depth - 1):
+            np.matmul(x, w, out=o_bn)               # hidden forward
+        np.matmul(x, wo, out=o_bc)                  # readout forward
+        np.matmul(x.T, gz, out=o_nc)                # readout weight gradient
+        np.matmul(gz, wo.T, out=o_bn2)              # readout input gradient
+        for _ in range(depth - 1):
+            np.matmul(x.T, g, out=o_nn)             # hidden weight gradient
+            np.matmul(g, w.T, out=o_bn2)            # hidden input gradient
+        np.matmul(x0.T, g, out=o_dn)                # first layer weight gradient
+
+    return step
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=None, help="BLAS threads (default: environment)")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--depth", type=int, default=20)
-    parser.add_argument("--width", type=int, default=384)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--data-dir", default=None)
-    args = parser.parse_args(argv)
-    if args.threads is not None:
-        for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[key] = str(args.threads)
+def bnsym_step(np, data, depth, batch, width, seed=0):
+    """A callable doing one bnsym training step (as fit does), and the network (for its initial weights)."""
+    from bnsym.train.training import build
+
+    network, optimizer = build(data, depth=depth, width=width, batch_size=batch, lr=0.01, momentum=0.9,
+                               dtype="float32", seed=seed)
+    rng = np.random.default_rng(seed)
+    n = len(data.x_train)
+    state = {"order": rng.permutation(n), "k": 0}
+
+    def step():
+        k = state["k"]
+        if (k + 1) * batch > n:
+            state["order"], k = rng.permutation(n), 0
+        idx = state["order"][k * batch:(k + 1) * batch]
+        state["k"] = k + 1
+        labels = data.y_train[idx]
+        loss, logits = network.loss_and_gradients(data.x_train[idx], labels)
+        optimizer.step(network.gradients)
+        int(np.sum(np.argmax(logits, axis=1) == labels))
+        return loss
+
+    return step, network
+
+
+def torch_step(torch, np, data, network, batch, seed=0):
+    """A callable doing one PyTorch training step of the same network, from the same initial weights."""
+    nn = torch.nn
+    c = network.config
+    layers, fan_in = [], c.input_dim
+    for l in range(c.depth):
+        lin = nn.Linear(fan_in, c.width, bias=False)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(network.parameters[3 * l].T.copy()))
+        layers += [lin, nn.BatchNorm1d(c.width, eps=c.eps, momentum=c.bn_momentum), nn.ReLU(inplace=True)]
+        fan_in = c.width
+    out = nn.Linear(fan_in, c.num_classes)
+    with torch.no_grad():
+        out.weight.copy_(torch.from_numpy(network.parameters[-2].T.copy()))
+        out.bias.zero_()
+    model = nn.Sequential(*layers, out).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    xt, yt = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train.astype(np.int64))
+    rng = np.random.default_rng(seed)
+    n = len(data.x_train)
+    state = {"order": torch.from_numpy(rng.permutation(n)), "k": 0}
+
+    def step():
+        k = state["k"]
+        if (k + 1) * batch > n:
+            state["order"], k = torch.from_numpy(rng.permutation(n)), 0
+        idx = state["order"][k * batch:(k + 1) * batch]
+        state["k"] = k + 1
+        x, labels = xt.index_select(0, idx), yt.index_select(0, idx)
+        opt.zero_grad(set_to_none=False)
+        logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+        loss.backward()
+        opt.step()
+        int((logits.argmax(dim=1) == labels).sum())
+        return float(loss.detach())
+
+    return step
+
+
+def compare(np, data, configs, width, threads, rounds, steps):
+    """Median ms/step of bnsym, PyTorch and the sgemm roof per configuration, alternated within the run."""
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        torch = None
+    rows = []
+    for depth, batch in configs:
+        contenders = {}
+        contenders["bnsym"], network = bnsym_step(np, data, depth, batch, width)
+        if torch is not None:
+            contenders["torch"] = torch_step(torch, np, data, network, batch)
+        contenders["sgemm"] = sgemm_step(np, depth, batch, width, data.input_dim, data.num_classes)
+        names = list(contenders)
+        times = {name: [] for name in names}
+        for r in range(rounds):
+            order = names[r % len(names):] + names[:r % len(names)]
+            for name in order:
+                fn = contenders[name]
+                fn()  # one untimed step after switching: caches and thread pools
+                start = time.perf_counter()
+                for _ in range(steps):
+                    fn()
+                times[name].append((time.perf_counter() - start) / steps * 1e3)
+        med = {name: float(np.median(t)) for name, t in times.items()}
+        rows.append((depth, batch, med, {name: (min(t), max(t)) for name, t in times.items()}))
+    return rows, (torch.__version__ if torch is not None else None)
+
+
+def print_comparison(rows, torch_version, width, threads, rounds, steps):
+    load = os.getloadavg()
+    print(f"bench_train: bnsym vs PyTorch CPU {torch_version or '(not installed)'} vs sgemm roof; width {width}, "
+          f"ReLU, batch norm eps 1e-3, SGD momentum 0.9, float32, {threads} threads; medians of {rounds} "
+          f"alternated rounds of {steps} steps; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"  {'depth':>5} {'B':>5} {'bnsym ms':>9} {'torch ms':>9} {'sgemm ms':>9} "
+          f"{'bnsym/torch':>12} {'sgemm/bnsym':>12}   (range bnsym / torch)")
+    for depth, batch, med, span in rows:
+        t = med.get("torch")
+        ratio = f"{med['bnsym'] / t:12.2f}" if t else f"{'-':>12}"
+        tt = f"{t:9.2f}" if t else f"{'-':>9}"
+        spans = " / ".join(f"{span[k][0]:.1f}-{span[k][1]:.1f}" for k in ("bnsym", "torch") if k in span)
+        print(f"  {depth:5d} {batch:5d} {med['bnsym']:9.2f} {tt} {med['sgemm']:9.2f} {ratio} "
+              f"{med['sgemm'] / med['bnsym']:12.2f}   ({spans})")
+
+
+def one_epoch(np, data, args):
+    """The full-epoch report of fit: throughput, GFLOP/s, memory, accuracy."""
     import tracemalloc
 
-    import numpy as np
-
-    from bnsym.train.datasets import load_dataset
     from bnsym.train.training import build, fit
 
-    data = load_dataset("fashion-mnist", args.data_dir)
     B, N, L = args.batch_size, args.width, args.depth
     network, optimizer = build(data, depth=L, width=N, batch_size=B, lr=0.01, momentum=0.9, dtype="float32")
-    ref_before = matmul_gflops(np, B, N)
     result = fit(network, optimizer, data, epochs=args.epochs, batch_size=B)
-    ref_after = matmul_gflops(np, B, N)
-    reference = max(ref_before, ref_after)
     samples = result.steps * B
     achieved = network.flops_per_sample() * samples / result.seconds / 1e9
-
     tracemalloc.start()
     x, y = data.x_train[:B], data.y_train[:B]
     for _ in range(5):
@@ -80,19 +217,46 @@ def main(argv=None):
     traced_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     maxrss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-    threads = args.threads if args.threads is not None else os.environ.get("OPENBLAS_NUM_THREADS", "default")
-    print(f"bench_train: Fashion-MNIST, depth {L}, width {N}, batch {B}, float32, SGD+momentum, "
-          f"{args.epochs} epoch(s), BLAS threads {threads}, {os.cpu_count()} CPUs")
+    print(f"bench_train: fit, Fashion-MNIST, depth {L}, width {N}, batch {B}, float32, SGD+momentum, "
+          f"{args.epochs} epoch(s), {args.threads} threads, {os.cpu_count()} CPUs")
     print(f"  steps                      {result.steps}")
     print(f"  training time              {result.seconds:.2f} s")
     print(f"  samples/s                  {samples / result.seconds:.0f}")
     print(f"  achieved                   {achieved:.1f} GFLOP/s  ({network.flops_per_sample() / 1e6:.2f} MFLOP/sample)")
-    print(f"  NumPy float32 matmul       {reference:.1f} GFLOP/s  (same shapes; before {ref_before:.1f}, after {ref_after:.1f})")
-    print(f"  ratio                      {100 * achieved / reference:.1f}%  (target >= 60%)")
-    print(f"  peak RSS                   {maxrss_mib:.0f} MiB (includes the dataset, {data.x_train.nbytes / 2**20:.0f} MiB of float32 training images)")
+    print(f"  peak RSS                   {maxrss_mib:.0f} MiB (includes the dataset, {data.x_train.nbytes / 2**20:.0f} "
+          f"MiB of float32 training images, and PyTorch if loaded)")
     print(f"  tracemalloc peak per step  {traced_peak / 2**20:.1f} MiB (activations, gradients, scratch)")
     print(f"  test accuracy              {result.test_accuracy:.4f}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2, help="BLAS / PyTorch threads (default 2)")
+    parser.add_argument("--configs", default=DEFAULT_CONFIGS, help=f"depth x batch list (default {DEFAULT_CONFIGS})")
+    parser.add_argument("--rounds", type=int, default=9, help="alternated rounds per configuration (default 9)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per round (default 10)")
+    parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if it is installed")
+    parser.add_argument("--epochs", type=int, default=0, help="epochs of the fit report (default 0: skip)")
+    parser.add_argument("--depth", type=int, default=20)
+    parser.add_argument("--width", type=int, default=384)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args(argv)
+    for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[key] = str(args.threads)
+    if args.no_torch:
+        sys.modules["torch"] = None  # makes "import torch" raise ImportError
+    import numpy as np
+
+    from bnsym.train.datasets import load_dataset
+
+    data = load_dataset("fashion-mnist", args.data_dir)
+    configs = parse_configs(args.configs)
+    if configs and args.rounds > 0:
+        rows, version = compare(np, data, configs, args.width, args.threads, args.rounds, args.steps)
+        print_comparison(rows, version, args.width, args.threads, args.rounds, args.steps)
+    if args.epochs > 0:
+        one_epoch(np, data, args)
     return 0
 
 

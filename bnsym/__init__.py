@@ -20,8 +20,15 @@ from bnsym.symbolic.derivation import derive
 from bnsym.meanfield.results import FixedPoint, GradientExplosionRate, Settings, TrainableDepth
 from bnsym.montecarlo.simulation import Simulation, simulate
 from bnsym.meanfield.linearization import Spectrum, spectrum
-from bnsym.meanfield.propagation import Propagation, propagate
+from bnsym.meanfield.propagation import JointPropagation, Propagation, propagate
+from bnsym.meanfield.kernels import Kernel, kernel
 from bnsym.meanfield.symmetry import SymmetryBreaking, symmetry_breaking
+from bnsym.meanfield.gegenbauer_series import GegenbauerSeries, gegenbauer
+from bnsym.meanfield.transition import Transition, alpha_transition
+from bnsym.meanfield.weight_gradient_moments import WeightGradients, weight_gradients
+from bnsym.experiments.scanning import Scan, scan
+from bnsym.meanfield.critical import CriticalEps, critical_eps
+from bnsym.meanfield.decorrelation import CrossBatch, cross_batch
 
 __all__ = [
     "__version__",
@@ -41,5 +48,9 @@ __all__ = [
     "simulate",
     "Simulation",
     "trainable_depth",
-    "Spectrum", "spectrum", "Propagation", "propagate", "SymmetryBreaking", "symmetry_breaking",
+    "Spectrum", "spectrum", "Propagation", "JointPropagation", "propagate", "Kernel", "kernel", "SymmetryBreaking", "symmetry_breaking",
+    "GegenbauerSeries", "gegenbauer", "Transition", "alpha_transition", "WeightGradients", "weight_gradients",
+    "Scan", "scan",
+    "CriticalEps", "critical_eps",
+    "CrossBatch", "cross_batch",
 ]

@@ -240,3 +240,135 @@ def npy_array(value, *, name: str):
         return np.asarray(arr, dtype=np.float64)
     except (TypeError, ValueError):
         raise BnsymInputError(f"{name}: {str(value)!r} does not hold real numbers (dtype {arr.dtype})") from None
+
+
+#: Most points one axis of a grid may hold (a typo such as ``0:1:1e9`` is refused, not allocated).
+MAX_AXIS_POINTS = 100_000
+
+
+def number_axis(value, *, name: str) -> list:
+    """One axis of a grid as exact decimal strings: ``"a:b:n"`` (``n`` points from ``a`` to ``b``
+    inclusive, evenly spaced), a comma list ``"0.1,0.5,1"``, a single number, or a sequence of numbers.
+
+    Refused with one line naming ``name``: non-numbers, non-finite values, ``n`` not an integer
+    in ``[1, MAX_AXIS_POINTS]``, a zero step (``a == b`` with ``n > 1``, or ``n = 1`` with
+    ``a != b``), and an axis with no values.  Duplicates are dropped (first kept).  Points are
+    computed in 40-digit decimal arithmetic: exact when they are decimals of at most 40 digits
+    (``0.05:2:40`` gives ``0.05, 0.1, ..., 2``), else rounded to 40 significant digits.
+    """
+    import decimal
+
+    def number(text):
+        try:
+            d = decimal.Decimal(str(text).strip())
+        except (decimal.InvalidOperation, ValueError):
+            raise BnsymInputError(f"{name}: expected a number, got {str(text).strip()!r}") from None
+        if not d.is_finite():
+            raise BnsymInputError(f"{name}: values must be finite, got {str(text).strip()!r}")
+        return d
+
+    if isinstance(value, bool) or value is None:
+        raise BnsymInputError(f"{name} must be a range 'a:b:n', a comma list or numbers, got {value!r}")
+    def text_of(v):  # floats (NumPy's too) by their shortest repr, so 0.1 stays "0.1"
+        if isinstance(v, numbers.Real) and not isinstance(v, (numbers.Integral, bool)):
+            return repr(float(v))
+        return v
+
+    if isinstance(value, (list, tuple)):
+        points = [number(text_of(v)) for v in value]
+    elif isinstance(value, numbers.Real):
+        points = [number(text_of(value))]
+    elif isinstance(value, str) and value.count(":") == 2:
+        a_text, b_text, n_text = value.split(":")
+        a, b = number(a_text), number(b_text)
+        try:
+            n = int(n_text.strip())
+        except ValueError:
+            raise BnsymInputError(f"{name}: the point count n of 'a:b:n' must be an integer, got {n_text.strip()!r}") from None
+        if not 1 <= n <= MAX_AXIS_POINTS:
+            raise BnsymInputError(f"{name}: the point count n of 'a:b:n' must be between 1 and {MAX_AXIS_POINTS}, got {n}")
+        if (a == b) != (n == 1):
+            raise BnsymInputError(f"{name}: range {value!r} has a zero step (a == b needs n = 1, n = 1 needs a == b)")
+        with decimal.localcontext() as ctx:
+            ctx.prec = 40
+            points = [a] if n == 1 else [a + (b - a) * k / (n - 1) for k in range(n)]
+    elif isinstance(value, str) and ":" not in value:
+        points = [number(v) for v in value.split(",") if v.strip()]
+    else:
+        raise BnsymInputError(f"{name} must be a range 'a:b:n' or a comma list of numbers, got {value!r}")
+    if not points:
+        raise BnsymInputError(f"{name}: no values given (an empty axis makes an empty grid)")
+    texts = []
+    with decimal.localcontext() as ctx:
+        ctx.prec = 40
+        for p in points:
+            p = p.normalize()
+            text = format(p, "f") if abs(p.adjusted()) < 30 else str(p)
+            if text not in texts:
+                texts.append(text)
+    return texts
+
+
+def batch_axis(value, *, name: str = "batch_size") -> list:
+    """The batch-size axis of a grid: a comma list of integers >= 2 or ``inf`` (``"8,32,inf"``),
+    a range ``"a:b:n"`` whose points are all integers (see :func:`number_axis`), an integer,
+    or a sequence; each value checked by :func:`batch_size`, duplicates dropped."""
+    if isinstance(value, str) and ":" not in value:
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        if not items:
+            raise BnsymInputError(f"{name}: no values given (an empty axis makes an empty grid)")
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+        if not items:
+            raise BnsymInputError(f"{name}: no values given (an empty axis makes an empty grid)")
+    elif isinstance(value, str) or (isinstance(value, numbers.Integral) and not isinstance(value, bool)):
+        items = number_axis(value, name=name) if isinstance(value, str) else [value]
+    else:
+        raise BnsymInputError(f"{name} must be a comma list or range of batch sizes, got {value!r}")
+    out = []
+    for item in items:
+        b = batch_size(item, name=name)
+        if b not in out:
+            out.append(b)
+    return out
+
+
+def kernel_inputs(value, *, name: str = "inputs", batch_size: int):
+    """Inputs of a kernel: an ``(M, d)`` array (``M`` a multiple of ``batch_size``, consecutive rows a
+    batch) or a list of ``(batch_size, d)`` arrays; finite reals.  Returns the ``(M, d)`` float64 array."""
+    import numpy as np
+
+    if isinstance(value, (list, tuple)) and value and all(np.ndim(v) == 2 for v in value):
+        shapes = {np.shape(v) for v in value}
+        if len({s[0] for s in shapes}) > 1:
+            raise BnsymInputError(f"{name}: the batches must all have batch_size = {batch_size} rows, got sizes {sorted({s[0] for s in shapes})}")
+        if len({s[1] for s in shapes}) > 1:
+            raise BnsymInputError(f"{name}: the batches must all have the same input dimension, got {sorted({s[1] for s in shapes})}")
+        try:
+            value = np.concatenate([np.asarray(v, dtype=np.float64) for v in value], axis=0)
+        except (TypeError, ValueError):
+            raise BnsymInputError(f"{name} must hold arrays of real numbers") from None
+    try:
+        x = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise BnsymInputError(f"{name} must be an (M, d) array of real numbers or a list of (batch_size, d) arrays") from None
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise BnsymInputError(f"{name} must be an (M, d) array (one input per row) or a list of batches, got shape {x.shape}")
+    if x.shape[0] % batch_size:
+        raise BnsymInputError(f"{name}: M = {x.shape[0]} rows is not a multiple of batch_size = {batch_size}")
+    if not np.all(np.isfinite(x)):
+        raise BnsymInputError(f"{name} must be finite (it contains nan or inf)")
+    return x
+
+
+def network_address(value, *, name: str) -> tuple:
+    """``(address, host, port)`` of a server address such as ``tcp://10.0.0.1:8786`` or ``host:8786``
+    (schemes ``tcp``, ``tls``, ``ws``, ``wss``; port 1..65535; IPv6 hosts in brackets)."""
+    import re
+
+    match = re.fullmatch(r"(?:(tcp|tls|ws|wss)://)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})", str(value).strip()) \
+        if isinstance(value, str) else None
+    if match is None or not 1 <= int(match.group(3)) <= 65535:
+        raise BnsymInputError(f"{name} must be an address such as tcp://127.0.0.1:8786, got {value!r}")
+    scheme = match.group(1) or "tcp"
+    return f"{scheme}://{match.group(2)}:{match.group(3)}", match.group(2).strip("[]"), int(match.group(3))

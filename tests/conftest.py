@@ -28,3 +28,26 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 settings.load_profile(os.environ.get(PROFILE_VARIABLE, "fast"))
+
+
+#: BLAS thread variables set to 1 for the test processes that pytest-xdist starts.
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def pytest_configure(config):
+    """Register the ``statistical`` marker: tests whose verdict depends on random draws
+    (seeded from ``BNSYM_TEST_SEED``; their design is in tests/statistical.py).
+
+    When pytest-xdist runs the suite in several processes (``-n``, on by default in
+    pyproject.toml), the controlling process pins BLAS to one thread per worker before the
+    workers start (they inherit its environment): otherwise each worker's BLAS starts one
+    thread per core and the workers oversubscribe the machine (measured: the simulator and
+    the kernels ran 7 to 25 times slower in wall time on a loaded 2-core machine).  Variables
+    the user set are left alone."""
+    workers = getattr(config.option, "numprocesses", None)
+    if workers and "PYTEST_XDIST_WORKER" not in os.environ:
+        for name in BLAS_THREAD_VARIABLES:
+            os.environ.setdefault(name, "1")
+    config.addinivalue_line(
+        "markers", "statistical: random checks with a stated false-failure probability "
+        "(rerun with BNSYM_TEST_SEED=k to draw fresh randomness)")

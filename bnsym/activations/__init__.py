@@ -4,7 +4,8 @@ and the analysis (kinks, homogeneity, growth) every engine layer relies on.
 Modules: :mod:`~bnsym.activations.catalogue` (``NAMES``, aliases, SELU constants),
 :mod:`~bnsym.activations.parsing` (the whitelist parser and its limits),
 :mod:`~bnsym.activations.analysis` (pieces, kinks, growth, homogeneity),
-:mod:`~bnsym.activations.expression` (``Activation`` and ``activation()``).
+:mod:`~bnsym.activations.expression` (``Activation`` and ``activation()``),
+:mod:`~bnsym.activations.special` (vectorised float64 ``erf``/``erfc`` for the NumPy evaluation).
 
 May import: :mod:`bnsym.errors`, :mod:`bnsym.validation`, sympy, mpmath, numpy.
 Imported by every other layer; imports none of them.

@@ -12,13 +12,13 @@ answer open.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import mpmath
 import numpy as np
 import sympy as sp
 
+from bnsym.activations import special
 from bnsym.activations.catalogue import x
 from bnsym.errors import ActivationError
 
@@ -261,7 +261,7 @@ def _unclear_grid_points(piece):
     hi = np.inf if piece.hi == sp.oo else float(piece.hi)
     inside = (grid > lo) & (grid < hi)
     ks, points = ks[inside], grid[inside]
-    modules = [{"erf": _np_erf, "erfc": _np_erfc}, "numpy"]
+    modules = [{"erf": special.erf, "erfc": special.erfc}, "numpy"]
     unclear = np.zeros(points.shape, dtype=bool)
     for expr in (piece.expr, piece.derivative):
         try:
@@ -272,18 +272,6 @@ def _unclear_grid_points(piece):
         except Exception:  # anything NumPy cannot do is left to the mpmath pass
             return ks
     return ks[unclear]
-
-
-_erf_objects = np.frompyfunc(math.erf, 1, 1)
-_erfc_objects = np.frompyfunc(math.erfc, 1, 1)
-
-
-def _np_erf(values):
-    return np.asarray(_erf_objects(values), dtype=np.float64)
-
-
-def _np_erfc(values):
-    return np.asarray(_erfc_objects(values), dtype=np.float64)
 
 
 def _check_growth(pieces, name):

@@ -12,7 +12,6 @@ evaluators of ``phi`` and ``phi'``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -20,6 +19,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from bnsym.activations import special
 from bnsym.activations.analysis import analyse
 from bnsym.activations.catalogue import NAMES, canonical_name, x
 from bnsym.activations.parsing import (
@@ -29,7 +29,6 @@ from bnsym.activations.parsing import (
     shown,
 )
 from bnsym.errors import ActivationError
-
 
 #: Digits of the numeric kinks: above the largest working precision (100 promised + guards).
 KINK_DPS = 160
@@ -124,7 +123,7 @@ class Activation:
 
     @cached_property
     def _np_functions(self):
-        modules = [{"erf": _np_erf, "erfc": _np_erfc}, "numpy"]
+        modules = [{"erf": special.erf, "erfc": special.erfc}, "numpy"]
         return (sp.lambdify(x, stable_form(self.expr), modules=modules),
                 sp.lambdify(x, stable_form(self.derivative), modules=modules))
 
@@ -177,10 +176,6 @@ def _clamped(func, piece):
         return func(value)
 
     return clamped
-
-
-_np_erf = np.frompyfunc(math.erf, 1, 1)
-_np_erfc = np.frompyfunc(math.erfc, 1, 1)
 
 
 def activation(spec, **parameters) -> Activation:

@@ -28,7 +28,11 @@ COMMANDS = (
     "plot_sweep",
     "one_step",
     "simulate",
-    "spectrum", "propagate",
+    "spectrum", "propagate", "critical_eps",
+    "scan", "store",
+    "gegenbauer", "symmetry_breaking", "weight_gradients",
+    "kernel",
+    "cross_batch",
 )
 
 

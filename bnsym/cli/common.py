@@ -79,3 +79,15 @@ def print_table(rows, header=("quantity", "value", "error")) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
         if k == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def add_cluster_arguments(parser, *, store_required: bool = True) -> None:
+    """``--store --scheduler --workers --no-progress``: where a grid runs and where its cells go."""
+    parser.add_argument("--store", required=store_required, metavar="FILE",
+                        help="results store (SQLite; created if missing; finished cells in it are skipped)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="address of a running Dask scheduler, e.g. tcp://10.0.0.1:8786 (default: a "
+                        "LocalCluster of one single-threaded worker per core)")
+    parser.add_argument("--workers", type=integer_option, default=None,
+                        help="worker processes of the LocalCluster (default: one per core)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")

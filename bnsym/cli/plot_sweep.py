@@ -23,11 +23,12 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "plot-sweep",
         help="heatmap of a sweep's test accuracy with the theory's trainable depth",
-        description="Draw the test accuracy of every (depth, batch size) cell of a sweep results file "
+        description="Draw the test accuracy of every (depth, batch size) cell of a sweep's results store "
         "as a heatmap (seeds averaged; diverged cells marked x) and overlay the trainable depth "
         "log(K)/log(lambda_G(B)) of mean field theory.",
     )
-    parser.add_argument("results", metavar="RESULTS", help="results file written by 'bnsym sweep'")
+    parser.add_argument("results", metavar="STORE",
+                        help="results store written by 'bnsym sweep' (or a JSON-lines file of an older sweep)")
     parser.add_argument("--output", "-o", default=None, help="PNG file (default: RESULTS with .png)")
     parser.add_argument("--factor", type=float, default=None, help="gradient growth K of the theory curve (default e^16, the paper's 16/log(lambda_G))")
     parser.add_argument("--theory-eps", type=float, default=0.0, help="batch-norm eps of the theory curve (default 0)")
@@ -40,7 +41,7 @@ def accuracy_table(records):
     """``(depths, batch_sizes, mean accuracy [depth, batch], diverged fraction [depth, batch])``."""
     records = [r for r in records if r.get("status") in ("ok", "diverged")]
     if not records:
-        raise BnsymInputError("the results file holds no finished cells (status ok or diverged)")
+        raise BnsymInputError("the results hold no finished cells (status ok or diverged)")
     depths = sorted({int(r["depth"]) for r in records})
     batches = sorted({int(r["batch_size"]) for r in records})
     acc = np.full((len(depths), len(batches)), np.nan)
@@ -136,18 +137,27 @@ def sweep_heatmap(records, path, *, factor=None, theory_eps=0.0, theory=True, ti
 def run(args) -> int:
     from pathlib import Path
 
-    from bnsym.train.sweep import read_results
-
     path = Path(args.results)
     if not path.is_file():
         raise BnsymInputError(f"results file {path} does not exist")
     output = str(validation.output_file(args.output or path.with_suffix(".png"), name="--output"))
     if args.factor is not None and not (math.isfinite(args.factor) and args.factor > 1):
         raise BnsymInputError(f"--factor must be a finite number > 1 (the gradient growth of the theory curve), got {args.factor!r}")
-    curve = sweep_heatmap(read_results(path), output, factor=args.factor, theory_eps=args.theory_eps,
-                       theory=not args.no_theory, title=args.title)
+    curve = sweep_heatmap(sweep_records(path), output, factor=args.factor, theory_eps=args.theory_eps,
+                          theory=not args.no_theory, title=args.title)
     print(f"wrote {output}")
     if curve:
         print("theory trainable depth: " + ", ".join(
             f"B={b}: {'inf' if math.isinf(v) else f'{v:.1f}'}" for b, v in curve.items()))
     return 0
+
+
+def sweep_records(path) -> list[dict]:
+    """The training records of a results store, or of a JSON-lines file of an older sweep."""
+    from bnsym.experiments.store import Store, is_store_file
+    from bnsym.train.sweep import read_results
+
+    if not is_store_file(path):
+        return read_results(path)
+    with Store(path) as store:
+        return store.rows("train")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnsym.errors import BnsymInputError
 from bnsym.cli.common import add_network_arguments, print_json, print_table
+from bnsym.errors import BnsymInputError
 
 
 def register(subparsers) -> None:
@@ -21,7 +21,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--input", default="random",
         help="input batch: random (Gram of B Gaussian vectors in R^B), orthogonal (identity), collinear "
-        "(rank one plus 1%% noise), or a .npy file holding a B x B Gram matrix (default random)",
+        "(rank one plus 1%% noise), or a .npy file holding a B x B Gram matrix, or a kB x kB joint Gram matrix of k "
+        "batches of B (joint map, float64: positively homogeneous activations at beta = 0, --dps <= 10) (default random)",
     )
     parser.add_argument("--map", default="auto", choices=("auto", "laplace", "sampling"), help="how the map is evaluated (default auto)")
     parser.add_argument("--samples", type=int, default=10**5, help="Monte Carlo samples per layer and chain (sampling only)")
@@ -58,6 +59,8 @@ def run(args) -> int:
         args.activation, gram, args.depth, gamma=args.gamma, beta=args.beta, eps=args.eps, sigma_w=args.sigma_w,
         dps=args.dps, method=args.map, batch_size=args.batch_size, samples=args.samples, seed=args.seed,
     )
+    if hasattr(result, "batches"):
+        return _joint_output(args, result)
     simulated = _simulate(args, result, gram) if args.plot else None
     if args.plot:
         _plot(result, simulated, args.plot, args)
@@ -77,6 +80,20 @@ def run(args) -> int:
     print_table(rows, header=("layer", "||Sigma-Sigma*||_F", "error", "L part", "M part"))
     if args.plot:
         print(f"wrote {args.plot}")
+    return 0
+
+
+def _joint_output(args, result) -> int:
+    """Several batches: per layer the cross-batch correlation and the error estimate."""
+    if args.plot:
+        raise BnsymInputError("--plot draws the distance to BSB1 of one batch; with several batches use --json")
+    if args.json:
+        print_json(result.as_dict())
+        return 0
+    s = result.settings.as_dict()
+    print(f"{s['activation']}, {result.batches} batches of B = {s['batch_size']}, depth = {result.depth}  ({result.method})")
+    rows = [(str(l), f"{result.cross_batch_correlation(l):.8g}", f"{result.errors[l]:.2g}") for l in range(result.depth + 1)]
+    print_table(rows, header=("layer", "cross-batch correlation", "error"))
     return 0
 
 

@@ -40,6 +40,7 @@ def run(args) -> int:
             {
                 "settings": s.as_dict(),
                 "method": fp.method,
+                "regime": fp.regime,
                 **{
                     name: {"value": number_text(value, d), "error": error_text(error), "meaning": meaning}
                     for name, meaning, value, error in quantities
@@ -53,5 +54,7 @@ def run(args) -> int:
         f"{s.activation.label}, B = {settings['batch_size']}, gamma = {settings['gamma']}, beta = {settings['beta']}, "
         f"eps = {settings['eps']}, sigma_w = {settings['sigma_w']}  ({d} digits, {fp.method})"
     )
+    if fp.regime != "nondegenerate":
+        print(f"regime: {fp.regime} (eps at or past the critical eps: G Sigma* G = 0, q* = c* = phi(beta)^2)")
     print_table([(name, number_text(value, d), error_text(error)) for name, _, value, error in quantities])
     return 0

@@ -22,9 +22,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "simulate",
         help="simulate finite-width networks and compare gradient growth with lambda_G",
-        description="Simulate batch-normalized networks of finite width at initialisation (explicit "
-        "Gaussian weights, true batch-norm forward and backward passes in float64), fit the per-layer "
-        "growth of the squared gradient norm, and compare it with the mean-field lambda_G.",
+        description="Simulate batch-normalized networks of finite width at initialisation (true "
+        "batch-norm forward and backward passes in float64, Gaussian weights drawn exactly in law), fit "
+        "the per-layer growth of the squared gradient norm, and compare it with the mean-field lambda_G.",
     )
     add_network_arguments(parser)
     parser.add_argument("--depth", "-L", type=integer_option, required=True, help="number of layers L >= 1")
@@ -33,6 +33,9 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=integer_option, default=0, help="base random seed (default 0)")
     parser.add_argument("--input", default="random", choices=("random", "orthogonal", "collinear"),
                         help="input batch (default random)")
+    parser.add_argument("--sampler", default="conditional", choices=("conditional", "explicit"),
+                        help="how the weights are drawn: conditional (default; exact in law given the forward "
+                        "pass, cost N B^2 per layer, no N x N matrix) or explicit (the N x N weight matrices)")
     parser.add_argument("--plot", metavar="FILE.png", default=None, help="write the gradient-norm plot here")
     parser.add_argument("--no-theory", action="store_true", help="skip the mean-field comparison")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -51,7 +54,7 @@ def run(args) -> int:
     sim = simulate(
         args.activation, batch, args.depth, args.width, gamma=kw["gamma"], beta=kw["beta"], eps=kw["eps"],
         sigma_w=kw["sigma_w"], seeds=args.seeds, seed=args.seed, input=args.input,
-        progress=not (args.no_progress or args.json),
+        progress=not (args.no_progress or args.json), method=args.sampler,
     )
     theory = None if args.no_theory else _theory(args.activation, batch, kw)
     if args.plot:
@@ -67,7 +70,8 @@ def run(args) -> int:
         return 0
     s = sim.settings
     print(f"{s['activation']}, B = {s['batch_size']}, depth {s['depth']}, width {s['width']}, {s['seeds']} seeds, "
-          f"gamma = {s['gamma']:g}, beta = {s['beta']:g}, eps = {s['eps']:g}, sigma_w = {s['sigma_w']:g}")
+          f"gamma = {s['gamma']:g}, beta = {s['beta']:g}, eps = {s['eps']:g}, sigma_w = {s['sigma_w']:g}, "
+          f"{s['method']} sampler")
     lo, hi = sim.rate_interval(3)
     rows = [
         ("rate (fit)", f"{sim.rate:.6g}", f"{sim.rate_stderr:.2g}", f"[{lo:.5g}, {hi:.5g}]",

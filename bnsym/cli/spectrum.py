@@ -11,7 +11,8 @@ def register(subparsers) -> None:
         help="eigenvalues of the forward and backward maps at the BSB1 fixed point",
         description="Print the eigenvalues of the linearised Gram map and of the backward operator T at the "
         "BSB1 fixed point, one per invariant subspace (G, L, M) with its multiplicity and error, the local "
-        "stability verdict and which backward eigenvalue is the spectral radius (eps = 0, B >= 4).",
+        "stability verdict and which backward eigenvalue is the spectral radius (B >= 4 or inf, any eps below the "
+        "critical eps; at B = inf the backward map gives G only).",
     )
     add_network_arguments(parser)
     parser.set_defaults(func=run)
@@ -26,9 +27,10 @@ def run(args) -> int:
         print_json(spec.as_dict())
         return 0
     s = spec.settings.as_dict()
-    print(f"{s['activation']}, B = {s['batch_size']}, gamma = {s['gamma']}, beta = {s['beta']}, eps = 0  ({s['dps']} digits, {spec.method})")
+    print(f"{s['activation']}, B = {s['batch_size']}, gamma = {s['gamma']}, beta = {s['beta']}, eps = {s['eps']}, "
+          f"sigma_w = {s['sigma_w']}  ({s['dps']} digits, {spec.method})")
     rows = [
-        (e.operator, e.subspace, str(e.multiplicity), number_text(e.value, spec.settings.dps), error_text(e.error))
+        (e.operator, e.subspace, "inf" if e.multiplicity == float("inf") else str(e.multiplicity), number_text(e.value, spec.settings.dps), error_text(e.error))
         for e in spec.forward + spec.backward
     ]
     print_table(rows, header=("map", "subspace", "multiplicity", "eigenvalue", "error"))

@@ -22,9 +22,11 @@ method, and the rule is redesigned when the root leaves a 10% window around
 ``B = inf``, ``kappa^2 = a / (a + eps)`` is deterministic and the equation is
 solved directly.
 
-If the scale contracts to zero (a very large ``eps`` against ``sigma_w``),
-there is no non-degenerate BSB1 point and :class:`~bnsym.errors.BnsymError`
-is raised.
+Past the critical eps (:mod:`bnsym.meanfield.critical`, docs/theory.md
+section 15) the scale contracts to zero and the fixed point is the
+degenerate ``G Sigma* G = 0``, ``q* = c* = phi(beta)^2`` (``regime="degenerate"``).
+If the scale contracts where no critical eps exists,
+:class:`~bnsym.errors.BnsymError` is raised.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ from bnsym.numerics import radial
 from bnsym.numerics.quadrature import size as rule_size
 from bnsym.numerics.backward import bracket
 from bnsym.errors import BnsymError, PrecisionError
-from bnsym.estimate import Estimate, combined_meaning, weighted_sum
-from bnsym.numerics.moments import SphereMoments, resolve_method, sphere_moments
+from bnsym.estimate import ROUNDING, Estimate, combined_meaning, rounding_error, weighted_sum
+from bnsym.meanfield.critical import DEGENERATE, regime
+from bnsym.numerics.moments import MomentCurve, SphereMoments, resolve_method, smooth_in_gain, sphere_moments
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
 from bnsym.numerics.sphere import SphereLaw
 
@@ -110,6 +113,8 @@ class BSB1State:
 def bsb1_state(settings: Settings) -> BSB1State:
     """Solve for the fixed point under ``settings`` (cached per settings)."""
     method = resolve_method(settings.method, settings.activation, settings.beta)
+    if regime(settings) == DEGENERATE:
+        return _degenerate(settings, method)
     with mpmath.workdps(settings.working_dps):
         law = SphereLaw(settings.batch_size, settings.working_dps)
         if settings.eps == 0:
@@ -120,6 +125,10 @@ def bsb1_state(settings: Settings) -> BSB1State:
             state = _radial(settings, law, method)
     _check_precision(state.fixed_point)
     return state
+
+
+#: Key of the radial :class:`~bnsym.numerics.moments.MomentCurve` in a moment cache.
+CURVE = "moment curve"
 
 
 def moment_tolerance(settings: Settings):
@@ -172,6 +181,19 @@ def _check_precision(fp: FixedPoint):
             )
     if fp.c_error > tol * abs(fp.value):
         raise PrecisionError(f"c* reached only {mpmath.nstr(fp.c_error, 3)} absolute error, short of {dps} digits")
+
+
+# ------------------------------------------------------- past the critical eps
+def _degenerate(settings, method):
+    """``G Sigma* G = 0``: every sample has the representation ``phi(beta) 1`` (docs/theory.md section 15)."""
+    with mpmath.workdps(settings.working_dps):
+        level = settings.activation.mp(settings.beta) ** 2
+        exact = Estimate(level, rounding_error(level, settings.working_dps), meaning=ROUNDING)
+        zero = Estimate(mpmath.mpf(0), mpmath.mpf(0), meaning=ROUNDING)
+    fp = FixedPoint(value=exact.value, error=exact.error, settings=settings, c=exact.value, c_error=exact.error,
+                    spread=zero.value, spread_error=zero.error, method=method, iterations=0, meaning=ROUNDING,
+                    regime=DEGENERATE)
+    return BSB1State(settings, fp, zero, method)
 
 
 # ------------------------------------------------------------------ eps = 0
@@ -246,6 +268,12 @@ class RadialLevel:
 def _radial(settings, law, method):
     b, eps, sw2 = settings.batch_size, settings.eps, settings.sigma_w**2
     cache = {}
+    if method == "quadrature" and smooth_in_gain(settings.activation, settings.beta, settings.gamma, b - 1):
+        # analytic in kappa: interpolate the moments along the radius (docs/theory.md section 15)
+        cache[CURVE] = MomentCurve(
+            lambda kappa: _moments(settings, law, settings.gamma * kappa, method, cache), settings.working_dps,
+            moment_tolerance(settings),
+        )
     a = sw2 * _moments(settings, law, settings.gamma, method, cache).spread.value
     tol = mpmath.mpf(10) ** -(settings.dps + 2)
     level = _start_level(settings, a, tol)
@@ -351,11 +379,16 @@ def _design(settings, law, method, level, a_design, cache):
         if r is not None:
             singular.append(r)
     ys, ws = radial.chi_rule(n, level, settings.working_dps, y_eps=mpmath.sqrt(beps / a_design), singular_radii=singular)
-    kappas, moments = [], []
-    for y in ys:
-        k2 = radial.kappa_squared(a_design, y, b, eps)
-        kappas.append(k2)
-        moments.append(_moments(settings, law, settings.gamma * mpmath.sqrt(k2), method, cache))
+    kappas = [radial.kappa_squared(a_design, y, b, eps) for y in ys]
+    curve = cache.get(CURVE)
+    moments = None
+    if curve is not None:
+        # the curve needs to be accurate only where the chi density exceeds 10^-(dps+8) of its peak
+        y_bulk = radial.support(n, settings.dps + 3)[0] * (1 + radial.REWEIGHT_MARGIN)
+        k_bulk = mpmath.sqrt(radial.kappa_squared(a_design, y_bulk, b, eps) if y_bulk > 0 else min(kappas))
+        moments = curve.at([mpmath.sqrt(k2) for k2 in kappas], k_bulk)
+    if moments is None:  # kinked in the support, or not representable: one sphere expectation per node
+        moments = [_moments(settings, law, settings.gamma * mpmath.sqrt(k2), method, cache) for k2 in kappas]
     return ys, ws, kappas, moments
 
 

@@ -13,7 +13,10 @@ per-radius ``bracket`` of :mod:`bnsym.numerics.backward`,
 * ``eps > 0``, finite ``B``: ``lambda_G = sigma_w^2 E_y[bracket(kappa) / S^2]``
   over the radial rule of the fixed point (two levels compared);
 * ``B = inf``: ``lambda_G = sigma_w^2 E[D^2] / (a* + eps)``, which at
-  ``eps = 0`` is ``E[D^2] / (q* - c*)`` with ``c* = E[f]^2``.
+  ``eps = 0`` is ``E[D^2] / (q* - c*)`` with ``c* = E[f]^2``;
+* past the critical eps (degenerate point, docs/theory.md section 15):
+  ``lambda_G = sigma_w^2 [(B-1) E[D^2] + E[D_a D_b]] / (B eps)`` with ``D`` the
+  one-sided slopes of ``phi`` at ``beta`` (``sigma_w^2 E[D^2] / eps`` at ``B = inf``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import mpmath
 
 from bnsym.numerics.backward import bracket
 from bnsym.errors import PrecisionError
-from bnsym.estimate import ROUNDING, Estimate
+from bnsym.estimate import ROUNDING, Estimate, rounding_error
+from bnsym.meanfield.critical import DEGENERATE, degenerate_bracket, local_slopes
 from bnsym.meanfield.bsb1 import bsb1_state
 from bnsym.meanfield.results import GradientExplosionRate, Settings, make_settings
 
@@ -55,7 +59,11 @@ def rate_from_settings(settings: Settings) -> GradientExplosionRate:
     state = bsb1_state(settings)
     b = settings.batch_size
     with mpmath.workdps(settings.working_dps):
-        if settings.eps == 0 and b == 2:
+        if state.fixed_point.regime == DEGENERATE:
+            # J -> diag(D) G / sqrt(eps): the bracket at kappa = 0 (docs/theory.md section 15)
+            value = settings.sigma_w**2 * degenerate_bracket(settings, local_slopes(settings)) / settings.eps
+            rate = Estimate(value, rounding_error(value, settings.working_dps), meaning=ROUNDING)
+        elif settings.eps == 0 and b == 2:
             rate = Estimate(mpmath.mpf(0), meaning=ROUNDING)  # exact: J = 0
         elif settings.eps == 0 and b == 3:
             rate = Estimate(mpmath.inf, meaning=ROUNDING)  # exact: E[1/chi^2_2] diverges
@@ -68,7 +76,7 @@ def rate_from_settings(settings: Settings) -> GradientExplosionRate:
             coarse, fine = state.radial
             rate = Estimate(fine.rate.value, fine.rate.error + abs(fine.rate.value - coarse.rate.value))
     result = GradientExplosionRate(rate.value, rate.error, settings, fixed_point=state.fixed_point, method=state.method,
-                                   meaning=rate.meaning)
+                                   meaning=rate.meaning, regime=state.fixed_point.regime)
     _check(result)
     return result
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from bnsym.errors import PrecisionError
 from bnsym.meanfield.results import Settings
-from bnsym.numerics import gaussian_kernels
+from bnsym.numerics import arccos, gaussian_kernels
 from bnsym.numerics.quadrature import SIZES, tanh_sinh
 
 #: Up to this many digits the Laplace integral runs in float64 (integer degrees).
@@ -109,8 +109,8 @@ def _laplace_float(settings, gram, coeffs):
         outer = d[:, :, None] * d[:, None, :]
         rho = np.clip(m / np.where(outer > 0, outer, 1), -1, 1)
         theta = np.arccos(rho)
-        same = _orthant_float(alpha, theta)
-        mixed = _orthant_float(alpha, np.pi - theta)
+        same = arccos.orthant(alpha, theta, rho)
+        mixed = arccos.orthant(alpha, np.pi - theta, -rho)
         kernel = outer**alpha * ((a_plus**2 + a_minus**2) * same + 2 * a_plus * a_minus * mixed)
         current = prefactor * np.einsum("n,nac->ac", weight, kernel)
         if previous is not None:
@@ -120,28 +120,6 @@ def _laplace_float(settings, gram, coeffs):
         previous = current
         level += 1
     raise PrecisionError(f"the Laplace integral did not converge to {settings.dps} digits (B={b})")
-
-
-def _orthant_float(alpha: int, theta):
-    """``E[z1^alpha z2^alpha 1{z1, z2 > 0}]`` at ``cos(theta) = rho`` (float64, integer ``alpha``).
-
-    ``2^alpha Gamma(alpha + 1) / (2 pi) J(theta)``, ``J(theta) = int_{theta-pi/2}^{pi/2}
-    cos(w)^alpha cos(w - theta)^alpha dw`` summed from the Fourier expansions of the cosine powers.
-    """
-    z = np.exp(1j * theta)
-    powers = {0: np.ones_like(z)}
-    for m in range(1, 2 * alpha + 1):
-        powers[m] = powers[m - 1] * z
-        powers[-m] = np.conj(powers[m])
-    total = np.zeros_like(z)
-    for j in range(alpha + 1):
-        for l in range(alpha + 1):
-            k = 2 * alpha - 2 * j - 2 * l
-            coef = math.comb(alpha, j) * math.comb(alpha, l) * powers[-(alpha - 2 * l)]
-            # int_{theta - pi/2}^{pi/2} e^{i k w} dw, with e^{i k pi/2} = i^k and e^{i k (theta - pi/2)} = z^k (-i)^k
-            piece = (np.pi - theta) if k == 0 else (1j**k - powers[k] * (-1j) ** k) / (1j * k)
-            total = total + coef * piece
-    return 2.0**alpha * math.gamma(alpha + 1) / (2 * np.pi) * total.real / 4.0**alpha
 
 
 def _laplace_level(lam, vecs, entries, coeffs, scale, level, working_dps):

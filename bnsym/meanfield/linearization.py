@@ -43,9 +43,14 @@ left, ``E[N1(s1) s1^p N2(s2) s2^q]`` and ``E[N(s1) s1^p]`` with
 closed forms of :mod:`bnsym.numerics.closed_forms` for positively homogeneous
 integrands of integer degree at ``beta = 0``).
 
-Domain: finite ``B >= 4`` (``M`` is empty and ``E[1/chi^2_{B-1}]`` diverges
-below) and ``eps = 0``.  Cost: about 20 one- and two-coordinate sphere
-expectations (closed forms: milliseconds; quadrature: seconds).
+Domain: ``B >= 4`` (``M`` is empty and ``E[1/chi^2_{B-1}]`` diverges below)
+or ``B = inf`` (forward G, L, M and backward G), any ``eps >= 0`` below the
+critical eps (docs/theory.md section 15: at ``eps > 0`` every expectation is
+averaged over the radial nodes of the fixed point, with gain ``gamma kappa``;
+for homogeneous activations the keys scale as powers of ``kappa``).  Cost:
+about 20 one- and two-coordinate sphere expectations at ``eps = 0``
+(closed forms: milliseconds; quadrature: seconds); at ``eps > 0`` the same
+per radial node with quadrature (minutes for tanh), once with closed forms.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import mpmath
 import sympy as sp
@@ -147,7 +152,7 @@ class Spectrum:
         def entry(e):
             return {
                 "subspace": e.subspace,
-                "multiplicity": e.multiplicity,
+                "multiplicity": "inf" if e.multiplicity == math.inf else e.multiplicity,
                 "value": mpmath.nstr(e.value, d),
                 "error": mpmath.nstr(e.error, 2),
             }
@@ -168,10 +173,10 @@ class Spectrum:
 def spectrum(activation, batch_size, *, gamma=1, beta=0, eps=0, sigma_w=1, dps=15, method="auto") -> Spectrum:
     r"""The eigenvalues of the forward and backward maps at the BSB1 fixed point.
 
-    ``activation``, ``gamma``, ``beta``, ``dps``, ``method`` as for
-    :func:`bnsym.fixed_point`; ``batch_size`` a finite integer ``>= 4``;
-    ``sigma_w > 0`` (checked; it drops out at ``eps = 0``); ``eps`` must be 0 (the ``eps > 0`` spectrum needs the radial integral of
-    the scale direction and is not implemented).  Each eigenvalue is
+    ``activation``, ``gamma``, ``beta``, ``eps``, ``sigma_w``, ``dps``, ``method`` as for
+    :func:`bnsym.fixed_point`; ``batch_size`` an integer ``>= 4`` or ``math.inf``
+    (forward eigenvalues and backward G only).  ``eps`` past the critical eps
+    (degenerate point) is refused (docs/theory.md section 15).  Each eigenvalue is
     promised to ``dps`` digits relative to ``max(1, |value|)``
     (:class:`~bnsym.errors.PrecisionError` otherwise).  Cost: that of the
     fixed point plus about 20 sphere expectations.
@@ -184,33 +189,30 @@ def spectrum(activation, batch_size, *, gamma=1, beta=0, eps=0, sigma_w=1, dps=1
     """
     settings = make_settings(activation, batch_size, gamma=gamma, beta=beta, eps=eps, sigma_w=sigma_w, dps=dps, method=method)
     b = settings.batch_size
-    if b == math.inf or b < 4:
-        raise BnsymInputError(f"batch_size must be a finite integer >= 4 for the spectrum (M is empty and T is infinite below), got {batch_size!r}")
-    if settings.eps != 0:
-        raise BnsymInputError(f"eps must be 0 for the spectrum (the eps > 0 spectrum is not implemented), got {eps!r}")
+    if b != math.inf and b < 4:
+        raise BnsymInputError(f"batch_size must be an integer >= 4 or inf for the spectrum (M is empty and T is infinite below), got {batch_size!r}")
     return spectrum_from_settings(settings)
 
 
 def spectrum_from_settings(settings: Settings) -> Spectrum:
     """:func:`spectrum` for validated settings."""
     state = bsb1_state(settings)
+    if state.fixed_point.regime != "nondegenerate":
+        raise BnsymInputError(
+            f"the spectrum at the degenerate fixed point (eps past the critical eps) is not implemented, got eps={mpmath.nstr(settings.eps, 6)}"
+        )
     b = settings.batch_size
     method = resolve_method(settings.method, settings.activation, settings.beta)
     with mpmath.workdps(settings.working_dps):
         law = SphereLaw(b, settings.working_dps)
-        evaluator = _Evaluator(settings, law, method)
-        spread = Estimate(state.fixed_point.spread, state.fixed_point.spread_error)
-        raw = {key: evaluator.expectation(expr) for key, expr in _expressions(b).items()}
-        forward_scale = Estimate(mpmath.mpf(b - 1)) / (2 * b) / spread
-        backward_scale = Estimate(mpmath.mpf(b)) / ((b - 3) * spread)
-        values = {
-            ("forward", "G"): Estimate(mpmath.mpf(0)),
-            ("forward", "L"): forward_scale * raw["forward L"],
-            ("forward", "M"): -forward_scale * raw["forward M"] / 2,
-            ("backward", "G"): backward_scale * raw["backward G"] / 2,
-            ("backward", "L"): backward_scale * raw["backward L"],
-            ("backward", "M"): -backward_scale * raw["backward M"],
-        }
+        if b == math.inf:
+            values = _infinite_batch(settings, state, law, method)
+        elif settings.eps == 0:
+            values = _at_eps_zero(settings, state, law, method)
+        else:
+            coarse, fine = (_radial_values(settings, state, law, method, level) for level in state.radial)
+            values = {key: Estimate(v.value, v.error + abs(v.value - coarse[key].value), meaning=v.meaning)
+                      for key, v in fine.items()}
     mult = multiplicities(b)
     out = {"forward": [], "backward": []}
     tol = mpmath.mpf(10) ** -settings.dps
@@ -224,8 +226,116 @@ def spectrum_from_settings(settings: Settings) -> Spectrum:
     return Spectrum(settings, state.fixed_point, tuple(out["forward"]), tuple(out["backward"]), method)
 
 
+def _at_eps_zero(settings, state, law, method):
+    b = settings.batch_size
+    evaluator = _Evaluator(settings, law, method)
+    spread = Estimate(state.fixed_point.spread, state.fixed_point.spread_error)
+    raw = {key: evaluator.expectation(expr) for key, expr in _expressions(b).items()}
+    forward_scale = Estimate(mpmath.mpf(b - 1)) / (2 * b) / spread
+    backward_scale = Estimate(mpmath.mpf(b)) / ((b - 3) * spread)
+    return {
+        ("forward", "G"): Estimate(mpmath.mpf(0)),
+        ("forward", "L"): forward_scale * raw["forward L"],
+        ("forward", "M"): -forward_scale * raw["forward M"] / 2,
+        ("backward", "G"): backward_scale * raw["backward G"] / 2,
+        ("backward", "L"): backward_scale * raw["backward L"],
+        ("backward", "M"): -backward_scale * raw["backward M"],
+    }
+
+
+def _radial_values(settings, state, law, method, level):
+    r"""Eigenvalues at ``eps > 0``, finite ``B``, on one radial level (docs/theory.md section 15).
+
+    With ``R^2 = (S^2 - B eps) / a*`` at each radial node (``|G h|^2 = a* R^2``) and the sphere
+    expectations at gain ``gamma kappa``:
+    forward ``lambda_X = (sigma_w^2 / (2 a*)) E_R[(R^2/B) raw_X(kappa)]`` (``X = L``; ``M`` with
+    ``-1/2``), ``lambda_G^fwd = (sigma_w^2 / (2 a*)) E_R[(R^2 - n) spread(kappa)]``;
+    backward ``lambda_X = sigma_w^2 E_R[(B / S^2) raw_X(kappa)]`` with
+    ``z = G D w - kappa^2 u (u . D w)`` (``G``: ``1/2``, ``M``: ``-1``).
+    """
+    b, eps, sw2 = settings.batch_size, settings.eps, settings.sigma_w**2
+    a = state.scale
+    parts = _backward_parts(b)
+    forward = _expressions(b)
+    totals = {key: Estimate(mpmath.mpf(0)) for key in
+              (("forward", "G"), ("forward", "L"), ("forward", "M"), ("backward", "G"), ("backward", "L"), ("backward", "M"))}
+    homogeneous = _Evaluator(settings, law, method) if method == "closed form" else None
+    for node in level.nodes:
+        kappa2 = node.kappa_squared
+        if homogeneous is not None:  # degree alpha: every key scales as kappa^(i alpha + j (alpha - 1))
+            expect = partial(homogeneous.expectation, kappa=mpmath.sqrt(kappa2))
+        else:
+            expect = _Evaluator(settings, law, method, gain=settings.gamma * mpmath.sqrt(kappa2)).expectation
+        r2 = (node.s_squared - b * eps) / a.value
+        wf = node.weight * r2 / b
+        totals["forward", "G"] += node.weight * (r2 - (b - 1)) * node.moments.spread
+        totals["forward", "L"] += wf * expect(forward["forward L"])
+        totals["forward", "M"] += wf * expect(forward["forward M"])
+        wb = node.weight * b / node.s_squared
+        for sub in ("G", "L", "M"):
+            raw = sum((kappa2**p * expect(e) for p, e in enumerate(parts[sub])), Estimate(mpmath.mpf(0)))
+            totals["backward", sub] += wb * raw
+    forward_scale = Estimate(sw2) / (2 * a)
+    return {
+        ("forward", "G"): forward_scale * totals["forward", "G"],
+        ("forward", "L"): forward_scale * totals["forward", "L"],
+        ("forward", "M"): -forward_scale * totals["forward", "M"] / 2,
+        ("backward", "G"): sw2 * totals["backward", "G"] / 2,
+        ("backward", "L"): sw2 * totals["backward", "L"],
+        ("backward", "M"): -sw2 * totals["backward", "M"],
+    }
+
+
+def _infinite_batch(settings, state, law, method):
+    r"""``B = inf`` (docs/theory.md section 15): the coordinates are independent Gaussians, the gain
+    ``g = gamma kappa*`` is deterministic (``kappa*^2 = a*/(a* + eps)``), and the finite-B
+    expressions tend to ``lambda_L = [E[f^2 s^2] - E[f^2] - 2 E[f] (E[f s^2] - E[f])] / (2 Var f)``,
+    ``lambda_M = E[f s]^2 / Var f`` (``f = phi(g s + beta)``, ``s ~ N(0, 1)``); forward ``G`` is
+    0 at ``eps = 0`` and the slope ``F'(a*)`` of the scale equation otherwise (central difference);
+    backward only ``G`` (``lambda_G``).  Cost: four one-coordinate expectations (six with eps > 0).
+    """
+    from bnsym.meanfield.gradients import rate_from_settings
+
+    a, eps = state.scale, settings.eps
+    gain = settings.gamma if eps == 0 else settings.gamma * mpmath.sqrt(a.value / (a.value + eps))
+    f = [Integrand(settings.activation, gain, settings.beta, power=p) for p in (0, 1, 2)]
+    rtol = moment_tolerance(settings)
+    (m0, q0), (m1, _), (m2, _) = law.expect_with_norms(f, rtol)
+    (fs2_sq,) = law.expect([Integrand(_product_activation(settings.activation, 2, 0), gain, settings.beta, power=2)], rtol)
+    variance = Estimate(state.fixed_point.spread, state.fixed_point.spread_error)
+    rate = rate_from_settings(settings)
+    values = {
+        ("forward", "L"): (fs2_sq - q0 - 2 * m0 * (m2 - m0)) / (2 * variance),
+        ("forward", "M"): m1 * m1 / variance,
+        ("backward", "G"): Estimate(rate.value, rate.error, meaning=rate.meaning),
+    }
+    if eps == 0:
+        values["forward", "G"] = Estimate(mpmath.mpf(0))
+    else:
+        values["forward", "G"] = _scale_slope(settings, law, method, a)
+    return dict(sorted(values.items(), key=lambda item: (item[0][0], SUBSPACES.index(item[0][1]))))
+
+
+def _scale_slope(settings, law, method, a):
+    """``F'(a*)`` at ``B = inf``: ``F(a) = sigma_w^2 Var phi(gamma sqrt(a/(a+eps)) z + beta)``, central difference."""
+    sw2, eps = settings.sigma_w**2, settings.eps
+    rtol = moment_tolerance(settings)
+    h = a.value * mpmath.mpf(10) ** -(settings.working_dps // 3)
+
+    def spread(x):
+        g = settings.gamma * mpmath.sqrt(x / (x + eps))
+        f = Integrand(settings.activation, g, settings.beta)
+        ((mean, q),) = law.expect_with_norms([f], rtol)
+        return q - mean * mean
+
+    slope = sw2 * (spread(a.value + h) - spread(a.value - h)) / (2 * h)
+    return Estimate(slope.value, slope.error + abs(slope.value) * h / a.value)
+
+
 def multiplicities(batch_size: int) -> dict:
-    """Dimensions of the invariant subspaces: ``G`` 1, ``L`` B-1, ``M`` B(B-3)/2."""
+    """Dimensions of the invariant subspaces: ``G`` 1, ``L`` B-1, ``M`` B(B-3)/2 (``inf`` at ``B = inf``)."""
+    if batch_size == math.inf:
+        return {"G": 1, "L": math.inf, "M": math.inf}
     return {"G": 1, "L": batch_size - 1, "M": batch_size * (batch_size - 3) // 2}
 
 
@@ -249,6 +359,26 @@ def _expressions(b: int) -> dict:
         "backward L": z[0] ** 2 - z[2] ** 2,
         "backward M": (z[0] - z[2]) * (z[1] - z[3]),
     }
+
+
+@lru_cache(maxsize=None)
+def _backward_parts(b: int) -> dict:
+    """The backward expressions at ``eps > 0`` split by powers of ``kappa^2``: ``{X: (E_0, E_1, E_2)}``
+    with ``z = G D w - kappa^2 u (u . D w)`` (docs/theory.md section 15)."""
+    k2 = sp.Symbol("k2")
+    d1, d2 = _D
+    sb = sp.sqrt(sp.Integer(b))
+    u = [s / sb for s in _S]
+    proj = u[0] * d1 - u[1] * d2
+    shift = (d1 - d2) / b
+    z = [d1 - shift - k2 * u[0] * proj, -d2 - shift - k2 * u[1] * proj, -shift - k2 * u[2] * proj, -shift - k2 * u[3] * proj]
+    z_norm = d1**2 + d2**2 - (d1 - d2) ** 2 / b - (2 * k2 - k2**2) * proj**2
+    exprs = {"G": z_norm, "L": z[0] ** 2 - z[2] ** 2, "M": (z[0] - z[2]) * (z[1] - z[3])}
+    out = {}
+    for key, expr in exprs.items():
+        poly = sp.Poly(sp.expand(expr), k2)
+        out[key] = tuple(poly.coeff_monomial(k2**p) for p in range(3))
+    return out
 
 
 # --------------------------------------------------------------------------- reduction to two coordinates
@@ -370,26 +500,32 @@ def _product_activation(act: Activation, f_power: int, d_power: int) -> Activati
     return _PRODUCTS[key][1]
 
 
+#: reduce_expectation results by (expression, B): the eps > 0 spectrum asks for them at every radial node.
+_REDUCED: dict = {}
+
+
 class _Evaluator:
     """Evaluates reduced expectations on one sphere law, memoising integrands."""
 
-    def __init__(self, settings: Settings, law: SphereLaw, method: str):
+    def __init__(self, settings: Settings, law: SphereLaw, method: str, gain=None):
         self.settings = settings
         self.law = law
         self.method = method
+        self.gain = settings.gamma if gain is None else gain  # gamma kappa at eps > 0
+        self.closed = {}
         self.integrands = {}
         self.rtol = moment_tolerance(settings)
 
     def integrand(self, spec) -> Integrand:
         i, j, p = spec
         if spec not in self.integrands:
-            act, gamma = self.settings.activation, self.settings.gamma
+            act, gamma, gain = self.settings.activation, self.settings.gamma, self.gain
             if (i, j) == (1, 0):
-                f = Integrand(act, gamma, self.settings.beta, power=p)
+                f = Integrand(act, gain, self.settings.beta, power=p)
             elif (i, j) == (0, 1):
-                f = Integrand(act, gamma, self.settings.beta, derivative=True, power=p, scale=gamma)
+                f = Integrand(act, gain, self.settings.beta, derivative=True, power=p, scale=gamma)
             else:
-                f = Integrand(_product_activation(act, i, j), gamma, self.settings.beta, power=p, scale=gamma**j)
+                f = Integrand(_product_activation(act, i, j), gain, self.settings.beta, power=p, scale=gamma**j)
             self.integrands[spec] = f
         return self.integrands[spec]
 
@@ -400,18 +536,31 @@ class _Evaluator:
         deg = i * alpha + j * (alpha - 1) + p
         return int(deg) if deg.is_integer and deg >= 0 else None
 
-    def expectation(self, expr) -> Estimate:
-        terms = reduce_expectation(expr, self.settings.batch_size)
+    def expectation(self, expr, kappa=None) -> Estimate:
+        """``E[expr]`` at this evaluator's gain; with ``kappa`` (closed forms only), at gain
+        ``gain * kappa`` by homogeneity: each key ``f^i D^j s^p`` scales as ``kappa^(i alpha + j (alpha - 1))``."""
+        key = (expr, self.settings.batch_size)
+        if key not in _REDUCED:
+            _REDUCED[key] = reduce_expectation(expr, self.settings.batch_size)
+        terms = _REDUCED[key]
         keys = list(terms)
         if self.method == "closed form":
-            values = {key: self._closed(key) for key in keys}
+            values = {key: self._closed_cached(key) for key in keys}
         else:
             values = self._quadrature(keys)
         total = Estimate(mpmath.mpf(0))
+        alpha = self.settings.activation.degree
         for key, coef in terms.items():
             c = mpmath.mpf(sp.Rational(coef).p) / sp.Rational(coef).q
+            if kappa is not None:
+                c = c * kappa ** int(sum(i * alpha + j * (alpha - 1) for i, j, _ in key))
             total = total + c * values[key]
         return total
+
+    def _closed_cached(self, key):
+        if key not in self.closed:
+            self.closed[key] = self._closed(key)
+        return self.closed[key]
 
     def _closed(self, key):
         if not key:

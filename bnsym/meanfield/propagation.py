@@ -25,6 +25,14 @@ Two methods:
   standard error over chains (which includes the compounding of earlier
   layers' noise) and the result says so (``method``, ``stderr``).
 
+**Several batches** (docs/theory.md section 14): ``input_gram`` a list of ``k`` input batches
+(``B x d`` arrays; the Gram matrix is ``X X^T / d``), a ``k x k`` nested list of ``B x B`` blocks,
+or a full ``kB x kB`` Gram matrix with ``batch_size``: the joint map is iterated (within-batch
+blocks are the single-batch map, cross blocks the two-parameter Laplace cross map of
+:mod:`bnsym.meanfield.joint`, in float64 with per-layer error estimates, for positively
+homogeneous ``phi`` of integer degree at ``beta = 0``, any ``eps``; ``dps <= 12``) and a
+:class:`JointPropagation` is returned.
+
 Cost: Laplace ``O(depth * levels * nodes * B^2 r)`` mpmath operations
 (about a second per layer for B = 8 at 15 digits); sampling
 ``O(depth * R * samples * B^2)`` flops.
@@ -41,9 +49,10 @@ import numpy as np
 from bnsym import validation
 from bnsym.errors import BnsymInputError
 from bnsym.meanfield.bsb1 import bsb1_state
+from bnsym.meanfield.kernels import joint_layers
 from bnsym.meanfield.laplace import laplace_applies, laplace_map, laplace_obstacle
-from bnsym.subspaces import subspace_parts
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
+from bnsym.subspaces import subspace_parts
 
 METHODS = ("auto", "laplace", "sampling")
 INPUTS = ("random", "orthogonal", "collinear")
@@ -100,6 +109,43 @@ class Propagation:
         }
 
 
+@dataclass(frozen=True, eq=False)
+class JointPropagation:
+    """The joint ``kB x kB`` Gram matrix of ``k`` batches per layer (docs/theory.md section 14).
+
+    ``grams[l]`` (``l = 0..depth``, ``grams[0]`` the input); ``errors[l]``: the estimated largest
+    absolute quadrature error made at layer ``l``; ``method``: how it was computed.
+    """
+
+    settings: Settings
+    method: str
+    batches: int
+    grams: tuple
+    errors: tuple
+
+    @property
+    def depth(self) -> int:
+        return len(self.grams) - 1
+
+    def block(self, layer: int, p: int, q: int) -> np.ndarray:
+        """The ``(p, q)`` block (batch ``p`` against batch ``q``) of ``grams[layer]``."""
+        b = self.settings.batch_size
+        return self.grams[layer][p * b:(p + 1) * b, q * b:(q + 1) * b]
+
+    def cross_batch_correlation(self, layer: int) -> float:
+        """Mean entry of the cross blocks over the mean diagonal entry of ``grams[layer]``."""
+        k = self.batches
+        cross = np.mean([self.block(layer, p, q).mean() for p in range(k) for q in range(k) if p != q])
+        return float(cross / np.mean(np.diag(self.grams[layer])))
+
+    def as_dict(self) -> dict:
+        return {
+            "settings": self.settings.as_dict(), "method": self.method, "batches": self.batches,
+            "layers": [{"layer": l, "error": float(self.errors[l]), "gram": self.grams[l].tolist(),
+                        "cross_batch_correlation": self.cross_batch_correlation(l)} for l in range(len(self.grams))],
+        }
+
+
 # --------------------------------------------------------------------------- public API
 def propagate(
     activation, input_gram, depth, *, gamma=1, beta=0, eps=0, sigma_w=1, dps=15, method="auto",
@@ -122,6 +168,10 @@ def propagate(
     >>> round(p.distance_L[3] / p.distance_L[2], 3)  # -> lambda_L = 0.5258 (bnsym.spectrum("relu", 4))
     0.53
     """
+    joint = joint_input(input_gram, batch_size)
+    if joint is not None:
+        return _joint(activation, joint[0], joint[1], depth, gamma=gamma, beta=beta, eps=eps, sigma_w=sigma_w, dps=dps,
+                      method=method)
     gram = input_gram_matrix(input_gram, batch_size=batch_size)
     b = gram.shape[0]
     depth = validation.integer(depth, name="depth", minimum=1)
@@ -149,6 +199,49 @@ def propagate(
             settings, "laplace", tuple(grams), tuple(errors), *_columns(dist), tuple(dist_err), fp, grams_mp=tuple(grams_mp)
         )
     return _sampled(settings, gram, depth, star, fp, samples, chains, seed)
+
+
+def joint_input(value, batch_size):
+    """``(gram, B)`` when ``value`` describes several batches (list of ``B x d`` batches, nested ``k x k``
+    list of blocks, or a ``kB x kB`` matrix with ``batch_size = B < kB``), else None."""
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (list, tuple)) for v in value) \
+            and all(np.ndim(block) == 2 for row in value for block in row):
+        try:
+            gram = np.block([[np.asarray(block, dtype=np.float64) for block in row] for row in value])
+        except (TypeError, ValueError):
+            raise BnsymInputError("input_gram: a nested list must be a k x k grid of B x B blocks of real numbers") from None
+        b = np.shape(value[0][0])[0]
+        if gram.shape != (len(value) * b, len(value) * b):
+            raise BnsymInputError(f"input_gram: a nested list must be a k x k grid of B x B blocks, got shape {gram.shape}")
+        return validation.gram_matrix(gram, name="input_gram"), validation.finite_batch_size(b, minimum=4, why="propagation")
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, np.ndarray) and v.ndim == 2 for v in value):
+        b = value[0].shape[0]
+        x = validation.kernel_inputs(list(value), name="input_gram", batch_size=b)
+        return x @ x.T / x.shape[1], validation.finite_batch_size(b, minimum=4, why="propagation")
+    if batch_size is not None and np.ndim(value) == 2 and np.shape(value)[0] == np.shape(value)[1]:
+        b = validation.finite_batch_size(batch_size, minimum=4, why="propagation")
+        if np.shape(value)[0] > b:
+            gram = validation.gram_matrix(value, name="input_gram")
+            if gram.shape[0] % b:
+                raise BnsymInputError(f"input_gram is {gram.shape[0]} x {gram.shape[0]}, not a multiple of batch_size = {b}")
+            return gram, b
+    return None
+
+
+def _joint(activation, gram, b, depth, *, gamma, beta, eps, sigma_w, dps, method):
+    depth = validation.integer(depth, name="depth", minimum=1)
+    settings = make_settings(activation, b, gamma=gamma, beta=beta, eps=eps, sigma_w=sigma_w, dps=dps)
+    if method not in ("auto", "laplace"):
+        raise BnsymInputError(f"method must be 'auto' or 'laplace' for several batches, got {method!r}")
+    if settings.dps > JOINT_MAX_DPS:
+        raise BnsymInputError(f"dps: several batches are propagated in float64, which promises at most {JOINT_MAX_DPS} "
+                              f"digits; got dps = {settings.dps}")
+    grams, _, errors = joint_layers(settings, gram, depth, tolerance=10.0 ** -settings.dps)
+    return JointPropagation(settings, "two-parameter Laplace, float64", gram.shape[0] // b, grams, errors)
+
+
+#: Most digits the float64 joint map of several batches promises.
+JOINT_MAX_DPS = 10
 
 
 def input_gram_matrix(value, *, batch_size=None) -> np.ndarray:
@@ -206,7 +299,7 @@ def _sampled(settings, gram, depth, star, fp, samples, chains, seed):
 
     samples = validation.integer(samples, name="samples", minimum=1)
     chains = validation.integer(chains, name="chains", minimum=2)
-    kw = dict(gamma=float(settings.gamma), beta=float(settings.beta), eps=float(settings.eps), sigma_w=float(settings.sigma_w))
+    kw = {"gamma": float(settings.gamma), "beta": float(settings.beta), "eps": float(settings.eps), "sigma_w": float(settings.sigma_w)}
     runs = []
     for chain in range(chains):
         current, path = gram, [gram]

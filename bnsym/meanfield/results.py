@@ -101,7 +101,9 @@ class FixedPoint(Quantity):
     ``q*``); ``c``/``c_error`` the off-diagonal entry; ``spread`` is
     ``q* - c*`` computed without cancellation; ``scale`` is the variance of
     the centred pre-activations, ``sigma_w^2 (q* - c*)``, which matters when
-    ``eps > 0``; ``method`` says how the expectations were evaluated.
+    ``eps > 0``; ``method`` says how the expectations were evaluated; ``regime`` is
+    ``"nondegenerate"`` or, past the critical eps (docs/theory.md section 15),
+    ``"degenerate"``: ``G Sigma* G = 0`` and ``q* = c* = phi(beta)^2``.
     """
 
     c: mpmath.mpf = mpmath.mpf(0)
@@ -110,6 +112,7 @@ class FixedPoint(Quantity):
     spread_error: mpmath.mpf = mpmath.mpf(0)
     method: str = ""
     iterations: int = 0
+    regime: str = "nondegenerate"
 
     @property
     def q(self) -> mpmath.mpf:
@@ -153,10 +156,12 @@ class FixedPoint(Quantity):
 @dataclass(frozen=True)
 class GradientExplosionRate(Quantity):
     """lambda_G, the growth factor per layer of the expected squared gradient norm
-    (the eigenvalue of the backward operator T on the symmetric direction G)."""
+    (the eigenvalue of the backward operator T on the symmetric direction G).
+    ``regime``: that of the fixed point (``"degenerate"`` past the critical eps)."""
 
     fixed_point: FixedPoint | None = field(default=None, repr=False)
     method: str = ""
+    regime: str = "nondegenerate"
 
 
 @dataclass(frozen=True)

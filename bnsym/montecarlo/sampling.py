@@ -501,7 +501,6 @@ def _chunks(n, chunk, floats_per_sample):
 
 def _centred_factor(cov, eps, name):
     """``F`` (B x r) with ``F F^T = G cov G``, dropping null directions."""
-    b = cov.shape[0]
     centred = cov - cov.mean(axis=0, keepdims=True)
     centred -= centred.mean(axis=1, keepdims=True)
     values, vectors = np.linalg.eigh((centred + centred.T) / 2)

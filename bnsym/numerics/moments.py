@@ -31,9 +31,9 @@ import mpmath
 
 from bnsym.numerics import closed_forms
 from bnsym.activations import Activation
-from bnsym.errors import BnsymInputError
+from bnsym.errors import BnsymInputError, PrecisionError
 from bnsym.estimate import ROUNDING, Estimate, rounding_error
-from bnsym.numerics.sphere import Integrand, SphereLaw
+from bnsym.numerics.sphere import Integrand, SphereLaw, converge
 
 METHODS = ("auto", "closed form", "quadrature")
 
@@ -133,3 +133,151 @@ def _quadrature(law, f, d, sd, rtol, gradient):
     if gradient:
         moments.update(d2=singles[0][1], d11=values[1], sd2=singles[1][1], sd11=values[2])
     return SphereMoments(**moments)
+
+
+# ------------------------------------------------------------------ moments along the radius
+#: The fields of :class:`SphereMoments` that :class:`MomentCurve` interpolates, each with the
+#: field whose largest value on the curve sets its tolerance (its Cauchy-Schwarz scale).
+CURVE_FIELDS = (("mean", "q"), ("q", "q"), ("c", "q"), ("spread", "spread"),
+                ("d2", "d2"), ("d11", "d2"), ("sd2", "sd2"), ("sd11", "sd2"))
+#: Chebyshev-Lobatto levels: level ``k`` has ``2^(k+2)`` intervals (nested: each level reuses the last).
+CURVE_MAX_LEVEL = 5
+
+
+def smooth_in_gain(act: Activation, shift, gamma, n) -> bool:
+    """True when no kink of ``act`` can enter the sphere support ``|gain s| <= |gamma| sqrt(n)``
+    for any gain ``gamma kappa``, ``0 < kappa <= 1``: then every sphere moment is analytic in
+    ``kappa`` there and :class:`MomentCurve` applies (finite ``n``)."""
+    reach = abs(gamma) * mpmath.sqrt(n)
+    return all(abs(x - shift) > reach for x in act.numeric_kinks())
+
+
+class MomentCurve:
+    r"""The sphere moments as functions of the radial factor ``kappa`` on ``[lo, 1]``.
+
+    At ``eps > 0`` every radial node ``y`` needs the moments at gain ``gamma kappa(y)``
+    (docs/theory.md sections 4.2 and 15).  For an activation without kinks in the
+    support (:func:`smooth_in_gain`) they are analytic in ``kappa``, so they are
+    interpolated instead: barycentric interpolation on ``N + 1`` Chebyshev-Lobatto points
+    of ``[lo, 1]``, ``N = 4, 8, ..., 128`` (nested), raised by the engine's one convergence
+    loop (:func:`bnsym.numerics.sphere.converge`) until the degree-``N/2`` interpolant
+    reproduces the ``N/2`` new points to ``rtol`` times each field's largest value.  The
+    interpolant of degree ``N`` is returned with that discrepancy as its error, plus the
+    nodes' own errors times the Lebesgue constant ``1 + (2/pi) log(N + 1)``.
+
+    ``evaluate(kappa)`` returns the :class:`SphereMoments` at one ``kappa``.  Cost:
+    ``N + 1`` sphere-moment evaluations per interval (typically 9 to 33 at
+    ``eps = 1e-3``, where ``kappa`` stays close to 1), then ``O(N)`` per interpolated node.
+    :meth:`at` returns ``None`` when the degree needed exceeds 128 (the caller then
+    evaluates the moments node by node).
+    """
+
+    def __init__(self, evaluate, working_dps: int, rtol, gradient: bool = True):
+        self.evaluate = evaluate
+        self.working_dps = working_dps
+        self.rtol = rtol
+        self.fields = CURVE_FIELDS if gradient else CURVE_FIELDS[:4]
+        self.lo = None
+        self.fit = None  # (nodes, weights, values per field, errors per field)
+        self.failed = False
+        self._values = {}
+
+    def at(self, kappas, lo):
+        """:class:`SphereMoments` at each ``kappa`` in ``(0, 1]`` (``None`` if not representable).
+
+        The curve covers ``[lo', 1]`` with ``lo' <= lo`` (rebuilt lower when ``lo`` falls below it).
+        A ``kappa`` below the curve gets the moments at its lower end, with the error ``2 x``
+        the field's largest value on the curve: the caller puts there only radial nodes
+        whose density is negligible (below ``10^-(dps+8)`` of its peak), the same bound
+        on the integrand that truncating the radial support already assumes.
+        """
+        with mpmath.workdps(self.working_dps):
+            if self.failed or lo <= 0:
+                return None
+            if self.lo is None or lo < self.lo:
+                self._build(lo * mpmath.mpf("0.9"))
+                if self.failed:
+                    return None
+            return [self._interpolate(k) if k >= self.lo else self._clamped() for k in kappas]
+
+    def _clamped(self) -> SphereMoments:
+        _, _, table, method = self.fit
+        fields = {name: Estimate(ys[-1], error + 2 * max(abs(y) for y in ys)) for name, (ys, error) in table.items()}
+        return SphereMoments(method=method, **fields)
+
+    # -------------------------------------------------------------- internals
+    def _node(self, x):
+        key = mpmath.nstr(x, self.working_dps)
+        if key not in self._values:
+            self._values[key] = self.evaluate(x)
+        return self._values[key]
+
+    def _points(self, level):
+        n = 2 ** (level + 2)
+        mid, half = (1 + self.lo) / 2, (1 - self.lo) / 2
+        # j = 0 is kappa = 1 exactly, the eps = 0 gain, shared with the start of the scale equation
+        return [mpmath.mpf(1) if j == 0 else mid + half * mpmath.cos(mpmath.pi * j / n) for j in range(n + 1)]
+
+    def _build(self, lo):
+        self.lo = lo
+        scales = {}
+
+        def level_values(level):
+            points = self._points(level)
+            return points, [self._node(x) for x in points]
+
+        def judge(current, previous):
+            points, values = current
+            old_points, old_values = previous
+            for _, ref in self.fields:
+                scales[ref] = max(abs(getattr(m, ref).value) for m in values)
+            weights = _lobatto_weights(len(old_points) - 1)
+            worst = {}
+            for name, ref in self.fields:
+                ys = [getattr(m, name).value for m in old_values]
+                gap = max(abs(_barycentric(old_points, weights, ys, x) - getattr(m, name).value)
+                          for x, m in zip(points[1::2], values[1::2]))
+                if gap > self.rtol * scales[ref]:
+                    return None
+                worst[name] = gap
+            self._converged = current
+            return worst
+
+        try:
+            gaps = converge(level_values, judge, ("moment curve", id(self)), 0, CURVE_MAX_LEVEL,
+                            "moment curve did not converge")
+        except PrecisionError:
+            self.failed = True
+            return
+        points, values = self._converged
+        lebesgue = 1 + 2 / mpmath.pi * mpmath.log(len(points))
+        table = {}
+        for name, _ in self.fields:
+            ys = [getattr(m, name).value for m in values]
+            node_error = max(getattr(m, name).error for m in values)
+            table[name] = (ys, gaps[name] + lebesgue * node_error)
+        self.fit = (points, _lobatto_weights(len(points) - 1), table, values[0].method)
+
+    def _interpolate(self, kappa) -> SphereMoments:
+        points, weights, table, method = self.fit
+        fields = {}
+        for name, (ys, error) in table.items():
+            fields[name] = Estimate(_barycentric(points, weights, ys, kappa), error)
+        return SphereMoments(method=method, **fields)
+
+
+def _lobatto_weights(n):
+    """Barycentric weights of the ``n + 1`` Chebyshev-Lobatto points: ``(-1)^j``, halved at the ends."""
+    return [(mpmath.mpf(-1) ** j) / (2 if j in (0, n) else 1) for j in range(n + 1)]
+
+
+def _barycentric(points, weights, values, x):
+    """The interpolating polynomial through ``(points, values)`` at ``x`` (second barycentric form)."""
+    num = den = mpmath.mpf(0)
+    for p, w, v in zip(points, weights, values):
+        d = x - p
+        if d == 0:
+            return v
+        num += w * v / d
+        den += w / d
+    return num / den

@@ -31,7 +31,7 @@ import mpmath
 import numpy as np
 
 #: Rule sizes by level.
-SIZES = (6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+SIZES = (6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
 
 
 def size(level: int) -> int:
@@ -128,23 +128,41 @@ def tanh_sinh(n: int, working_dps: int):
 
 #: Largest Gauss-Legendre rule used as one block; larger levels use composite rules.
 BLOCK = 64
+#: Above this working precision the blocks hold twice as many nodes (:func:`block_size`).
+HIGH_PRECISION = 80
+
+
+def block_size(working_dps: int) -> int:
+    """Nodes per block of :func:`composite_legendre`: 64, or 128 above ``HIGH_PRECISION`` digits.
+
+    A block of ``m`` nodes and half-width ``h`` whose integrand has its nearest
+    complex singularity at distance ``d`` errs by about ``(h / (2 d))^(2m)``
+    (a panel of width ``2h``): halving the block count (``h`` twice as large) at
+    twice the nodes per block squares the factor ``(h/2d)^2m`` instead of only
+    shrinking it, which is what 100 digits on tanh at ``B = 32`` (singularity
+    ``0.28 i`` in angle) needs: 1024 nodes in blocks of 64 reached only
+    ``1e-86``, in blocks of 128 they reach ``1e-110`` (docs/theory.md section 15).
+    """
+    return BLOCK if working_dps < HIGH_PRECISION else 2 * BLOCK
 
 
 @lru_cache(maxsize=None)
 def composite_legendre(n: int, working_dps: int):
-    """Gauss-Legendre on ``[-1, 1]`` with ``n`` nodes in all: one rule if ``n <= BLOCK``,
-    else an even number of equal sub-intervals each with a rule of at most ``BLOCK`` nodes.
+    """Gauss-Legendre on ``[-1, 1]`` with ``n`` nodes in all: one rule if ``n`` is at most
+    :func:`block_size` ``(working_dps)``, else an even number of equal sub-intervals each
+    with a rule of at most that many nodes.
 
     Past a few dozen nodes the convergence of a single rule is limited by the
     nearest complex singularity of the integrand, and a composite rule of the
     same total size does as well while its nodes stay cheap to compute.
     """
-    if n <= BLOCK:
+    block = block_size(working_dps)
+    if n <= block:
         return gauss_legendre(n, working_dps)
     # an even number of blocks puts a block boundary at the centre, where the
     # sphere law has its mass and where the complex singularities of odd
     # activations project; an odd count would leave one there mid-block
-    blocks = 2 * -(-n // (2 * BLOCK))
+    blocks = 2 * -(-n // (2 * block))
     per_block = -(-n // blocks)
     u_nodes, u_weights = gauss_legendre(per_block, working_dps)
     nodes, weights = [], []

@@ -282,7 +282,7 @@ class SphereLaw:
                     return [(self._floored(c[0], e1), self._floored(c[1], e2)) for c, (e1, e2) in zip(current, errors)]
                 return None
 
-            return _converge(
+            return converge(
                 lambda n: self._values_1d(funcs, n), judge, key, level, MAX_LEVEL_1D,
                 f"one-coordinate expectation did not converge to {mpmath.nstr(rtol, 3)} "
                 f"with {SIZES[MAX_LEVEL_1D]} nodes per panel (B={self.batch_size})",
@@ -357,7 +357,7 @@ class SphereLaw:
             ok = all(e.error <= rtol * scale for e, (_, _, scale) in zip(out, current))
             return out if ok else None
 
-        return _converge(
+        return converge(
             lambda n: self._funk_hecke_level(pairs, funcs, rtol, n), judge, key, level, MAX_LEVEL_1D,
             f"Funk-Hecke series did not converge to {mpmath.nstr(rtol, 3)} (B={self.batch_size})",
         )
@@ -430,7 +430,7 @@ class SphereLaw:
             scales = [mpmath.sqrt(norms[id(f)][1].value * norms[id(g)][1].value) for f, g in pairs]
             return out if all(e.error <= rtol * s for e, s in zip(out, scales)) else None
 
-        return _converge(
+        return converge(
             lambda n: self._nested_level(pairs, n), judge, key, level, MAX_LEVEL_2D,
             f"two-coordinate expectation did not converge to {mpmath.nstr(rtol, 3)} "
             f"with {SIZES[MAX_LEVEL_2D]}^2 nodes per panel (B={self.batch_size})",
@@ -509,8 +509,11 @@ class SphereLaw:
 
 
 # --------------------------------------------------------------------------- utilities
-def _converge(evaluate, judge, key, level, max_level, failure):
-    """The one convergence loop of the sphere laws: raise the rule level until two levels agree.
+def converge(evaluate, judge, key, level, max_level, failure):
+    """The one convergence loop of the engine: raise the rule level until two levels agree.
+
+    Used by the sphere laws and by :class:`bnsym.numerics.moments.MomentCurve` (the
+    interpolation degree of the moments in the radial gain, docs/theory.md section 15).
 
     ``evaluate(level)`` gives the values at one rule level; ``judge(current, previous)`` returns
     the Estimates when the two consecutive levels agree to the tolerance, else ``None``.  The

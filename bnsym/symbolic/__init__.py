@@ -7,6 +7,7 @@ r"""Symbolic derivations in sympy: the batch-norm map, Gaussian kernels and clos
 * :mod:`.moments`: sphere moments in closed form as functions of ``B``;
 * :mod:`.derivation`: :func:`derive`, closed forms of ``q*``, ``c*``, lambda_G
   with limits and ``1/B`` expansions (or the engine's number where none exists).
+* :mod:`.cross`: the cross-batch ``c_x`` and ``lambda_x`` in closed form (docs/theory.md section 13);
 
 May import: :mod:`bnsym.errors`, :mod:`bnsym.validation`, :mod:`bnsym.estimate`,
 :mod:`bnsym.activations`, :mod:`bnsym.numerics` and (for the engine's number where no closed

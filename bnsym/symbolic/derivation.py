@@ -41,6 +41,7 @@ from bnsym.symbolic.expressions import symbolic_activation
 from bnsym.symbolic.kernels import power_terms
 from bnsym.symbolic.forward import INTEGRANDS, sphere_expectation
 from bnsym.symbolic.moments import closed_sphere_moments
+from bnsym.symbolic.cross import CROSS_BATCH, cross_batch_closed_form
 
 #: The default symbolic batch size.
 B = sp.Symbol("B", integer=True, positive=True)
@@ -63,6 +64,8 @@ QUANTITIES = {
     "lambda_G": "the gradient explosion rate per layer (eigenvalue of the backward map on G)",
     "lambda_L": "the forward eigenvalue on L = {G diag(v) G} (convergence rate of the Gram matrix, docs/theory.md section 6)",
     "lambda_M": "the forward eigenvalue on M, the rest of G Sym(B) G (docs/theory.md section 6)",
+    "c_x": "the constant entry of the cross-batch block at the CBSB1 fixed point, E[f(s_a)]^2 (docs/theory.md section 13)",
+    "lambda_x": "the cross-batch decorrelation rate, forward and backward (docs/theory.md section 13)",
 }
 _FORWARD = ("lambda_L", "lambda_M")
 _ALIASES = {"q*": "q", "c*": "c", "lambda": "lambda_G", "lambdag": "lambda_G", "rate": "lambda_G", "lambda_g": "lambda_G"}
@@ -201,7 +204,8 @@ def derive(
     named parameters may also be given as keywords (``slope=Symbol("a")``).
     ``quantity``: one of :data:`QUANTITIES` (``"q"``, ``"c"``, ``"spread"``,
     ``"correlation"``, ``"lambda_G"``, and the forward eigenvalues
-    ``"lambda_L"``, ``"lambda_M"`` of :mod:`bnsym.symbolic.forward`).  ``batch_size``: a sympy Symbol
+    ``"lambda_L"``, ``"lambda_M"`` of :mod:`bnsym.symbolic.forward`, and the cross-batch ``"c_x"``,
+    ``"lambda_x"`` of :mod:`bnsym.symbolic.cross`, docs/theory.md section 13).  ``batch_size``: a sympy Symbol
     (default ``B``; the result holds for every integer ``B >= 2``, and for
     lambda_G ``B >= 4``), an integer ``>= 2`` or ``oo``.  ``gamma`` (nonzero),
     ``beta``: numbers or symbols; ``eps``: only 0 has closed forms.
@@ -314,6 +318,8 @@ def _number_or_symbol(value, name, *, nonzero=False, nonnegative=False):
 
 
 def _closed_form(key, terms, b, n, order=None):
+    if key in CROSS_BATCH:
+        return cross_batch_closed_form(key, terms, b, n, order)
     moments = closed_sphere_moments(terms, n, gradient=key == "lambda_G", order=order)
     if key in _FORWARD:
         if b in (2, 3):
@@ -405,6 +411,10 @@ def _numeric(act, key, user_b, b, g, be, e, dps, reason):
         from bnsym.meanfield.linearization import spectrum
 
         result = spectrum(act.engine, batch, **kwargs).eigenvalue("forward", key[-1])
+    elif key in CROSS_BATCH:
+        from bnsym.meanfield.decorrelation import cross_batch
+
+        result = getattr(cross_batch(act.engine, batch, **kwargs), key)
     elif key == "lambda_G":
         result = gradient_explosion_rate(act.engine, batch, **kwargs)
     else:

@@ -17,8 +17,14 @@ with learnable biases (initialised ``N(0, sigma_b^2)``).
 
 Cost per training step: ``6 B (d N + (L-1) N^2 + N C)`` floating-point
 operations in three matrix products per layer (forward, input gradient,
-weight gradient) plus ``O(B N L)`` elementwise work.  Memory: two ``B x N``
-arrays per layer are kept for the backward pass (``xhat`` and ``x``).
+weight gradient) plus ``O(B N L)`` elementwise work (about ten passes over a
+``B x N`` array per layer; column sums of the batch norm are BLAS products
+with a row of ones).  Memory: two ``B x N`` work arrays per layer (the centred
+pre-activation ``h - mean`` and ``x``), kept between steps of the same batch
+size and reused in place, so that a step allocates almost nothing; the batch
+norm backward uses ``dh = s (dy - mean(dy)) - (h - mean) s inv mean(dy xhat)``
+with ``s = gamma inv``, ``inv = 1 / sqrt(var + eps)`` (the same formula as
+``gamma inv (dy - mean(dy) - xhat mean(dy xhat))``, regrouped).
 """
 
 from __future__ import annotations
@@ -157,6 +163,8 @@ class Network:
         self.running_mean = [np.zeros(c.width, dt) for _ in range(c.depth)] if c.batch_norm else None
         self.running_var = [np.ones(c.width, dt) for _ in range(c.depth)] if c.batch_norm else None
         self._per_layer = 3 if c.batch_norm else 2
+        self._work_batch, self._work, self._work_grad = None, [], []
+        self._ones_row = np.ones((1, 0), self.dtype)
 
     # ------------------------------------------------------------ accessors
     def _layer(self, l):
@@ -214,7 +222,9 @@ class Network:
 
         Batch statistics come from the batch itself (training mode) and the
         running averages are updated.  Returns ``(loss, logits)``; ``loss`` is
-        a Python float, ``nan``/``inf`` when the network diverged.
+        a Python float, ``nan``/``inf`` when the network diverged.  The network's
+        work arrays are reused in place from call to call: one network serves one
+        thread at a time.
         """
         x, labels = self._check_batch(x, labels, True)
         c = self.config
@@ -224,33 +234,42 @@ class Network:
         cache = []
         inp = x
         for l in range(c.depth):
+            h_buf, out_buf = self._buffers(l, batch)
             if c.batch_norm:
                 w, gamma, beta = self._layer(l)
-                h = inp @ w
+                h = np.matmul(inp, w, out=h_buf)
                 hv = h.reshape(shape3)
-                mean = hv.mean(axis=1, keepdims=True)
-                hv -= mean
-                var = np.einsum("gbn,gbn->gn", hv, hv)[:, None, :]
-                var /= group
-                inv = 1.0 / np.sqrt(var + c.eps)
-                hv *= inv  # h now holds xhat
-                y = np.multiply(h, gamma)
+                ones = self._ones(group)  # column sums as BLAS products: (1, b) @ (groups, b, N)
+                mean = np.matmul(ones, hv)
+                mean *= 1.0 / group
+                hv -= mean  # h now holds the centred pre-activation h - mean
+                square = np.multiply(hv, hv, out=out_buf.reshape(shape3))  # out_buf is overwritten below
+                var = np.matmul(ones, square)
+                var *= 1.0 / group
+                inv = var + c.eps
+                np.sqrt(inv, out=inv)
+                np.divide(1.0, inv, out=inv)
+                scale = inv * gamma  # (groups, 1, N): xhat * gamma = (h - mean) * scale
+                y = np.multiply(hv, scale, out=out_buf.reshape(shape3)).reshape(batch, c.width)
                 y += beta
                 out = self.phi.forward_(y)
-                cache.append((inp, h, inv, out))
+                cache.append((inp, h, inv, scale, out))
                 m = c.bn_momentum
                 rm, rv = self.running_mean[l], self.running_var[l]
                 rm *= 1 - m
-                rm += m * mean.mean(axis=(0, 1))
+                rm += (m / shape3[0]) * np.add.reduce(mean[:, 0, :], axis=0)  # mean over the groups
                 rv *= 1 - m
-                rv += (m * group / max(group - 1, 1)) * var.mean(axis=(0, 1))
+                rv += (m * group / max(group - 1, 1) / shape3[0]) * np.add.reduce(var[:, 0, :], axis=0)
             else:
                 w, b = self._layer(l)
-                y = inp @ w
+                y = np.matmul(inp, w, out=out_buf)
                 y += b
-                pre = y.copy() if self.phi.name not in FAST_ACTIVATIONS else None
+                pre = None
+                if self.phi.name not in FAST_ACTIVATIONS:
+                    pre = h_buf
+                    pre[...] = y
                 out = self.phi.forward_(y)
-                cache.append((inp, pre, None, out))
+                cache.append((inp, pre, None, None, out))
             inp = out
         w_out, b_out = self.parameters[-2:]
         logits = inp @ w_out
@@ -264,33 +283,58 @@ class Network:
         g_wout, g_bout = self.gradients[-2:]
         np.matmul(last.T, dlogits, out=g_wout)
         np.sum(dlogits, axis=0, out=g_bout)
-        grad = dlogits @ self.parameters[-2].T
+        batch = dlogits.shape[0]
+        grad = np.matmul(dlogits, self.parameters[-2].T, out=self._grad_buffer(batch, 0))
         for l in range(c.depth - 1, -1, -1):
-            inp, h, inv, out = cache[l]
+            inp, h, inv, scale, out = cache[l]
             if c.batch_norm:
-                w, gamma, beta = self._layer(l)
+                w, _, beta = self._layer(l)
                 g_w, g_gamma, g_beta = self._layer_grads(l)
-                self.phi.backward_(grad, out, lambda: h * gamma + beta)
+                self.phi.backward_(grad, out, lambda h=h, s=scale, b=beta: (h.reshape(shape3) * s).reshape(h.shape) + b)
                 gv = grad.reshape(shape3)
-                xv = h.reshape(shape3)
-                dgamma = np.einsum("gbn,gbn->gn", gv, xv)
-                dbeta = gv.sum(axis=1)
-                np.sum(dgamma, axis=0, out=g_gamma)
-                np.sum(dbeta, axis=0, out=g_beta)
-                # dh = gamma * inv * (dy - mean(dy) - xhat * mean(dy * xhat)), per group
-                dgamma /= group
-                dbeta /= group
-                xv *= dgamma[:, None, :]  # xhat is not needed any more: reuse its memory
-                gv -= xv
+                xv = h.reshape(shape3)  # centred pre-activation h - mean = xhat / inv
+                ones = self._ones(group)
+                dbeta = np.matmul(ones, gv)[:, 0, :]  # (groups, N): sum of dy
+                product = np.multiply(gv, xv, out=self._grad_buffer(batch, 3).reshape(shape3))
+                dgamma = np.matmul(ones, product)[:, 0, :]
+                dgamma *= inv[:, 0, :]  # sum of dy * xhat
+                np.add.reduce(dgamma, axis=0, out=g_gamma)
+                np.add.reduce(dbeta, axis=0, out=g_beta)
+                # dh = gamma inv (dy - mean(dy) - xhat mean(dy xhat))
+                #    = scale (dy - mean(dy)) - (h - mean) * scale inv mean(dy xhat), per group
+                dbeta *= 1.0 / group
                 gv -= dbeta[:, None, :]
-                gv *= inv * gamma  # (groups, 1, N): one pass over the batch
+                gv *= scale
+                dgamma *= 1.0 / group
+                xv *= scale * inv * dgamma[:, None, :]  # the centred h is not needed any more
+                gv -= xv
             else:
-                w, b = self._layer(l)
+                w = self._layer(l)[0]
                 g_w, g_b = self._layer_grads(l)
-                self.phi.backward_(grad, out, lambda: h)
-                np.sum(grad, axis=0, out=g_b)
+                self.phi.backward_(grad, out, lambda h=h: h)
+                np.add.reduce(grad, axis=0, out=g_b)
             np.matmul(inp.T, grad, out=g_w)
-            grad = grad @ w.T if l > 0 else None
+            grad = np.matmul(grad, w.T, out=self._grad_buffer(batch, l % 2 + 1)) if l > 0 else None
+
+    def _buffers(self, l, batch):
+        """Two ``(batch, N)`` work arrays of hidden layer ``l``, kept between steps of the same batch size."""
+        if self._work_batch != batch:
+            dt, n = self.dtype, self.config.width
+            self._work = [(np.empty((batch, n), dt), np.empty((batch, n), dt)) for _ in range(self.config.depth)]
+            self._work_grad = [np.empty((batch, n), dt) for _ in range(4)]
+            self._work_batch = batch
+        return self._work[l]
+
+    def _grad_buffer(self, batch, k):
+        """Work array ``k`` (of four: three for the back-propagated gradient, one scratch); see :meth:`_buffers`."""
+        self._buffers(0, batch)
+        return self._work_grad[k]
+
+    def _ones(self, group):
+        """A ``(1, group)`` row of ones: ``ones @ a`` sums the rows of each group of ``a`` (a BLAS product)."""
+        if self._ones_row.shape[1] != group:
+            self._ones_row = np.ones((1, group), self.dtype)
+        return self._ones_row
 
     # ------------------------------------------------------------ evaluation
     def logits(self, x, *, chunk=1000):

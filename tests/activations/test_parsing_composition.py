@@ -97,6 +97,7 @@ def test_cli_report_of_a_composition(capsys):
     assert "tanh(2*x)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_derive_composition_is_the_function_written():
     assert bnsym.derive("leaky_relu(x)", "lambda_G").limit == bnsym.derive("leaky_relu", "lambda_G").limit
     assert bnsym.derive("leaky_relu(a)", "lambda_G").limit.free_symbols == {sp.Symbol("a", real=True)}

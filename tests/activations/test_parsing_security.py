@@ -114,6 +114,7 @@ def test_parameter_text_is_parsed_safely(parameters, workdir):
     _one_line_refusal(lambda: bnsym.derive("leaky_relu", "lambda_G", **parameters))
 
 
+@pytest.mark.slow
 def test_symbolic_parameter_text_stays_a_symbol(workdir):
     d = bnsym.derive("leaky_relu", "lambda_G", slope="a")
     assert {s.name for s in d.limit.free_symbols} == {"a"}

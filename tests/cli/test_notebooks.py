@@ -7,7 +7,6 @@ run simulations.
 
 from __future__ import annotations
 
-import os
 import pathlib
 
 import pytest

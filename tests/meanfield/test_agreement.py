@@ -4,10 +4,11 @@ real finite-width batch-normalized network (tanh, gelu, relu; B = 8, 32, 128).
 The simulated network is biased by its finite width: measured at width 512
 (docs/theory.md section 9 expects it), the off-diagonal Gram entry c differs from
 the mean-field c* by 10-20 of its standard errors at B = 32, 128 (e.g. ReLU,
-B = 128: -3.3e-3), shrinking like 1/N (see results/width_study.json).  So the
+B = 128: -3.3e-3), shrinking like 1/N (results/width_study.json: c - c* = a/N with
+a = -0.486 +- 0.004 for ReLU at B = 32, N = 64 ... 65536).  So the
 comparison is made at infinite width: two independent simulations at widths
-WIDTHS = (1024, 2048) are Richardson-extrapolated (bias b/N removed, standard errors
-propagated, not widened), and the engine must lie in the 3-sigma interval of
+WIDTHS = (1024, 2048) are Richardson-extrapolated (bias a/N removed, standard errors
+propagated, not widened), and the engine must lie in the 5-sigma interval of
 the extrapolated value.  The raw wider simulation must moreover lie
 closer to the engine than the narrower one or within its own 5 sigma (the
 bias shrinks with width).
@@ -15,10 +16,12 @@ bias shrinks with width).
 False-failure probability: each comparison is a mean over SEEDS = 32 independent networks
 (exact-in-law conditional simulation), so P(|t_31| > 5) = 2.1e-5; three comparisons per
 case: 6.3e-5 by design (the second check only adds a case where the wider run is both beyond 5
-sigma and farther than the narrower one).  The Richardson extrapolation leaves an O(1/N^2) bias:
-at the widths used (1024, 2048) it is below a quarter of the standard error
-(results/width_study.json: the gap follows a/N with |a| <= 3.5 for c at B = 128, so
-a/N^2-order terms are ~1e-6).
+sigma and farther than the narrower one).  The Richardson extrapolation leaves the O(1/N^2)
+term, ``-b / (2 N_1^2)`` for widths ``N_1, 2 N_1``: results/width_study.json fits
+``b = +5.6 +- 0.7`` for ReLU's c at B = 32 (the largest measured; tanh's q: -4.8), a residual of
+3e-6 at N_1 = 1024.  B = 128 is not in the width study; if b grows like the B^2 entries of the
+fluctuating Gram matrix (16 times), the residual is 4e-5 there, which this design assumes to be
+below the extrapolated standard error (a bias that is not measured, stated as such).
 
 The networks are kept shallow (DEPTH = 8) on purpose: for gelu at B = 128 the
 BSB1 point is unstable (forward lambda_L = 1.043, ``bnsym.spectrum``), so a
@@ -65,6 +68,7 @@ def _engine(name, b):
     return {"rate": float(rate), "q": float(rate.fixed_point.q), "c": float(rate.fixed_point.c)}
 
 
+@pytest.mark.statistical
 @pytest.mark.parametrize("name, b", CASES)
 def test_engine_agrees_with_simulated_network(simulations, name, b):
     (narrow, wide), limit = simulations(name, b)

@@ -149,6 +149,7 @@ def test_cli_spectrum_and_propagate(tmp_path, capsys):
     assert main(["spectrum", "relu", "-B", "3"]) == 2
 
 
+@pytest.mark.slow
 def test_cli_propagate_plot(tmp_path):
     from bnsym.cli import main
 

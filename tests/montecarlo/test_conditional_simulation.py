@@ -115,6 +115,7 @@ LAW_CASES = [
 LAW_SEEDS = 400
 
 
+@pytest.mark.statistical
 @pytest.mark.parametrize("case", range(len(LAW_CASES)), ids=[f"{c[0]}-B{c[1]}-N{c[2]}" for c in LAW_CASES])
 def test_conditional_and_explicit_networks_agree_in_law(case):
     """Per case, 400 seeds per method: the per-layer log gradient norms (layers 0..L-1) and
@@ -130,6 +131,7 @@ def test_conditional_and_explicit_networks_agree_in_law(case):
     assert_same_law(_statistics(explicit, entries), _statistics(conditional, entries))
 
 
+@pytest.mark.statistical
 def test_conditional_method_reproduces_lambda_g_of_tanh_at_b_32():
     """tanh, B = 32, width 1024, depth 30, 20 seeds: the fitted rate must lie within
     5 standard errors plus a finite-width bias bound of 0.006 of the engine's lambda_G
@@ -174,6 +176,7 @@ def test_batches_must_share_their_input_dimension():
         simulate("relu", 4, 2, 8, input=["random", "random"], output_gradient=np.ones((8, 4)))
 
 
+@pytest.mark.statistical
 def test_within_batch_blocks_have_the_single_batch_law_and_methods_agree_across_batches():
     """Two batches (tanh, B = 4, N = 32, depth 3, 400 seeds per sample).  Comparisons:
     batch 1's within-batch block (``Sigma^L[0,0]``, ``Sigma^L[0,1]``, ``log tr Pi^0``) against

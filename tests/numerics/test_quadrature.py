@@ -6,7 +6,7 @@ import mpmath
 import numpy as np
 import pytest
 
-from bnsym.numerics.quadrature import SIZES, gauss_legendre, panel, tanh_sinh
+from bnsym.numerics.quadrature import gauss_legendre, panel
 
 
 @pytest.mark.parametrize("n", [3, 8, 33, 100])

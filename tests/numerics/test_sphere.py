@@ -28,7 +28,7 @@ def _brute_force_pair(phi, b, dps=20):
         return mpmath.quad(outer, [-1, 0, 1]) / (norm_t * norm_v)
 
 
-@pytest.mark.parametrize("b", [6, 9])
+@pytest.mark.parametrize("b", [6, pytest.param(9, marks=pytest.mark.slow)])
 def test_pair_expectation_against_brute_force(b):
     law = SphereLaw(b, 30)
     act = activation("tanh")

@@ -131,6 +131,31 @@ def test_sub_batches_are_normalised_independently():
         np.testing.assert_allclose(logits[rows], alone, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("batch_norm, activation, sub_batch", [(True, "relu", None), (True, "relu", 2),
+                                                           (True, "softplus", None), (False, "softplus", None)])
+def test_work_arrays_kept_between_steps_do_not_leak(batch_norm, activation, sub_batch):
+    """The per-layer work arrays survive between calls and are rebuilt when the batch size changes: a
+    network that has seen batches of 6, 4, then 6 rows gives, every time, exactly the loss, logits and
+    gradients of a fresh copy with the same parameters (which has no history)."""
+    config = NetworkConfig(input_dim=3, num_classes=3, depth=3, width=5, activation=activation,
+                           batch_norm=batch_norm, sub_batch=sub_batch, dtype="float64")
+    rng = np.random.default_rng(2)
+    reused = Network(config, seed=3)
+    for batch in (6, 4, 6):
+        x, y = rng.standard_normal((batch, 3)), rng.integers(0, 3, batch)
+        fresh = Network(config, seed=3)
+        for p, q in zip(fresh.parameters, reused.parameters):
+            p[...] = q
+        loss, logits = reused.loss_and_gradients(x, y)
+        loss_f, logits_f = fresh.loss_and_gradients(x, y)
+        assert loss == loss_f
+        np.testing.assert_array_equal(logits, logits_f)
+        for name, g, gf in zip(reused.names, reused.gradients, fresh.gradients):
+            np.testing.assert_array_equal(g, gf, err_msg=name)
+        for p, g in zip(reused.parameters, reused.gradients):
+            p -= 0.1 * g  # a step, so that the next batch meets different parameters
+
+
 def test_float32_stays_float32_and_running_statistics_converge():
     config = NetworkConfig(input_dim=5, num_classes=3, depth=2, width=8, bn_momentum=0.5)
     net = Network(config)

@@ -1,0 +1,62 @@
+"""Speed and memory of ``bnsym.kernel`` (the float64 two-parameter Laplace path, docs/theory.md section 14).
+
+Run: ``OPENBLAS_NUM_THREADS=1 python benchmarks/bench_kernel.py [--full]``.  Target case: 1,024 inputs
+(random Gaussian, d = 784), B = 32, depth 10, ReLU, NNGP and NTK.  By default it measures what
+takes about a minute on one core and extrapolates, saying so: the NNGP's first layer at M = 1,024
+and the NTK's first layer at M = 256; the cost per layer is the same at every layer for a fixed
+rule level (it is ``k (k + 1)/2`` pair integrals, ``k = M / B``), so depth 10 is ten times a
+layer and M = 1,024 is (32 * 33) / (8 * 9) = 14.7 times M = 256.  ``--full`` runs the whole case.
+Peak memory is tracemalloc's peak of NumPy allocations during the call.
+
+The high-precision path does not exist for several batches (the kernel is refused at ``dps`` other
+than None); the single-batch mpmath Laplace map is timed at B = 32, 30 digits, for scale.
+
+``OPENBLAS_NUM_THREADS=1`` matters on a shared machine: the per-node eigendecompositions are
+64 x 64, and OpenBLAS's threads made them 25 times slower under load (measured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import tracemalloc
+
+import numpy as np
+
+import bnsym
+
+
+def measure(kind, m, depth, b=32, d=784):
+    x = np.random.default_rng(0).standard_normal((m, d))
+    tracemalloc.start()
+    start = time.perf_counter()
+    result = bnsym.kernel("relu", x, depth, batch_size=b, kind=kind)
+    elapsed = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return elapsed, peak, result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="run M = 1024, depth 10 for both kinds (many minutes)")
+    args = parser.parse_args()
+    print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, {os.cpu_count()} cores")
+    cases = [("nngp", 1024, 10, 1024, 10), ("ntk", 1024, 10, 1024, 10)] if args.full else \
+        [("nngp", 1024, 1, 1024, 10), ("ntk", 256, 1, 1024, 10)]
+    for kind, m, depth, target_m, target_depth in cases:
+        elapsed, peak, result = measure(kind, m, depth)
+        pairs = lambda n: (n // 32) * (n // 32 + 1) / 2
+        factor = target_depth / depth * pairs(target_m) / pairs(m)
+        note = "" if factor == 1 else f" -> extrapolated to M = {target_m}, depth {target_depth}: {elapsed * factor:.0f} s"
+        print(f"{kind}: M = {m}, depth {depth}: {elapsed:.1f} s, peak {peak / 2**20:.0f} MiB, "
+              f"error estimate {result.error:.1g} (largest entry {np.abs(result.value).max():.3g}){note}")
+    gram = np.random.default_rng(1).standard_normal((32, 784))
+    start = time.perf_counter()
+    bnsym.propagate("relu", gram @ gram.T / 784, 1, dps=30)
+    print(f"single batch, mpmath Laplace map, B = 32, 30 digits: {time.perf_counter() - start:.1f} s per layer")
+
+
+if __name__ == "__main__":
+    main()

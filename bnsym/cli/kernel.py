@@ -1,0 +1,53 @@
+"""``bnsym kernel``: the NNGP or NTK kernel of a batch-normalized network on a data set."""
+
+from __future__ import annotations
+
+import sys
+
+from bnsym.cli.common import integer_option, print_json, print_table
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "kernel",
+        help="NNGP or NTK kernel of a batch-normalized network on the inputs of a .npy file",
+        description="Compute the M x M infinite-width kernel (NNGP or NTK) of a batch-normalized network at "
+        "the output of layer L, for the M inputs (rows) of a .npy file, split into consecutive batches of B. "
+        "Float64 two-parameter Laplace method, positively homogeneous activations of integer degree at "
+        "beta = 0 (any eps); the error estimate is printed.  Writes the kernel to -o FILE.npy.",
+    )
+    parser.add_argument("activation", metavar="ACTIVATION", help="a positively homogeneous activation: relu, leaky_relu(0.2), relu_power(2), ...")
+    parser.add_argument("--inputs", required=True, metavar="FILE.npy", help="an (M, d) array, one input per row, M a multiple of B")
+    parser.add_argument("--depth", "-L", type=integer_option, required=True, help="number of layers (>= 1)")
+    parser.add_argument("--batch-size", "-B", type=integer_option, required=True, metavar="B", help="batch size (>= 4; >= 5 for the NTK)")
+    parser.add_argument("--kind", default="nngp", choices=("nngp", "ntk"), help="which kernel (default nngp)")
+    parser.add_argument("--gamma", default="1", help="batch-norm gain gamma (nonzero; default 1)")
+    parser.add_argument("--eps", default="0", help="batch-norm epsilon, >= 0 (default 0)")
+    parser.add_argument("--sigma-w", default="1", help="weight scale sigma_w > 0; matters only when eps > 0 (default 1)")
+    parser.add_argument("--output", "-o", required=True, metavar="K.npy", help="where to write the M x M kernel at layer L")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print a machine-readable summary instead of a table")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from bnsym import validation
+    from bnsym.meanfield.kernels import kernel
+
+    x = validation.npy_array(args.inputs, name="--inputs")
+    out = validation.output_file(args.output, name="--output", suffixes=(".npy",))
+    result = kernel(args.activation, x, args.depth, batch_size=args.batch_size, kind=args.kind, gamma=args.gamma,
+                    eps=args.eps, sigma_w=args.sigma_w, progress=not args.no_progress and sys.stderr.isatty())
+    np.save(out, result.value)
+    summary = result.as_dict()
+    summary["output"] = str(out)
+    if args.json:
+        print_json(summary)
+        return 0
+    print(f"{summary['settings']['activation']} {args.kind.upper()} kernel, M = {summary['inputs']}, B = {args.batch_size}, "
+          f"depth {args.depth} ({result.method})")
+    print_table([("error estimate (largest entry)", f"{result.error:.2g}"), ("mean diagonal", f"{summary['diagonal_mean']:.10g}"),
+                 ("written to", str(out))], header=("", "value"))
+    return 0

@@ -1,0 +1,170 @@
+r"""The critical eps and the degenerate fixed point (docs/theory.md section 15).
+
+At ``eps > 0`` the BSB1 scale ``a = sigma_w^2 (q - c)`` obeys
+``a = F(a) = sigma_w^2 E_y[spread(gamma kappa(a, y))]``, ``kappa^2 = a y^2 / (a y^2 + B eps)``,
+``y ~ chi_{B-1}`` (section 4.2).  As ``a -> 0``, ``kappa -> 0`` and only the
+one-sided slopes ``a_+-`` of ``phi`` at ``beta`` matter: with the piecewise-linear
+``psi(x) = a_+ x`` (x > 0), ``a_- x`` (x < 0),
+
+    spread(gamma kappa) = kappa^2 spread_psi(gamma) + o(kappa^2),   E_y[kappa^2] = a (B-1) / (B eps) + o(a),
+
+so ``F(a) = S0 a + o(a)`` with
+
+    S0 = sigma_w^2 (B-1) spread_psi(gamma) / (B eps),      eps_c = sigma_w^2 (B-1) spread_psi(gamma) / B.
+
+For ``phi`` differentiable at ``beta``, ``spread_psi = gamma^2 phi'(beta)^2 B/(B-1)`` and
+``eps_c = sigma_w^2 gamma^2 phi'(beta)^2`` (1 for tanh); for ReLU at ``beta = 0`` it is
+``sigma_w^2 gamma^2 (B-1)(q*_0 - c*_0)/B`` with the ``eps = 0`` fixed point (exact for every
+``a``, since ReLU is homogeneous).  ``B = inf``: ``(B-1)/B -> 1`` and the Gaussian law.
+
+For ``eps >= eps_c`` the scale contracts to 0: the **degenerate** point
+``G Sigma* G = 0``, ``q* = c* = phi(beta)^2``.  There ``J -> diag(D) G / sqrt(eps)`` with
+``D_a = gamma a_(sign of gamma s_a)``, so
+
+    lambda_G^deg = sigma_w^2 [(B-1) E[D_a^2] + E[D_a D_b]] / (B eps)     (B = inf: sigma_w^2 E[D^2] / eps),
+
+the per-radius bracket of section 5.1 at ``kappa = 0``.  For ``phi`` differentiable at
+``beta`` this is ``S0 = eps_c / eps``: 1 at ``eps_c`` and below 1 past it.  For a kink at
+``beta`` (ReLU at 0) ``D`` stays random and ``lambda_G^deg`` exceeds ``S0``: it equals 1 only
+at ``eps_g = sigma_w^2 [(B-1) E[D^2] + E[D_a D_b]] / B > eps_c``, so for
+``eps_c <= eps < eps_g`` the forward signal collapses while gradients still explode.
+
+Every sphere moment here is a closed form (section 3.4): cost O(1).  No critical eps exists
+when both slopes vanish (``phi'(beta) = 0``, e.g. ``relu_power(1.5)`` at ``beta = 0``: the
+degenerate point then attracts for every ``eps``) or when a slope is infinite.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import mpmath
+
+from bnsym.errors import BnsymError
+from bnsym.estimate import ROUNDING, rounding_error
+from bnsym.meanfield.results import Quantity, Settings, make_settings
+from bnsym.numerics import closed_forms
+
+NONDEGENERATE = "nondegenerate"
+DEGENERATE = "degenerate"
+
+
+@dataclass(frozen=True)
+class CriticalEps(Quantity):
+    """``eps_c``: above it the BSB1 point is the degenerate ``G Sigma* G = 0``.
+
+    ``value``/``error``: ``eps_c``; ``gradient_eps``: the eps at which the degenerate
+    point's ``lambda_G`` equals 1 (``eps_g``, equal to ``eps_c`` for ``phi`` differentiable
+    at ``beta``, larger at a kink); ``slopes``: ``(a_-, a_+)``, the one-sided slopes of
+    ``phi`` at ``beta``.
+    """
+
+    gradient_eps: mpmath.mpf = mpmath.mpf(0)
+    gradient_eps_error: mpmath.mpf = mpmath.mpf(0)
+    slopes: tuple = ()
+
+    def __str__(self) -> str:
+        d = self.settings.dps
+        return f"eps_c = {mpmath.nstr(self.value, d)}, eps_g = {mpmath.nstr(self.gradient_eps, d)}"
+
+
+def critical_eps(activation, batch_size, *, gamma=1, beta=0, sigma_w=1, dps=15) -> CriticalEps:
+    r"""The critical batch-norm ``eps`` past which the BSB1 fixed point is degenerate.
+
+    ``eps_c = sigma_w^2 (B-1) spread_psi(gamma) / B`` (module docstring; docs/theory.md
+    section 15), and ``gradient_eps``, where the degenerate ``lambda_G`` crosses 1.
+    Arguments as for :func:`bnsym.fixed_point` (no ``eps``).  Cost: closed forms, O(1).
+    Raises :class:`~bnsym.errors.BnsymError` (one line) when no critical eps exists.
+
+    >>> print(critical_eps("tanh", 32))
+    eps_c = 1.0, eps_g = 1.0
+    >>> print(critical_eps("relu", 32, dps=10))
+    eps_c = 0.3379259227, eps_g = 0.4920270337
+    """
+    settings = make_settings(activation, batch_size, gamma=gamma, beta=beta, sigma_w=sigma_w, dps=dps)
+    return critical_from_settings(settings)
+
+
+def critical_from_settings(settings: Settings) -> CriticalEps:
+    """:class:`CriticalEps` for validated settings (``settings.eps`` is ignored)."""
+    with mpmath.workdps(settings.working_dps):
+        slopes = local_slopes(settings)
+        if slopes[0] == 0 and slopes[1] == 0:
+            raise BnsymError(
+                f"no critical eps for {settings.activation.label} at beta={mpmath.nstr(settings.beta, 6)}: "
+                "phi'(beta) = 0, so the scale map F(a) vanishes faster than a and the degenerate point attracts at every eps"
+            )
+        b = settings.batch_size
+        ratio = 1 if b == math.inf else mpmath.mpf(b - 1) / b
+        value = settings.sigma_w**2 * ratio * linear_spread(settings, slopes)
+        g_eps = settings.sigma_w**2 * degenerate_bracket(settings, slopes)
+    return CriticalEps(
+        value, rounding_error(value, settings.working_dps), settings, meaning=ROUNDING, gradient_eps=g_eps,
+        gradient_eps_error=rounding_error(g_eps, settings.working_dps), slopes=slopes,
+    )
+
+
+def regime(settings: Settings) -> str:
+    """``"degenerate"`` when ``eps >= eps_c`` (a critical eps exists and is reached), else ``"nondegenerate"``."""
+    if settings.eps == 0:
+        return NONDEGENERATE
+    try:
+        crit = critical_from_settings(settings)
+    except BnsymError:
+        return NONDEGENERATE
+    return DEGENERATE if settings.eps >= crit.value else NONDEGENERATE
+
+
+def local_slopes(settings: Settings) -> tuple:
+    """``(a_-, a_+)``: the one-sided derivatives of ``phi`` at ``beta`` (finite, else BnsymError)."""
+    act, beta = settings.activation, settings.beta
+    left = act.piece_index(beta)
+    right = left + 1 if any(k == beta for k in act.numeric_kinks()) else left
+    slopes = []
+    for index in (left, right):
+        try:
+            slope = mpmath.mpf(act.mp_piece(index, True)(beta))
+        except (TypeError, ValueError, ZeroDivisionError):
+            slope = mpmath.nan
+        slopes.append(slope)
+        if not mpmath.isfinite(slope):
+            raise BnsymError(
+                f"no critical eps for {act.label} at beta={mpmath.nstr(beta, 6)}: phi has no finite slope there"
+            )
+    return tuple(slopes)
+
+
+def _psi_values(settings, slopes):
+    """``(psi(gamma), psi(-gamma))`` and ``(D(+1), D(-1))`` for the law's ``s = +-1`` halves."""
+    a_minus, a_plus = slopes
+    g = settings.gamma
+    f_plus = g * (a_plus if g > 0 else a_minus)  # psi(gamma * 1)
+    f_minus = -g * (a_minus if g > 0 else a_plus)  # psi(gamma * -1)
+    d_plus = g * (a_plus if g > 0 else a_minus)
+    d_minus = g * (a_minus if g > 0 else a_plus)
+    return (f_plus, f_minus), (d_plus, d_minus)
+
+
+def linear_spread(settings: Settings, slopes) -> mpmath.mpf:
+    """``spread_psi(gamma) = E[psi(gamma s_a)^2] - E[psi(gamma s_a) psi(gamma s_b)]`` (closed form)."""
+    (f_plus, f_minus), _ = _psi_values(settings, slopes)
+    n = math.inf if settings.batch_size == math.inf else settings.batch_size - 1
+    q = closed_forms.homogeneous_mean(f_plus**2, f_minus**2, 2, n)
+    h = (f_plus, f_minus, 1)  # homogeneous convention: F(s) = F(-1) |s| for s < 0
+    if n == math.inf:
+        mean = closed_forms.homogeneous_mean(f_plus, f_minus, 1, n)
+        return q - mean**2
+    return q - closed_forms.homogeneous_pair(h, h, n)
+
+
+def degenerate_bracket(settings: Settings, slopes) -> mpmath.mpf:
+    """``[(B-1) E[D^2] + E[D_a D_b]] / B`` at ``kappa = 0`` (``E[D^2]`` at ``B = inf``)."""
+    _, (d_plus, d_minus) = _psi_values(settings, slopes)
+    b = settings.batch_size
+    n = math.inf if b == math.inf else b - 1
+    d2 = closed_forms.homogeneous_mean(d_plus**2, d_minus**2, 0, n)
+    if b == math.inf:
+        return d2
+    d11 = closed_forms.homogeneous_pair((d_plus, d_minus, 0), (d_plus, d_minus, 0), n)
+    return ((b - 1) * d2 + d11) / b

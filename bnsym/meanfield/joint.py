@@ -1,0 +1,143 @@
+r"""The joint Gram map of pairs of batches, float64 and vectorised over pairs (docs/theory.md section 14).
+
+Two batches ``p, q`` of ``B`` inputs go through the same layer; per neuron ``(h_p, h_q) ~
+N(0, sigma_w^2 Sigma)`` (``Sigma`` the ``2B x 2B`` joint Gram matrix) and batch norm acts within
+each batch.  For ``phi`` positively homogeneous of degree ``alpha`` (integer here) at ``beta = 0``
+the cross block ``C_ab = E[B_phi(h_p)_a B_phi(h_q)_b]`` is, with ``S = sigma_w^2 (G+G) Sigma (G+G)``
+and ``1/(|y|^2 + B eps)^(alpha/2) = int_0^inf s^(alpha/2-1) e^{-s(|y|^2 + B eps)} ds / Gamma(alpha/2)``
+once per batch,
+
+    C = B^alpha / Gamma(alpha/2)^2 int_0^1 dw (w (1-w))^(alpha/2-1) int_0^inf d rho rho^(alpha-1)
+        e^{-B eps rho} det(I + 2 rho D_w S)^(-1/2) [V_phi(K)]_{pq block},
+    K = S (I + 2 rho D_w S)^(-1),   D_w = diag(w I_B, (1-w) I_B)
+
+(the two Schwinger parameters ``s = rho w``, ``t = rho (1-w)``).  With ``S = F F^T`` and
+``F^T D_w F = V diag(nu) V^T`` (one eigendecomposition per ``w`` node), ``det = prod(1 + 2 rho nu)``
+and ``K = (F V) diag(1/(1 + 2 rho nu)) (F V)^T``: no inverse of a singular matrix is formed.
+``V_phi`` is the arc-cosine kernel of :mod:`bnsym.numerics.arccos`.
+
+The derivative along a change ``dS`` of the cross block (the neural tangent kernel's backward
+term, by Price's theorem ``E[J_p Theta J_q^T] = dC[Theta]``) differentiates under the integral:
+``dK = Y dS Y^T`` with ``Y = I - 2 rho K D_w`` and ``d log det = 2 rho tr(D_w dS Y^T)``.  The same
+formula on the duplicated pair ``Sigma = [[A, A], [A, A]]`` gives the single-batch map ``V(A)``
+and the within-batch backward term.
+
+Quadrature: tanh-sinh in ``w`` (its end points carry ``(w(1-w))^(alpha/2-1)`` and non-analytic
+terms) and in ``x`` with ``rho = c (1 + x)/(1 - x)``, ``c = 1/(2 geometric mean of nu)``.  Cost per
+pair and node pair: ``O(B^2 r)`` for the values, ``O(B^3)`` more with the derivative
+(``r = rank S``), plus one ``2B x 2B`` eigendecomposition per ``w`` node.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+
+from bnsym.numerics import arccos
+from bnsym.numerics.quadrature import SIZES, tanh_sinh
+
+#: Rule levels (indices into :data:`bnsym.numerics.quadrature.SIZES`) of the float64 path, for ``w`` and ``rho``.
+FLOAT_LEVELS = (3, 5)
+
+#: Quadrature nodes whose contribution is bounded by this fraction of the largest are skipped.
+PRUNE = 1e-17
+
+#: Floats of workspace per chunk of pairs.
+CHUNK_FLOATS = 2**23
+
+
+@cache
+def _rule(n: int):
+    return tuple(np.array([float(t) for t in part]) for part in tanh_sinh(n, 17))
+
+
+def centred_pairs(gram, batch_size, pairs, sigma_w=1.0):
+    """``S = sigma_w^2 (G+G) [[Sigma_pp, Sigma_pq], [Sigma_qp, Sigma_qq]] (G+G)`` for each ``(p, q)`` in ``pairs`` (``P x 2B x 2B``)."""
+    b = batch_size
+    blocks = gram.reshape(gram.shape[0] // b, b, -1, b).transpose(0, 2, 1, 3)  # k, k, b, b
+    blocks = blocks - blocks.mean(axis=2, keepdims=True)
+    blocks = blocks - blocks.mean(axis=3, keepdims=True)
+    p, q = np.array([pq[0] for pq in pairs]), np.array([pq[1] for pq in pairs])
+    top = np.concatenate([blocks[p, p], blocks[p, q]], axis=2)
+    bottom = np.concatenate([blocks[q, p], blocks[q, q]], axis=2)
+    return sigma_w**2 * np.concatenate([top, bottom], axis=1)
+
+
+def cross_map(coefficients, s, direction=None, *, batch_size, eps=0.0, levels=FLOAT_LEVELS):
+    """``(C, dC)`` for each pair: the ``B x B`` cross blocks and (if ``direction`` is given) their
+    derivative along ``direction`` (``P x 2B x 2B``, nonzero off its diagonal blocks only).
+
+    ``s``: ``P x 2B x 2B`` centred joint covariances (:func:`centred_pairs`); ``coefficients``:
+    ``(a_+, a_-, alpha)`` with integer ``alpha >= 1``; ``eps >= 0``.  ``dC`` is None without a direction.
+    """
+    b = batch_size
+    pairs = s.shape[0]
+    per_pair = SIZES[levels[1]] * (4 * b) ** 2 * (3 if direction is not None else 1)
+    chunk = max(1, CHUNK_FLOATS // per_pair)
+    out_c = np.empty((pairs, b, b))
+    out_d = np.empty((pairs, b, b)) if direction is not None else None
+    for lo in range(0, pairs, chunk):
+        hi = min(pairs, lo + chunk)
+        c, d = _cross_chunk(coefficients, s[lo:hi], None if direction is None else direction[lo:hi], b, eps, levels)
+        out_c[lo:hi] = c
+        if d is not None:
+            out_d[lo:hi] = d
+    return out_c, out_d
+
+
+def _cross_chunk(coefficients, s, ds, b, eps, levels):
+    alpha = int(coefficients[2])
+    lam, q = np.linalg.eigh(s)
+    f = q * np.sqrt(np.clip(lam, 0, None))[:, None, :]  # S = F F^T
+    fp, fq = f[:, :b], f[:, b:]
+    hp, hq = np.swapaxes(fp, 1, 2) @ fp, np.swapaxes(fq, 1, 2) @ fq
+    diagonal = np.einsum("pii->pi", s)
+    bound = (diagonal[:, :b].max(axis=1) * diagonal[:, b:].max(axis=1)) ** (alpha / 2)
+    w_left, w_right, w_weights = _rule(SIZES[levels[0]])
+    x_left, x_right, x_weights = _rule(SIZES[levels[1]])
+    value = np.zeros((s.shape[0], b, b))
+    slope = np.zeros_like(value) if ds is not None else None
+    eye = np.eye(2 * b)
+    for wl, wr, wq in zip(w_left, w_right, w_weights):
+        w, w1 = wl / 2, wr / 2
+        if w < 1e-200 or w1 < 1e-200:
+            continue
+        weight_w = wq / 2 * (w * w1) ** (alpha / 2 - 1)
+        nu, v = np.linalg.eigh(w * hp + w1 * hq)
+        nu = np.clip(nu, 0, None)
+        good = nu > 1e-13 * nu[:, -1:]
+        scale = 1 / (2 * np.exp(np.where(good, np.log(np.where(good, nu, 1)), 0).sum(axis=1) / good.sum(axis=1)))
+        rho = scale[:, None] * (x_left / x_right)[None, :]
+        g = 1 / (1 + 2 * rho[:, :, None] * nu[:, None, :])
+        log_det = np.log1p(2 * rho[:, :, None] * nu[:, None, :]).sum(axis=-1)
+        weight = (weight_w * x_weights[None, :] * 2 * scale[:, None] / x_right[None, :] ** 2
+                  * rho ** (alpha - 1) * np.exp(-b * eps * rho - 0.5 * log_det))
+        # drop nodes whose weight times the bound (S_aa S_bb)^(alpha/2) on |V_phi| is below PRUNE of the largest
+        keep = (weight * bound[:, None]).max(axis=0) > PRUNE * (weight * bound[:, None]).max()
+        weight, rho, g = weight[:, keep], rho[:, keep], g[:, keep]
+        fv = f @ v
+        fvp, fvq = fv[:, :b], fv[:, b:]
+        k_pp = np.einsum("pai,pni->pna", fvp**2, g)
+        k_qq = np.einsum("pai,pni->pna", fvq**2, g)
+        k_pq = (fvp[:, None] * g[:, :, None, :]) @ np.swapaxes(fvq, 1, 2)[:, None]
+        kernel = arccos.kernel_and_gradient(coefficients, k_pp[..., :, None], k_qq[..., None, :], k_pq, gradient=ds is not None)
+        if ds is None:
+            value += np.einsum("pn,pnab->pab", weight, kernel)
+            continue
+        v_ab, d_aa, d_bb, d_ab = kernel
+        k_full = (fv[:, None] * g[:, :, None, :]) @ np.swapaxes(fv, 1, 2)[:, None]
+        d = np.concatenate([np.full(b, w), np.full(b, w1)])
+        y = eye - 2 * rho[:, :, None, None] * k_full * d
+        y_ds = y @ ds[:, None]
+        dk_pq = y_ds[:, :, :b] @ np.swapaxes(y[:, :, b:], 2, 3)
+        dk_pp = np.einsum("pnax,pnax->pna", y_ds[:, :, :b], y[:, :, :b])
+        dk_qq = np.einsum("pnax,pnax->pna", y_ds[:, :, b:], y[:, :, b:])
+        d_log_det = 2 * rho * np.einsum("x,pxy,pnxy->pn", d, ds, y)
+        dv = d_aa * dk_pp[..., :, None] + d_bb * dk_qq[..., None, :] + d_ab * dk_pq - 0.5 * d_log_det[..., None, None] * v_ab
+        value += np.einsum("pn,pnab->pab", weight, v_ab)
+        slope += np.einsum("pn,pnab->pab", weight, dv)
+    prefactor = b**alpha / math.gamma(alpha / 2) ** 2
+    return prefactor * value, (prefactor * slope if slope is not None else None)
+
