@@ -51,3 +51,33 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "statistical: random checks with a stated false-failure probability "
         "(rerun with BNSYM_TEST_SEED=k to draw fresh randomness)")
+
+
+#: A test in a module that reads ``BNSYM_TEST_SEED`` is statistical when its source draws
+#: random numbers through one of these calls (modules written before the marker existed).
+RANDOM_CALLS = ("simulate(", "sampling.", "default_rng(", "master_seed(", "_seed(", "MASTER_SEED", "SEED_OFFSET", "_response(")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark as ``statistical`` the random tests of modules that read ``BNSYM_TEST_SEED``
+    directly (those that import tests/statistical.py carry the marker themselves)."""
+    import inspect
+
+    import pytest
+
+    sources = {}
+    for item in items:
+        function = getattr(item, "function", None)
+        path = getattr(item, "path", None)
+        if function is None or path is None or item.get_closest_marker("statistical"):
+            continue
+        if path not in sources:
+            sources[path] = "BNSYM_TEST_SEED" in path.read_text(encoding="utf-8")
+        if not sources[path]:
+            continue
+        try:
+            body = inspect.getsource(function)
+        except (OSError, TypeError):
+            continue
+        if any(call in body for call in RANDOM_CALLS):
+            item.add_marker(pytest.mark.statistical)

@@ -13,12 +13,7 @@ from bnsym.numerics.gaussian_kernels import homogeneous_coefficients, homogeneou
 from bnsym.meanfield.propagation import example_input, propagate
 from bnsym.subspaces import subspace_direction, subspace_parts
 from bnsym.meanfield.linearization import spectrum
-
-
-def _bonferroni_3_sigma(count):
-    """|z| threshold keeping the family-wise two-sided level of a 3-sigma test over ``count`` entries."""
-    level = math.erfc(3 / math.sqrt(2)) / count
-    return float(mpmath.sqrt(2) * mpmath.erfinv(1 - level))
+from statistical import seed, sigmas
 
 
 INPUTS = {
@@ -28,17 +23,19 @@ INPUTS = {
 }
 
 
+@pytest.mark.statistical
 @pytest.mark.parametrize("name", sorted(INPUTS))
 def test_laplace_map_matches_monte_carlo(name):
-    """One Laplace layer vs 10^6 samples of the same layer map, every entry within a
-    (Bonferroni-adjusted, family-wise) 3-sigma interval, for three non-BSB1 inputs."""
+    """One Laplace layer vs 10^6 samples of the same layer map, each of the 21 upper-triangular
+    entries within ``sigmas(21) = 4.57`` standard errors (Bonferroni), for three non-BSB1
+    inputs: false-failure probability <= 1e-4 per input by design."""
     gram = INPUTS[name]
     exact = propagate("relu", gram, 1, dps=12)
     assert exact.method == "laplace"
-    mc = sampling.gram_map("relu", gram, samples=10**6, seed=11)
+    mc = sampling.gram_map("relu", gram, samples=10**6, seed=seed(11))
     z = np.abs(exact.grams[1] - mc.mean) / mc.stderr
     iu = np.triu_indices(6)
-    assert z[iu].max() < _bonferroni_3_sigma(len(iu[0])), z
+    assert z[iu].max() < sigmas(len(iu[0])), z
 
 
 def test_laplace_high_precision_agrees_with_float_path():
