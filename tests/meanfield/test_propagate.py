@@ -1,7 +1,5 @@
 """propagate: the Laplace method against Monte Carlo, rates against the spectrum, bad input."""
 
-import math
-
 import mpmath
 import numpy as np
 import pytest
