@@ -53,14 +53,15 @@ def pytest_configure(config):
         "(rerun with BNSYM_TEST_SEED=k to draw fresh randomness)")
 
 
-#: A test in a module that reads ``BNSYM_TEST_SEED`` is statistical when its source draws
+#: A test in a module that takes the master seed itself (``BNSYM_TEST_SEED``, or ``SEED_OFFSET``
+#: from tests/statistical.py) is statistical when its source draws
 #: random numbers through one of these calls (modules written before the marker existed).
 RANDOM_CALLS = ("simulate(", "sampling.", "default_rng(", "master_seed(", "_seed(", "MASTER_SEED", "SEED_OFFSET", "_response(")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark as ``statistical`` the random tests of modules that read ``BNSYM_TEST_SEED``
-    directly (those that import tests/statistical.py carry the marker themselves)."""
+    """Mark as ``statistical`` the random tests of modules that take the master seed
+    themselves (``SEED_OFFSET``) and do not carry the marker on each test."""
     import inspect
 
     import pytest
@@ -72,7 +73,8 @@ def pytest_collection_modifyitems(config, items):
         if function is None or path is None or item.get_closest_marker("statistical"):
             continue
         if path not in sources:
-            sources[path] = "BNSYM_TEST_SEED" in path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
+            sources[path] = "BNSYM_TEST_SEED" in text or "import SEED_OFFSET" in text
         if not sources[path]:
             continue
         try:

@@ -33,18 +33,18 @@ deviation) is still small, and the comparison tests the BSB1 prediction.
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
 import bnsym
 from bnsym.montecarlo.simulation import width_extrapolation
+from statistical import SEED_OFFSET
 
 WIDTHS = (1024, 2048)
 DEPTH = 8
 SEEDS = 32
 SIGMAS = 5.0
-MASTER_SEED = int(os.environ.get("BNSYM_TEST_SEED", "0"))
+MASTER_SEED = SEED_OFFSET  # BNSYM_TEST_SEED, read in one place (tests/statistical.py)
 FAST = {("tanh", 8), ("relu", 32), ("gelu", 8)}
 CASES = [(name, b) if (name, b) in FAST else pytest.param(name, b, marks=pytest.mark.slow)
          for name in ("tanh", "gelu", "relu") for b in (8, 32, 128)]

@@ -9,7 +9,6 @@ sides, recomputation at dps + 10, and the refusals.
 from __future__ import annotations
 
 import math
-import os
 
 import mpmath
 import pytest
@@ -17,7 +16,7 @@ import pytest
 import bnsym
 from bnsym.cli import main
 
-MASTER_SEED = int(os.environ.get("BNSYM_TEST_SEED", "0"))
+from statistical import SEED_OFFSET as MASTER_SEED  # BNSYM_TEST_SEED, read in one place
 
 
 def _relu_reference(b, dps):

@@ -31,7 +31,6 @@ BNSYM_TEST_SEED (default 0).
 from __future__ import annotations
 
 import math
-import os
 
 import mpmath
 import numpy as np
@@ -43,7 +42,7 @@ from bnsym.errors import BnsymInputError
 from bnsym.meanfield.decorrelation import cross_batch
 from bnsym.numerics.sphere import Integrand, SphereLaw
 
-MASTER_SEED = int(os.environ.get("BNSYM_TEST_SEED", "0"))
+from statistical import SEED_OFFSET as MASTER_SEED  # BNSYM_TEST_SEED, read in one place
 SEEDS = 32
 WIDTH = 1024
 SIGMAS = 5.0

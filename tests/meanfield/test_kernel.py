@@ -18,7 +18,6 @@ standard error O(1/sqrt(N)), so at width 256 the bias stays below a fifth of the
 """
 
 import math
-import os
 
 import mpmath
 import numpy as np
@@ -31,7 +30,7 @@ from bnsym.meanfield import joint
 from bnsym.meanfield.kernels import kernel, kernel_memory
 from bnsym.montecarlo.sampling import apply_batchnorm, batchnorm_vjp, normalise
 
-MASTER_SEED = int(os.environ.get("BNSYM_TEST_SEED", "0"))
+from statistical import SEED_OFFSET as MASTER_SEED  # BNSYM_TEST_SEED, read in one place
 SEEDS = 16
 FAMILY_LEVEL = 1e-5
 B = 8

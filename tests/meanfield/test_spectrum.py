@@ -8,7 +8,6 @@
 """
 
 import math
-import os
 
 import mpmath
 import numpy as np
@@ -19,6 +18,7 @@ from bnsym.errors import BnsymInputError
 from bnsym.meanfield.laplace import laplace_map
 from bnsym.meanfield.results import make_settings
 from bnsym.meanfield.linearization import reduce_expectation, spectrum
+from statistical import SEED_OFFSET
 
 
 def _directions(b):
@@ -144,7 +144,7 @@ def test_bad_input(kwargs, word):
 # ------------------------------------------------------------------ against real finite-width networks
 #: Master seed offset of the statistical tests (run the suite with another to check that no verdict
 #: depends on the machine or the seed): ``BNSYM_TEST_SEED=7 python -m pytest``.
-MASTER_SEED = int(os.environ.get("BNSYM_TEST_SEED", "0"))
+MASTER_SEED = SEED_OFFSET  # BNSYM_TEST_SEED, read in one place (tests/statistical.py)
 #: Half-width of the acceptance interval in standard errors.  With ``SEEDS`` >= 64 independent
 #: networks the mean over seeds is normal to within the t_63 correction; P(|t_63| > 4.5) = 3.0e-5,
 #: so each check below fails by chance with probability at most 3e-5 (two checks per test: 6e-5).

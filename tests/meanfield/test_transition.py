@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import mpmath
 import numpy as np
@@ -32,7 +31,7 @@ from bnsym.numerics.closed_forms import half_moment
 from bnsym.numerics.power_moments import sphere_orthant_moment
 from bnsym.numerics.sphere import Integrand, SphereLaw
 
-MASTER_SEED = int(os.environ.get("BNSYM_TEST_SEED", "0"))
+from statistical import SEED_OFFSET as MASTER_SEED  # BNSYM_TEST_SEED, read in one place
 
 
 @pytest.mark.parametrize("alpha", [1, 2, 3])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import mpmath
 import numpy as np
@@ -21,7 +20,7 @@ from bnsym.cli import main
 from bnsym.errors import BnsymInputError
 from bnsym.meanfield.weight_gradient_moments import weight_gradients
 
-MASTER_SEED = int(os.environ.get("BNSYM_TEST_SEED", "0"))
+from statistical import SEED_OFFSET as MASTER_SEED  # BNSYM_TEST_SEED, read in one place
 
 
 def test_identity_network_closed_form():

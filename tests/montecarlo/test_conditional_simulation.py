@@ -22,7 +22,6 @@ file can be rerun with fresh randomness.
 from __future__ import annotations
 
 import math
-import os
 import time
 
 import numpy as np
@@ -34,7 +33,7 @@ from bnsym.montecarlo import simulation
 from bnsym.montecarlo.sampling import batchnorm_vjp, normalise
 from bnsym.montecarlo.simulation import simulate
 
-SEED_OFFSET = int(os.environ.get("BNSYM_TEST_SEED", "0"))
+from statistical import SEED_OFFSET  # BNSYM_TEST_SEED, read in one place
 TOTAL_ALPHA = 1e-4
 MEAN_SIGMAS = 4.5
 MEAN_ALPHA = math.erfc(MEAN_SIGMAS / math.sqrt(2))  # 6.795e-6, two-sided normal tail per comparison
