@@ -14,7 +14,7 @@ def register(subparsers) -> None:
         help="iterate the mean-field Gram map from an input batch (Laplace method or sampling)",
         description="Iterate the mean-field Gram map from an input Gram matrix and print the distance to the "
         "BSB1 fixed point per layer (total, and its L and M parts).  Exact (Laplace method) for positively "
-        "homogeneous activations at beta = 0, eps = 0; a Monte Carlo estimate with standard errors otherwise.",
+        "homogeneous activations at beta = 0 (any eps >= 0); a Monte Carlo estimate with standard errors otherwise.",
     )
     add_network_arguments(parser)
     parser.add_argument("--depth", "-L", type=int, required=True, help="number of layers (>= 1)")

@@ -18,6 +18,8 @@ def register(subparsers) -> None:
                         help="batch size (an integer >= 4); with --transition a comma-separated list")
     parser.add_argument("--gamma", default="1", help="batch-norm gain gamma (default 1)")
     parser.add_argument("--beta", default="0", help="batch-norm shift beta (default 0)")
+    parser.add_argument("--eps", default="0", help="batch-norm epsilon, >= 0 (default 0); not with --transition")
+    parser.add_argument("--sigma-w", default="1", help="weight scale sigma_w > 0; matters only when eps > 0 (default 1)")
     parser.add_argument("--dps", type=common.integer_option, default=12, help="digits (default 12)")
     parser.add_argument("--max-depth", type=common.integer_option, default=400, help="most layers iterated (default 400)")
     parser.add_argument("--seed", type=common.integer_option, default=0, help="seed of the initial perturbation (default 0)")
@@ -33,13 +35,16 @@ def run(args) -> int:
     if args.transition:
         if args.activation is not None:
             raise BnsymInputError("--transition takes no ACTIVATION (it is relu_power(alpha) by definition)")
+        if str(args.eps) != "0" or str(args.sigma_w) != "1":
+            raise BnsymInputError("--transition is at eps = 0 (sigma_w drops out): give no --eps or --sigma-w")
         return _transition(args)
     if args.activation is None:
         raise BnsymInputError("ACTIVATION is required unless --transition is given")
     from bnsym.meanfield.symmetry import symmetry_breaking
 
-    result = symmetry_breaking(args.activation, args.batch_size, gamma=args.gamma, beta=args.beta, dps=args.dps,
-                               max_depth=args.max_depth, seed=args.seed, sizes=args.sizes)
+    result = symmetry_breaking(args.activation, args.batch_size, gamma=args.gamma, beta=args.beta, eps=args.eps,
+                               sigma_w=args.sigma_w, dps=args.dps, max_depth=args.max_depth, seed=args.seed,
+                               sizes=args.sizes)
     if args.json:
         common.print_json(result.as_dict())
         return 0

@@ -9,15 +9,16 @@ ratios tend to the forward eigenvalues of :func:`bnsym.spectrum`).
 Two methods:
 
 * ``"laplace"`` (positively homogeneous ``phi`` of degree ``alpha`` at
-  ``beta = 0``, ``eps = 0``): docs/theory.md section 7,
+  ``beta = 0``, any ``eps >= 0``): docs/theory.md sections 7 and 15,
 
-      V(Sigma) = B^alpha / Gamma(alpha) int_0^inf s^(alpha-1) det(I + 2 s K)^(-1/2)
+      V(Sigma) = B^alpha / Gamma(alpha) int_0^inf s^(alpha-1) e^{-s B eps / sigma_w^2} det(I + 2 s K)^(-1/2)
                  V_phi(K (I + 2 s K)^(-1)) ds,      K = G Sigma G,
 
   one integral per entry, all entries on one tanh-sinh rule after the map
-  ``s = c (1 + x)/(1 - x)`` (``c = 1/(2 * geometric mean of the nonzero
-  eigenvalues of K)``); ``K`` is diagonalised once per layer so each node
-  costs ``O(B r)`` per entry (``r = rank K``).  The rule level is raised
+  ``s = c (1 + x)/(1 - x)`` (``c = 1/(2 g + B eps / sigma_w^2)``, ``g`` the geometric mean of the
+  nonzero eigenvalues of K); ``K`` is diagonalised once per layer so each node
+  costs ``O(B r)`` per entry (``r = rank K``).  At ``eps > 0`` past the critical eps the
+  iterates tend to the degenerate point ``G Sigma G = 0`` (where the map is exactly 0).  The rule level is raised
   until two consecutive levels agree to ``dps`` digits (their difference is
   the error).  ``V_phi`` is :func:`bnsym.numerics.gaussian_kernels.homogeneous_kernel`.
 * ``"sampling"`` (every other case): ``R`` independent Monte Carlo chains of
@@ -156,7 +157,8 @@ def propagate(
     ``input_gram``: a symmetric positive semidefinite ``B x B`` array
     (``B >= 4``; checked: square, finite, symmetric, PSD, ``G Sigma G != 0``);
     ``batch_size``, if given, must equal ``B``.  ``depth``: integer >= 1.
-    ``method``: ``"auto"`` (Laplace where it applies, else sampling),
+    ``method``: ``"auto"`` (Laplace where it applies: positively homogeneous ``phi`` at ``beta = 0``,
+    any ``eps``; else sampling),
     ``"laplace"`` (refused with :class:`~bnsym.errors.BnsymInputError` where
     it does not apply) or ``"sampling"`` (``samples`` per layer and chain,
     ``chains`` independent chains, seeds from ``seed``).  Laplace values are

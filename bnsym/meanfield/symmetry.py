@@ -5,9 +5,9 @@ eigenvalues on ``L`` and ``M`` (:func:`bnsym.spectrum`) are below 1.  Where
 one exceeds 1 the Gram matrix leaves the BSB1 family.  :func:`symmetry_breaking`
 
 1. computes the spectrum (the verdict);
-2. if unstable, iterates the mean-field map (:func:`bnsym.meanfield.propagation.laplace_map`
-   for positively homogeneous ``phi`` at ``beta = 0``; the map is exact
-   there) from ``Sigma* + delta P``, ``P`` a random direction in ``L + M``,
+2. if unstable, iterates the mean-field map (:func:`bnsym.meanfield.laplace.laplace_map`
+   for positively homogeneous ``phi`` at ``beta = 0`` and any ``eps >= 0``, docs/theory.md
+   sections 7 and 15; the map is exact there) from ``Sigma* + delta P``, ``P`` a random direction in ``L + M``,
    until successive layers agree to ``tol`` or ``max_depth`` layers;
 3. reads the block structure of the limit: the batch is split at the largest
    gap of the sorted diagonal into two groups (``k`` and ``B - k`` samples);
@@ -112,12 +112,13 @@ class SymmetryBreaking:
 
 
 def symmetry_breaking(
-    activation, batch_size, *, gamma=1, beta=0, dps=12, max_depth=400, tol=1e-9, delta=1e-3, seed=0, sizes=None,
-    power_steps=40,
+    activation, batch_size, *, gamma=1, beta=0, eps=0, sigma_w=1, dps=12, max_depth=400, tol=1e-9, delta=1e-3, seed=0,
+    sizes=None, power_steps=40,
 ) -> SymmetryBreaking:
     r"""Is batch symmetry broken at this setting, and where do the dynamics settle?
 
-    Arguments as for :func:`bnsym.spectrum` (``eps = 0``).  ``max_depth``:
+    Arguments as for :func:`bnsym.spectrum` (any ``eps >= 0``; ``sigma_w > 0`` matters only at
+    ``eps > 0``, through ``eps / sigma_w^2``).  ``max_depth``:
     most layers iterated; ``tol``: change per layer (Frobenius, relative to
     ``||Sigma||``) taken as converged; ``delta``: size of the initial
     perturbation of ``Sigma*`` (random direction in ``L + M``, ``seed``);
@@ -129,7 +130,7 @@ def symmetry_breaking(
     if the iteration settles on a matrix that is not BSB2 (the message says
     what it found).
     """
-    settings = make_settings(activation, batch_size, gamma=gamma, beta=beta, dps=dps)
+    settings = make_settings(activation, batch_size, gamma=gamma, beta=beta, eps=eps, sigma_w=sigma_w, dps=dps)
     b = settings.batch_size
     if b == math.inf or b < 4:
         raise BnsymInputError(f"batch_size must be a finite integer >= 4, got {batch_size!r}")
