@@ -119,12 +119,12 @@ def _cross_chunk(coefficients, s, ds, b, eps, levels):
         weight, rho, g = weight[:, keep], rho[:, keep], g[:, keep]
         fv = f @ v
         fvp, fvq = fv[:, :b], fv[:, b:]
-        k_pp = np.einsum("pai,pni->pna", fvp**2, g)
-        k_qq = np.einsum("pai,pni->pna", fvq**2, g)
+        k_pp = g @ np.swapaxes(fvp**2, 1, 2)  # p, n, a (stacked matmuls: faster than einsum, measured)
+        k_qq = g @ np.swapaxes(fvq**2, 1, 2)
         k_pq = (fvp[:, None] * g[:, :, None, :]) @ np.swapaxes(fvq, 1, 2)[:, None]
         kernel = arccos.kernel_and_gradient(coefficients, k_pp[..., :, None], k_qq[..., None, :], k_pq, gradient=ds is not None)
         if ds is None:
-            value += np.einsum("pn,pnab->pab", weight, kernel)
+            value += (weight[:, None, :] @ kernel.reshape(kernel.shape[0], kernel.shape[1], -1)).reshape(value.shape)
             continue
         v_ab, d_aa, d_bb, d_ab = kernel
         k_full = (fv[:, None] * g[:, :, None, :]) @ np.swapaxes(fv, 1, 2)[:, None]

@@ -8,15 +8,20 @@ B = 128: -3.3e-3), shrinking like 1/N (results/width_study.json: c - c* = a/N wi
 a = -0.486 +- 0.004 for ReLU at B = 32, N = 64 ... 65536).  So the
 comparison is made at infinite width: two independent simulations at widths
 WIDTHS = (1024, 2048) are Richardson-extrapolated (bias a/N removed, standard errors
-propagated, not widened), and the engine must lie in the 5-sigma interval of
-the extrapolated value.  The raw wider simulation must moreover lie
-closer to the engine than the narrower one or within its own 5 sigma (the
-bias shrinks with width).
+propagated, not widened), and the engine must lie in the SIGMAS interval of
+the extrapolated value.  The raw wider simulation must moreover lie within its own SIGMAS
+interval or not be farther from the engine than the narrower one by more than
+SIGMAS (sigma_narrow + sigma_wide) (the bias shrinks with width).
 
 False-failure probability: each comparison is a mean over SEEDS = 32 independent networks
-(exact-in-law conditional simulation), so P(|t_31| > 5) = 2.1e-5; three comparisons per
-case: 6.3e-5 by design (the second check only adds a case where the wider run is both beyond 5
-sigma and farther than the narrower one).  The Richardson extrapolation leaves the O(1/N^2)
+(exact-in-law conditional simulation).  Seven events can fail a case: the three extrapolated
+values (rate, q, c) outside SIGMAS, and, for q and c, either raw estimate off its mean by more
+than SIGMAS of its standard error.  The second check cannot fail otherwise: with biases
+``|b_wide| <= |b_narrow|`` and errors ``e``, ``|b_n + e_n| - |b_w + e_w| >= -(|e_n| + |e_w|)``.
+SIGMAS = t_sigmas(31, 7) = 5.14 makes the union at most 1e-4 by design.  (Until 2026-12-02 the
+second check asked the wide run to be strictly closer than the narrow one: at B = 128 the bias
+a/N at N = 2048 is itself about 5 standard errors, and the comparison of two noisy distances
+failed for gelu at BNSYM_TEST_SEED = 5 in the 20-seed audit of issue 15.)  The Richardson extrapolation leaves the O(1/N^2)
 term, ``-b / (2 N_1^2)`` for widths ``N_1, 2 N_1``: results/width_study.json fits
 ``b = +5.6 +- 0.7`` for ReLU's c at B = 32 (the largest measured; tanh's q: -4.8), a residual of
 3e-6 at N_1 = 1024.  B = 128 is not in the width study; if b grows like the B^2 entries of the
@@ -38,12 +43,12 @@ import pytest
 
 import bnsym
 from bnsym.montecarlo.simulation import width_extrapolation
-from statistical import SEED_OFFSET
+from statistical import SEED_OFFSET, t_sigmas
 
 WIDTHS = (1024, 2048)
 DEPTH = 8
 SEEDS = 32
-SIGMAS = 5.0
+SIGMAS = t_sigmas(SEEDS - 1, 7)
 MASTER_SEED = SEED_OFFSET  # BNSYM_TEST_SEED, read in one place (tests/statistical.py)
 FAST = {("tanh", 8), ("relu", 32), ("gelu", 8)}
 CASES = [(name, b) if (name, b) in FAST else pytest.param(name, b, marks=pytest.mark.slow)
@@ -79,4 +84,5 @@ def test_engine_agrees_with_simulated_network(simulations, name, b):
     for key, value in zip(("q", "c"), wide.fixed_point()):
         narrow_value = narrow.fixed_point()[("q", "c").index(key)]
         within = abs(value.value - engine[key]) <= SIGMAS * value.stderr
-        assert within or abs(value.value - engine[key]) < abs(narrow_value.value - engine[key]), key
+        farther = abs(value.value - engine[key]) - abs(narrow_value.value - engine[key])
+        assert within or farther <= SIGMAS * (value.stderr + narrow_value.stderr), (key, value, narrow_value)
