@@ -43,7 +43,7 @@ from bnsym.numerics.backward import bracket
 from bnsym.errors import BnsymError, PrecisionError
 from bnsym.estimate import ROUNDING, Estimate, combined_meaning, rounding_error, weighted_sum
 from bnsym.meanfield.critical import DEGENERATE, regime
-from bnsym.numerics.moments import MomentCurve, SphereMoments, resolve_method, smooth_in_gain, sphere_moments
+from bnsym.numerics.moments import MomentCurve, SphereMoments, moments_at_gains, resolve_method, smooth_in_gain
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
 from bnsym.numerics.sphere import SphereLaw
 
@@ -129,6 +129,8 @@ def bsb1_state(settings: Settings) -> BSB1State:
 
 #: Key of the radial :class:`~bnsym.numerics.moments.MomentCurve` in a moment cache.
 CURVE = "moment curve"
+#: Digits of a radial node's density drop that its moment tolerance does not use (section 15.3).
+SLACK_MARGIN = 3
 
 
 def moment_tolerance(settings: Settings):
@@ -137,15 +139,22 @@ def moment_tolerance(settings: Settings):
 
 
 def _moments(settings, law, gain, method, cache=None):
-    key = mpmath.nstr(gain, settings.working_dps)
-    if cache is not None and key in cache:
-        return cache[key]
-    moments = sphere_moments(
-        settings.activation, law, gain, settings.beta, settings.gamma, moment_tolerance(settings), gradient=True, method=method
-    )
-    if cache is not None:
-        cache[key] = moments
-    return moments
+    return _moments_at(settings, law, [gain], method, cache)[0]
+
+
+def _moments_at(settings, law, gains, method, cache=None, rtol=None):
+    """The sphere moments at each gain to ``rtol`` (default :func:`moment_tolerance`), those not in
+    ``cache`` to that tolerance evaluated together (and cached)."""
+    rtol = moment_tolerance(settings) if rtol is None else rtol
+    keys = [mpmath.nstr(gain, settings.working_dps) for gain in gains]
+    cache = {} if cache is None else cache
+    new = {key: gain for key, gain in zip(keys, gains) if key not in cache or cache[key][0] > rtol}
+    if new:
+        values = moments_at_gains(
+            settings.activation, law, list(new.values()), settings.beta, settings.gamma, rtol, gradient=True, method=method
+        )
+        cache.update((key, (rtol, m)) for key, m in zip(new, values))
+    return [cache[key][1] for key in keys]
 
 
 def _make_fixed_point(settings, q: Estimate, c: Estimate, spread: Estimate, method, iterations=1):
@@ -271,8 +280,8 @@ def _radial(settings, law, method):
     if method == "quadrature" and smooth_in_gain(settings.activation, settings.beta, settings.gamma, b - 1):
         # analytic in kappa: interpolate the moments along the radius (docs/theory.md section 15)
         cache[CURVE] = MomentCurve(
-            lambda kappa: _moments(settings, law, settings.gamma * kappa, method, cache), settings.working_dps,
-            moment_tolerance(settings),
+            lambda kappas, rtol: _moments_at(settings, law, [settings.gamma * kappa for kappa in kappas], method, cache, rtol),
+            settings.working_dps, moment_tolerance(settings),
         )
     a = sw2 * _moments(settings, law, settings.gamma, method, cache).spread.value
     tol = mpmath.mpf(10) ** -(settings.dps + 2)
@@ -383,10 +392,11 @@ def _design(settings, law, method, level, a_design, cache):
     curve = cache.get(CURVE)
     moments = None
     if curve is not None:
-        # the curve needs to be accurate only where the chi density exceeds 10^-(dps+8) of its peak
-        y_bulk = radial.support(n, settings.dps + 3)[0] * (1 + radial.REWEIGHT_MARGIN)
-        k_bulk = mpmath.sqrt(radial.kappa_squared(a_design, y_bulk, b, eps) if y_bulk > 0 else min(kappas))
-        moments = curve.at([mpmath.sqrt(k2) for k2 in kappas], k_bulk)
+        # a node where the chi density is 10^-d of its peak needs its moments only to about
+        # rtol 10^d: SLACK_MARGIN digits are kept for the reweighting to nearby scales and the
+        # node's panel width (docs/theory.md section 15.3)
+        slacks = [max(radial.density_drop(n, y) - SLACK_MARGIN, 0) for y in ys]
+        moments = curve.at([mpmath.sqrt(k2) for k2 in kappas], slacks)
     if moments is None:  # kinked in the support, or not representable: one sphere expectation per node
         moments = [_moments(settings, law, settings.gamma * mpmath.sqrt(k2), method, cache) for k2 in kappas]
     return ys, ws, kappas, moments

@@ -26,6 +26,7 @@ takes the closed form where it exists.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import mpmath
 
@@ -78,13 +79,28 @@ def sphere_moments(act: Activation, law: SphereLaw, gain, shift, gamma, rtol, *,
     ``D`` moments.  Cost: closed form ``O(1)``; quadrature one Funk-Hecke
     series (smooth ``phi``) or one nested angle integral (kinked ``phi``).
     """
+    return moments_at_gains(act, law, [gain], shift, gamma, rtol, gradient=gradient, method=method)[0]
+
+
+def moments_at_gains(act: Activation, law: SphereLaw, gains, shift, gamma, rtol, *, gradient: bool, method: str) -> list:
+    """:func:`sphere_moments` at each gain of ``gains``, evaluated together.
+
+    By quadrature all gains share the rule levels and the convergence loops: three loops in all
+    (first and second moments, centred second moments, pairs), each evaluating every gain on the
+    same nodes, and the Funk-Hecke series of all gains share one Gegenbauer recurrence per level
+    (docs/theory.md section 15.3).  The result at each gain is the same as a call of
+    :func:`sphere_moments` at that gain alone, up to the errors it reports (a level is accepted
+    when every gain has converged at it).  Cost for ``P`` gains: about ``P / 3`` times one gain's
+    cost for a smooth ``phi`` and ``P`` times for a kinked one (the kinks of different gains
+    split the panels of all).
+    """
     with mpmath.workdps(law.working_dps):
-        f = Integrand(act, gain, shift)
-        d = Integrand(act, gain, shift, derivative=True, scale=gamma)
-        sd = Integrand(act, gain, shift, derivative=True, power=1, scale=gamma)
+        fs = [Integrand(act, gain, shift) for gain in gains]
+        ds = [Integrand(act, gain, shift, derivative=True, scale=gamma) for gain in gains]
+        sds = [Integrand(act, gain, shift, derivative=True, power=1, scale=gamma) for gain in gains]
         if method == "closed form":
-            return _closed(act, law, f, d, sd, gradient)
-        return _quadrature(law, f, d, sd, rtol, gradient)
+            return [_closed(act, law, f, d, sd, gradient) for f, d, sd in zip(fs, ds, sds)]
+        return _quadrature(law, fs, ds, sds, rtol, gradient)
 
 
 def _homogeneous(act: Activation, integrand: Integrand):
@@ -117,22 +133,23 @@ def _closed(act, law, f, d, sd, gradient):
     return SphereMoments(**moments)
 
 
-def _quadrature(law, f, d, sd, rtol, gradient):
-    (mean, q), = law.expect_with_norms([f], rtol)
-    centred = f.with_center(mean.value)
-    (_, q_centred), = law.expect_with_norms([centred], rtol)
-    pairs = [(centred, centred)]
-    singles = []
-    if gradient:
-        pairs += [(d, d), (sd, sd)]
-        singles = law.expect_with_norms([d, sd], rtol)
+def _quadrature(law, fs, ds, sds, rtol, gradient):
+    """The moments at every gain (one integrand triple ``f, D, sD`` per gain), sharing the loops."""
+    p = len(fs)
+    singles = law.expect_with_norms(fs + (ds + sds if gradient else []), rtol)
+    centred = [f.with_center(mean.value) for f, (mean, _) in zip(fs, singles)]
+    centred_norms = law.expect_with_norms(centred, rtol)
+    pairs = [(g, g) for g in centred] + ([(d, d) for d in ds] + [(sd, sd) for sd in sds] if gradient else [])
     values = law.expect_pairs(pairs, rtol)
-    spread = q_centred - values[0]
-    c = q - spread
-    moments = dict(mean=mean, q=q, c=c, spread=spread, method="quadrature")
-    if gradient:
-        moments.update(d2=singles[0][1], d11=values[1], sd2=singles[1][1], sd11=values[2])
-    return SphereMoments(**moments)
+    out = []
+    for i in range(p):
+        (mean, q), (_, q_centred) = singles[i], centred_norms[i]
+        spread = q_centred - values[i]
+        moments = dict(mean=mean, q=q, c=q - spread, spread=spread, method="quadrature")
+        if gradient:
+            moments.update(d2=singles[p + i][1], d11=values[p + i], sd2=singles[2 * p + i][1], sd11=values[2 * p + i])
+        out.append(SphereMoments(**moments))
+    return out
 
 
 # ------------------------------------------------------------------ moments along the radius
@@ -142,6 +159,11 @@ CURVE_FIELDS = (("mean", "q"), ("q", "q"), ("c", "q"), ("spread", "spread"),
                 ("d2", "d2"), ("d11", "d2"), ("sd2", "sd2"), ("sd11", "sd2"))
 #: Chebyshev-Lobatto levels: level ``k`` has ``2^(k+2)`` intervals (nested: each level reuses the last).
 CURVE_MAX_LEVEL = 5
+#: The lowest level whose Chebyshev coefficients may accept a piece (``N = 8``: the decay is
+#: judged on at least three coefficients).
+CURVE_MIN_ACCEPT = 1
+#: Tolerances (in digits) up to which the curve is one tier; past it tiers are half that many digits apart.
+ONE_TIER_DIGITS = 40
 
 
 def smooth_in_gain(act: Activation, shift, gamma, n) -> bool:
@@ -153,23 +175,44 @@ def smooth_in_gain(act: Activation, shift, gamma, n) -> bool:
 
 
 class MomentCurve:
-    r"""The sphere moments as functions of the radial factor ``kappa`` on ``[lo, 1]``.
+    r"""The sphere moments as functions of the radial factor ``kappa``, interpolated in tiers.
 
     At ``eps > 0`` every radial node ``y`` needs the moments at gain ``gamma kappa(y)``
-    (docs/theory.md sections 4.2 and 15).  For an activation without kinks in the
-    support (:func:`smooth_in_gain`) they are analytic in ``kappa``, so they are
-    interpolated instead: barycentric interpolation on ``N + 1`` Chebyshev-Lobatto points
-    of ``[lo, 1]``, ``N = 4, 8, ..., 128`` (nested), raised by the engine's one convergence
-    loop (:func:`bnsym.numerics.sphere.converge`) until the degree-``N/2`` interpolant
-    reproduces the ``N/2`` new points to ``rtol`` times each field's largest value.  The
-    interpolant of degree ``N`` is returned with that discrepancy as its error, plus the
-    nodes' own errors times the Lebesgue constant ``1 + (2/pi) log(N + 1)``.
+    (docs/theory.md sections 4.2 and 15.3).  For an activation without kinks in the support
+    (:func:`smooth_in_gain`) they are analytic in ``kappa``, so they are interpolated instead.
 
-    ``evaluate(kappa)`` returns the :class:`SphereMoments` at one ``kappa``.  Cost:
-    ``N + 1`` sphere-moment evaluations per interval (typically 9 to 33 at
-    ``eps = 1e-3``, where ``kappa`` stays close to 1), then ``O(N)`` per interpolated node.
-    :meth:`at` returns ``None`` when the degree needed exceeds 128 (the caller then
-    evaluates the moments node by node).
+    A radial node where the chi density is ``10^-d`` of its peak needs its moments only to
+    about ``rtol 10^d``: its weight carries the rest.  So the curve is a set of *tiers*: tier
+    ``e`` is an interpolant on ``[lo_e, 1]`` accurate to ``rtol 10^e``, built only when a node
+    needs it, with its points evaluated at that looser tolerance.  Up to 40 digits
+    (:data:`ONE_TIER_DIGITS`) there is one tier, ``e = 0``, reaching down to the nodes whose error
+    may be as large as the moments; past that, a second tier at half the digits takes the far
+    tail (measured: tanh at B = 32, eps = 1e-3, one tier is fastest at 15 and 30 digits, and two
+    tiers at 60 digits, where one tier needs more than 129 points).  A node allowed ``e_i``
+    digits of slack uses the tightest tier that covers it, among the tiers with ``e <= e_i``.  A
+    node whose slack exceeds the digits of ``rtol`` (its error may be larger than the moments)
+    gets the value of a tier that covers it, or the lowest tier's end value with the error
+    ``2 x`` the field's largest value.
+
+    Each tier is the polynomial of degree ``N`` through ``N + 1`` Chebyshev-Lobatto points of
+    ``[lo_e, 1]``, ``N = 4, 8, ..., 128`` (nested), raised by the engine's one convergence loop
+    (:func:`bnsym.numerics.sphere.converge`).  Its Chebyshev coefficients
+    ``c_k = (2/N) sum''_j f_j cos(pi j k / N)`` (the double prime halves the end terms, and
+    ``c_0``, ``c_N`` are halved) measure its error, as in Chebfun's chopping rule: the degree is
+    accepted when ``E = 2 (|c_(N-1)| + |c_N|)`` is below the tier's tolerance times each field's
+    largest value on the tier, the last quarter of the coefficients is no larger than the third
+    or than that tolerance (the decay is established, or has reached the rounding plateau) and
+    ``N >= 8``.  ``E`` is the error reported, plus the points'
+    own errors times the Lebesgue constant ``1 + (2/pi) log(N + 1)``.  For geometric decay
+    ``|c_k| ~ C r^k`` (an analytic function: ``r`` is set by its nearest complex singularity)
+    the interpolation error is at most ``2 sum_{k > N} |c_k| ~ 2 C r^(N+1) / (1 - r)``, which
+    ``E`` exceeds whenever ``r <= 1/2``.
+
+    ``evaluate(kappas, rtol)`` gives the exact moments at a list of points to ``rtol`` (all the
+    new points of a level in one call, :func:`moments_at_gains`).  Cost: ``N + 1`` sphere-moment
+    evaluations per tier (typically 17 to 65 for tier 0, 9 to 17 for the others), then ``O(N)``
+    per interpolated node and field.  :meth:`at` returns ``None`` when a tier needs a degree
+    above 128 (the caller then evaluates the moments node by node).
     """
 
     def __init__(self, evaluate, working_dps: int, rtol, gradient: bool = True):
@@ -177,107 +220,156 @@ class MomentCurve:
         self.working_dps = working_dps
         self.rtol = rtol
         self.fields = CURVE_FIELDS if gradient else CURVE_FIELDS[:4]
-        self.lo = None
-        self.fit = None  # (nodes, weights, values per field, errors per field)
+        self.tiers = {}  # slack digits e -> (lo, fit); fit = (points, weights, {field: (values, error)}, method)
         self.failed = False
-        self._values = {}
+        self._values = {}  # kappa -> (rtol it was evaluated to, SphereMoments)
 
-    def at(self, kappas, lo):
-        """:class:`SphereMoments` at each ``kappa`` in ``(0, 1]`` (``None`` if not representable).
+    def at(self, kappas, slacks):
+        """:class:`SphereMoments` at each ``kappa`` in ``(0, 1]``, or ``None`` if not representable.
 
-        The curve covers ``[lo', 1]`` with ``lo' <= lo`` (rebuilt lower when ``lo`` falls below it).
-        A ``kappa`` below the curve gets the moments at its lower end, with the error ``2 x``
-        the field's largest value on the curve: the caller puts there only radial nodes
-        whose density is negligible (below ``10^-(dps+8)`` of its peak), the same bound
-        on the integrand that truncating the radial support already assumes.
+        ``slacks[i] >= 0`` is the number of decimal digits by which node ``i``'s error may exceed
+        ``rtol`` (the caller's bound on its weight: see the class docstring).
         """
         with mpmath.workdps(self.working_dps):
-            if self.failed or lo <= 0:
+            if self.failed:
                 return None
-            if self.lo is None or lo < self.lo:
-                self._build(lo * mpmath.mpf("0.9"))
+            top = int(-mpmath.log10(self.rtol) + mpmath.mpf("1e-9"))  # a slack past this allows an error larger than the moments
+            step = top if top <= ONE_TIER_DIGITS else top // 2
+            wanted = [None if d >= top + 1 else step * (int(d) // step) for d in slacks]
+            chosen = [None] * len(kappas)
+            for e in sorted(set(w for w in wanted if w is not None)):
+                members = [i for i, w in enumerate(wanted) if w == e and self._covering(kappas[i], e) is None]
+                if members:
+                    self._extend(e, min(kappas[i] for i in members))
+                    if self.failed:
+                        return None
+                for i, w in enumerate(wanted):
+                    if w == e:
+                        chosen[i] = self._covering(kappas[i], e)
+            if not self.tiers:  # every node negligible: one tight tier still anchors the values
+                self._extend(0, min(kappas))
                 if self.failed:
                     return None
-            return [self._interpolate(k) if k >= self.lo else self._clamped() for k in kappas]
+            lowest = min(self.tiers, key=lambda e: self.tiers[e][0])
+            out = []
+            for kappa, tier in zip(kappas, chosen):
+                if tier is None:  # negligible weight: any tier that covers it, else the lowest tier's end
+                    tier = self._covering(kappa, top)
+                    if tier is None:
+                        out.append(self._clamped(lowest))
+                        continue
+                out.append(self._interpolate(tier, kappa))
+            return out
 
-    def _clamped(self) -> SphereMoments:
-        _, _, table, method = self.fit
+    def _covering(self, kappa, slack):
+        """The tightest built tier with ``e <= slack`` whose interval contains ``kappa`` (or None)."""
+        for e in sorted(self.tiers):
+            if e <= slack and kappa >= self.tiers[e][0]:
+                return e
+        return None
+
+    def _extend(self, e, lo):
+        """(Re)build tier ``e`` down to ``lo``, with a margin in ``1 - kappa`` (20%, doubled on a rebuild)."""
+        rebuild = e in self.tiers
+        lo = max(1 - (1 - lo) * (2 if rebuild else mpmath.mpf("1.2")), lo / (16 if rebuild else 4))
+        fit = self._build(lo, self.rtol * mpmath.mpf(10) ** e)
+        if fit is None:
+            self.failed = True
+        else:
+            self.tiers[e] = (lo, fit)
+
+    def _clamped(self, e) -> SphereMoments:
+        _, (_, _, table, method) = self.tiers[e]
         fields = {name: Estimate(ys[-1], error + 2 * max(abs(y) for y in ys)) for name, (ys, error) in table.items()}
         return SphereMoments(method=method, **fields)
 
     # -------------------------------------------------------------- internals
-    def _node(self, x):
-        key = mpmath.nstr(x, self.working_dps)
-        if key not in self._values:
-            self._values[key] = self.evaluate(x)
-        return self._values[key]
+    def _nodes(self, xs, rtol):
+        """The exact moments at each point of ``xs`` to ``rtol``; points not yet known to ``rtol``
+        are evaluated in one call."""
+        keys = [mpmath.nstr(x, self.working_dps) for x in xs]
+        new = {k: x for k, x in zip(keys, xs) if k not in self._values or self._values[k][0] > rtol}
+        if new:
+            self._values.update((k, (rtol, m)) for k, m in zip(new, self.evaluate(list(new.values()), rtol)))
+        return [self._values[k][1] for k in keys]
 
-    def _points(self, level):
+    @staticmethod
+    def _points(lo, level):
         n = 2 ** (level + 2)
-        mid, half = (1 + self.lo) / 2, (1 - self.lo) / 2
-        # j = 0 is kappa = 1 exactly, the eps = 0 gain, shared with the start of the scale equation
+        mid, half = (1 + lo) / 2, (1 - lo) / 2
+        # j = 0 is kappa = 1 exactly, the eps = 0 gain, shared by every tier and the scale equation
         return [mpmath.mpf(1) if j == 0 else mid + half * mpmath.cos(mpmath.pi * j / n) for j in range(n + 1)]
 
-    def _build(self, lo):
-        self.lo = lo
-        scales = {}
+    def _build(self, lo, rtol):
+        """The fit of one tier on ``[lo, 1]`` to ``rtol``, or ``None`` past degree 128."""
+        converged = {}
 
         def level_values(level):
-            points = self._points(level)
-            return points, [self._node(x) for x in points]
+            points = self._points(lo, level)
+            return level, points, self._nodes(points, rtol)
 
         def judge(current, previous):
-            points, values = current
-            old_points, old_values = previous
-            for _, ref in self.fields:
-                scales[ref] = max(abs(getattr(m, ref).value) for m in values)
-            weights = _lobatto_weights(len(old_points) - 1)
+            level, points, values = current
+            if level < CURVE_MIN_ACCEPT:
+                return None
             worst = {}
+            n = len(points) - 1
             for name, ref in self.fields:
-                ys = [getattr(m, name).value for m in old_values]
-                gap = max(abs(_barycentric(old_points, weights, ys, x) - getattr(m, name).value)
-                          for x, m in zip(points[1::2], values[1::2]))
-                if gap > self.rtol * scales[ref]:
+                scale = max(abs(getattr(m, ref).value) for m in values)
+                c = [abs(x) for x in _chebyshev_coefficients([getattr(m, name).value for m in values])]
+                estimate = 2 * (c[n - 1] + c[n])
+                # decaying, or already below the tolerance (then rounding may make a plateau)
+                settled = max(c[(3 * n) // 4:]) <= max(c[n // 2:(3 * n) // 4] + [rtol * scale])
+                if estimate > rtol * scale or not settled:
                     return None
-                worst[name] = gap
-            self._converged = current
+                worst[name] = estimate
+            converged["at"] = current
             return worst
 
         try:
-            gaps = converge(level_values, judge, ("moment curve", id(self)), 0, CURVE_MAX_LEVEL,
+            gaps = converge(level_values, judge, ("moment curve", id(self), mpmath.nstr(rtol, 3)), 0, CURVE_MAX_LEVEL,
                             "moment curve did not converge")
         except PrecisionError:
-            self.failed = True
-            return
-        points, values = self._converged
+            return None
+        _, points, values = converged["at"]
         lebesgue = 1 + 2 / mpmath.pi * mpmath.log(len(points))
         table = {}
         for name, _ in self.fields:
             ys = [getattr(m, name).value for m in values]
             node_error = max(getattr(m, name).error for m in values)
             table[name] = (ys, gaps[name] + lebesgue * node_error)
-        self.fit = (points, _lobatto_weights(len(points) - 1), table, values[0].method)
+        return points, _lobatto_weights(len(points) - 1), table, values[0].method
 
-    def _interpolate(self, kappa) -> SphereMoments:
-        points, weights, table, method = self.fit
-        fields = {}
-        for name, (ys, error) in table.items():
-            fields[name] = Estimate(_barycentric(points, weights, ys, kappa), error)
+    def _interpolate(self, e, kappa) -> SphereMoments:
+        """Second barycentric form on tier ``e``, its factors ``w_j / (kappa - x_j)`` shared by all fields."""
+        _, (points, weights, table, method) = self.tiers[e]
+        for j, p in enumerate(points):
+            if kappa == p:
+                return SphereMoments(method=method, **{name: Estimate(ys[j], error) for name, (ys, error) in table.items()})
+        factors = [w / (kappa - p) for p, w in zip(points, weights)]
+        den = mpmath.fsum(factors)
+        fields = {name: Estimate(mpmath.fdot(factors, ys) / den, error) for name, (ys, error) in table.items()}
         return SphereMoments(method=method, **fields)
+
+
+def _chebyshev_coefficients(values):
+    """Chebyshev coefficients of the interpolant through values at the Lobatto points ``cos(pi j / N)``."""
+    n = len(values) - 1
+    ends = [v / 2 if j in (0, n) else v for j, v in enumerate(values)]
+    out = []
+    for k, row in enumerate(_cosines(n, mpmath.mp.dps)):
+        c = 2 * mpmath.fdot(ends, row) / n
+        out.append(c / 2 if k in (0, n) else c)
+    return out
+
+
+@lru_cache(maxsize=16)
+def _cosines(n, dps):
+    """``cos(pi j k / n)`` for ``k, j = 0..n`` at ``dps`` digits (rows ``k``)."""
+    with mpmath.workdps(dps):
+        return tuple(tuple(mpmath.cospi(mpmath.mpf(j * k % (2 * n)) / n) for j in range(n + 1)) for k in range(n + 1))
 
 
 def _lobatto_weights(n):
     """Barycentric weights of the ``n + 1`` Chebyshev-Lobatto points: ``(-1)^j``, halved at the ends."""
     return [(mpmath.mpf(-1) ** j) / (2 if j in (0, n) else 1) for j in range(n + 1)]
-
-
-def _barycentric(points, weights, values, x):
-    """The interpolating polynomial through ``(points, values)`` at ``x`` (second barycentric form)."""
-    num = den = mpmath.mpf(0)
-    for p, w, v in zip(points, weights, values):
-        d = x - p
-        if d == 0:
-            return v
-        num += w * v / d
-        den += w / d
-    return num / den

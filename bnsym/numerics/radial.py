@@ -40,6 +40,12 @@ def _log_density(n, y):
     return (n - 1) * mpmath.log(y) - y * y / 2 - (mpmath.mpf(n) / 2 - 1) * mpmath.log(2) - mpmath.loggamma(mpmath.mpf(n) / 2)
 
 
+def density_drop(n: int, y):
+    """``log10(p_n(y_peak) / p_n(y))``: how many decimal digits ``p_n`` at ``y`` lies below its peak."""
+    peak = mpmath.sqrt(n - 1) if n > 1 else mpmath.mpf(10) ** -3  # chi_1 peaks at 0, flat there
+    return (_log_density(n, peak) - _log_density(n, y)) / mpmath.log(10)
+
+
 def support(n: int, working_dps: int):
     """``(y_lo, y_hi)`` outside of which ``p_n`` is below ``10^-(working_dps+5)`` of its peak, with the reweighting margin."""
     drop = (working_dps + 5) * mpmath.log(10)

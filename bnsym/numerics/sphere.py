@@ -48,6 +48,7 @@ bound), and the level is raised until it is below the tolerance asked for.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -160,6 +161,8 @@ class SphereLaw:
     def __init__(self, batch_size, working_dps: int):
         self.batch_size = batch_size
         self.working_dps = working_dps
+        self._rules = {}  # one-coordinate rules by (level, cuts)
+        self._node_memo = {}  # activation-piece values at the nodes of a rule, by (base, rule)
         self.infinite = batch_size == math.inf
         self.n = math.inf if self.infinite else batch_size - 1
         with mpmath.workdps(working_dps):
@@ -204,8 +207,14 @@ class SphereLaw:
 
     # ------------------------------------------------------------- 1D panels
     def _s_panels_1d(self, funcs, level):
-        """``([(s_j, weight_j, panel_j)], panels)`` for the one-coordinate law."""
+        """``([(s_j, weight_j, panel_j)], panels)`` for the one-coordinate law (cached per level and cuts)."""
         cuts = _merged_cuts((f.breakpoints() for f in funcs), self.working_dps)
+        key = (level, tuple((mpmath.nstr(s, self.working_dps - 3), regular) for s, regular in cuts))
+        if key not in self._rules:
+            self._rules[key] = self._one_coordinate_rule(cuts, level)
+        return self._rules[key]
+
+    def _one_coordinate_rule(self, cuts, level):
         if self.infinite:
             edges = _edges(-self.gauss_cut, self.gauss_cut, cuts, self.working_dps)
             out = []
@@ -235,18 +244,31 @@ class SphereLaw:
             result.append([f.piece(s_mid) for f in funcs])
         return result
 
+    def _node_values(self, f, rule):
+        """``F(s_j)`` at every node of a one-coordinate rule from :meth:`_s_panels_1d`.
+
+        The activation-piece values are memoised per (activation, derivative, gain, shift) and
+        rule, so integrands differing only in power, scale or centre, and later calls on the
+        same rule, share them.
+        """
+        nodes, edges = rule
+        key = (f.base, id(nodes))
+        memo = self._node_memo.get(key)
+        if memo is None or memo[0] is not f.activation:  # the stored activation guards the id
+            pieces = [row[0] for row in self._panel_pieces([f], edges)]
+            memo = (f.activation, [pieces[j](f.gain * s + f.shift) for s, _, j in nodes])
+            self._node_memo[key] = memo
+        return [f.finish(s, v) for (s, _, _), v in zip(nodes, memo[1])]
+
     def _values_1d(self, funcs, level):
         """``[(E[F], E[F^2])]`` for each integrand at one rule level."""
-        nodes, edges = self._s_panels_1d(funcs, level)
-        pieces = self._panel_pieces(funcs, edges)
-        sums = [[mpmath.mpf(0), mpmath.mpf(0)] for _ in funcs]
-        for s, w, index in nodes:
-            memo = _Values()
-            panel_pieces = pieces[index]
-            for i, f in enumerate(funcs):
-                v = memo.get(f, panel_pieces[i], s)
-                sums[i][0] += w * v
-                sums[i][1] += w * v * v
+        rule = self._s_panels_1d(funcs, level)
+        weights = [w for _, w, _ in rule[0]]
+        sums = []
+        for f in funcs:
+            values = self._node_values(f, rule)
+            weighted = [w * v for w, v in zip(weights, values)]
+            sums.append([mpmath.fsum(weighted), mpmath.fdot(weighted, values)])
         return sums
 
     # ------------------------------------------------------------ public API
@@ -368,13 +390,13 @@ class SphereLaw:
         ``scale = sqrt(E[F^2] E[G^2])`` bounds ``|E[F G]|``; the series stops
         once the Parseval tail bound of every pair is below ``rtol * scale / 100``.
         """
-        nodes, edges = self._s_panels_1d(funcs, level)
-        pieces = self._panel_pieces(funcs, edges)
+        rule = self._s_panels_1d(funcs, level)
+        nodes = rule[0]
         root_n = self.root_n
         ts = [s / root_n for s, _, _ in nodes]
         weighted, second = {}, {}
-        for i, f in enumerate(funcs):
-            values = [f.finish(s, pieces[j][i](f.gain * s + f.shift)) for s, _, j in nodes]
+        for f in funcs:
+            values = self._node_values(f, rule)
             weighted[id(f)] = [w * v for (_, w, _), v in zip(nodes, values)]
             second[id(f)] = mpmath.fdot(weighted[id(f)], values)
         n = mpmath.mpf(self.n)
@@ -401,10 +423,22 @@ class SphereLaw:
              "scale": mpmath.sqrt(abs(second[id(f)] * second[id(g)]))}
             for f, g in pairs
         ]
-        p_prev = [mpmath.mpf(0)] * len(ts)
-        p_curr = [mpmath.mpf(1)] * len(ts)
+        # The coefficients F_k = sum_j w_j F(s_j) p_k(t_j) in fixed point: integers scaled by 2^bits,
+        # exact products and sums, one rounding per recurrence step (the orthonormal recurrence is
+        # stable for |t| < 1); 40 guard bits over the working precision absorb the rounding of the
+        # K steps and of the sums over the nodes.  Python's integer dot products are some twenty
+        # times faster than mpmath's fdot at these sizes.
+        bits = mpmath.mp.prec + 40
+        fixed_t = [_fixed(t, bits) for t in ts]
+        fixed_a = [_fixed(x, bits) for x in a_list]
+        # each function's weighted values are scaled by its own power of two (its largest one
+        # becomes about 2^bits), so that tiny integrands keep their relative precision
+        shift = {id(f): bits - _exponent(weighted[id(f)]) for f in funcs}
+        fixed_w = {id(f): [_fixed(x, shift[id(f)]) for x in weighted[id(f)]] for f in funcs}
+        one = 1 << bits
+        p_prev, p_curr = [0] * len(ts), [one] * len(ts)
         for k in range(k_max + 1):
-            coeff = {id(f): mpmath.fdot(weighted[id(f)], p_curr) for f in funcs}
+            coeff = {id(f): mpmath.ldexp(sum(map(operator.mul, fixed_w[id(f)], p_curr)), -bits - shift[id(f)]) for f in funcs}
             ahead = max(abs(p) for p in big_p[k + 1 : k + 1 + look])
             done = True
             for st, (f, g) in zip(state, pairs):
@@ -417,8 +451,8 @@ class SphereLaw:
                 done = done and st["tail"] <= rtol * st["scale"] / 100
             if done:
                 break
-            a0, a1 = a_list[k], a_list[k + 1]
-            p_prev, p_curr = p_curr, [(t * pc - a0 * pp) / a1 for t, pc, pp in zip(ts, p_curr, p_prev)]
+            a0, a1 = fixed_a[k], fixed_a[k + 1]
+            p_prev, p_curr = p_curr, [(t * pc - a0 * pp) // a1 for t, pc, pp in zip(fixed_t, p_curr, p_prev)]
         return [(st["total"], st["tail"], st["scale"]) for st in state]
 
     # --------------------------------------------------------- nested angles
@@ -530,6 +564,17 @@ def converge(evaluate, judge, key, level, max_level, failure):
         previous = current
         level += 1
     raise PrecisionError(failure)
+
+
+def _exponent(values):
+    """``e`` with ``2^(e-1) <= max |v| < 2^e`` (0 when every value is zero)."""
+    largest = max((abs(v) for v in values), default=mpmath.mpf(0))
+    return 0 if largest == 0 else int(mpmath.frexp(largest)[1])
+
+
+def _fixed(x, bits):
+    """``round(x * 2^bits)`` as a Python integer (fixed point with ``bits`` fraction bits)."""
+    return int(mpmath.nint(mpmath.ldexp(x, bits)))
 
 
 def _distinct(funcs):

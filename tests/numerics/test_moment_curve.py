@@ -11,7 +11,7 @@ import pytest
 import bnsym
 from bnsym.activations import activation
 from bnsym.meanfield.gradients import rate_from_settings
-from bnsym.numerics.moments import MomentCurve, sphere_moments
+from bnsym.numerics.moments import MomentCurve, moments_at_gains, sphere_moments
 from bnsym.numerics.sphere import SphereLaw
 
 
@@ -24,16 +24,60 @@ def test_curve_matches_direct_moments():
     def direct(kappa):
         return sphere_moments(act, law, kappa, mpmath.mpf(0), mpmath.mpf(1), rtol, gradient=True, method="quadrature")
 
-    curve = MomentCurve(direct, wdps, rtol)
+    curve = MomentCurve(lambda kappas, tol: [direct(k) for k in kappas], wdps, rtol)
     with mpmath.workdps(wdps):
         kappas = [mpmath.mpf(x) for x in ("0.61", "0.8333", "0.97")]
-        got = curve.at(kappas, mpmath.mpf("0.6"))
+        got = curve.at(kappas, [0, 0, 0])  # no slack: every node to rtol
         for kappa, m in zip(kappas, got):
             ref = direct(kappa)
             for name in ("q", "c", "spread", "d2", "d11", "sd2", "sd11"):
                 value, exact = getattr(m, name), getattr(ref, name)
                 assert abs(value.value - exact.value) <= value.error + exact.error + 1e-20
                 assert value.error < 1e-13
+
+
+def test_tiers_give_each_node_the_accuracy_its_slack_allows():
+    """Past 40 digits the curve has a second, looser tier: nodes with slack are interpolated from
+    it (or clamped), and every value still agrees with the direct moments within its reported
+    error, which is within ``rtol 10^slack`` of the moments' scale."""
+    act, b, wdps = activation("tanh"), 8, 52
+    law = SphereLaw(b, wdps)
+    rtol = mpmath.mpf(10) ** -42
+
+    def direct(kappa, tol):
+        return sphere_moments(act, law, kappa, mpmath.mpf(0), mpmath.mpf(1), tol, gradient=False, method="quadrature")
+
+    curve = MomentCurve(lambda kappas, tol: [direct(k, tol) for k in kappas], wdps, rtol, gradient=False)
+    with mpmath.workdps(wdps):
+        kappas = [mpmath.mpf(x) for x in ("0.93", "0.45", "0.2")]
+        slacks = [0, 23, 60]
+        got = curve.at(kappas, slacks)
+        assert sorted(curve.tiers) == [0, 21]  # the second tier at half of rtol's 42 digits
+        for kappa, slack, m in zip(kappas, slacks, got):
+            ref = direct(kappa, rtol)
+            for name in ("q", "c", "spread"):
+                value, exact = getattr(m, name), getattr(ref, name)
+                assert abs(value.value - exact.value) <= value.error + exact.error
+                if slack <= 42:
+                    assert value.error <= rtol * mpmath.mpf(10) ** slack * 10 * ref.q.value
+
+
+def test_moments_at_many_gains_are_those_of_each_gain_alone():
+    """The shared-loop evaluation of several gains (the curve's) against one call per gain, for a
+    smooth activation (Funk-Hecke) and a kinked one (nested angles), at beta != 0."""
+    rtol = mpmath.mpf(10) ** -16
+    for name, b in (("tanh", 16), ("relu", 6)):
+        act, law = activation(name), SphereLaw(b, 24)
+        with mpmath.workdps(24):
+            gains = [mpmath.mpf(x) for x in ("0.4", "0.9", "1.7")]
+            shift = mpmath.mpf("0.3")
+            together = moments_at_gains(act, law, gains, shift, mpmath.mpf("1.2"), rtol, gradient=True, method="quadrature")
+            for gain, m in zip(gains, together):
+                alone = sphere_moments(act, SphereLaw(b, 24), gain, shift, mpmath.mpf("1.2"), rtol, gradient=True, method="quadrature")
+                for field in ("mean", "q", "c", "spread", "d2", "d11", "sd2", "sd11"):
+                    x, y = getattr(m, field), getattr(alone, field)
+                    assert abs(x.value - y.value) <= x.error + y.error, (name, gain, field)
+                    assert x.error <= rtol * 10 * max(abs(alone.q.value), abs(alone.d2.value), abs(alone.sd2.value))
 
 
 @pytest.mark.slow
