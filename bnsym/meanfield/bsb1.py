@@ -43,7 +43,9 @@ from bnsym.numerics.backward import bracket
 from bnsym.errors import BnsymError, PrecisionError
 from bnsym.estimate import ROUNDING, Estimate, combined_meaning, rounding_error, weighted_sum
 from bnsym.meanfield.critical import DEGENERATE, regime
-from bnsym.numerics.moments import MomentCurve, SphereMoments, moments_at_gains, resolve_method, smooth_in_gain
+from bnsym.numerics.moments import (
+    MomentCurve, SphereMoments, cached_at_tolerance, moments_at_gains, resolve_method, smooth_in_gain,
+)
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
 from bnsym.numerics.sphere import SphereLaw
 
@@ -145,16 +147,11 @@ def _moments(settings, law, gain, method, cache=None):
 def _moments_at(settings, law, gains, method, cache=None, rtol=None):
     """The sphere moments at each gain to ``rtol`` (default :func:`moment_tolerance`), those not in
     ``cache`` to that tolerance evaluated together (and cached)."""
+    def compute(new, tol):
+        return moments_at_gains(settings.activation, law, new, settings.beta, settings.gamma, tol, gradient=True, method=method)
+
     rtol = moment_tolerance(settings) if rtol is None else rtol
-    keys = [mpmath.nstr(gain, settings.working_dps) for gain in gains]
-    cache = {} if cache is None else cache
-    new = {key: gain for key, gain in zip(keys, gains) if key not in cache or cache[key][0] > rtol}
-    if new:
-        values = moments_at_gains(
-            settings.activation, law, list(new.values()), settings.beta, settings.gamma, rtol, gradient=True, method=method
-        )
-        cache.update((key, (rtol, m)) for key, m in zip(new, values))
-    return [cache[key][1] for key in keys]
+    return cached_at_tolerance({} if cache is None else cache, gains, rtol, compute, settings.working_dps)
 
 
 def _make_fixed_point(settings, q: Estimate, c: Estimate, spread: Estimate, method, iterations=1):

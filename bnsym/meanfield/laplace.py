@@ -130,13 +130,9 @@ def _laplace_float(settings, gram, coeffs):
     previous = None
     level = next(i for i, n in enumerate(SIZES) if n >= 2 * settings.dps)
     while level < len(SIZES):
-        if rate:
-            with mpmath.workdps(20):
-                s, jac = (np.array([float(v) for v in arr]) for arr in exponential_rule(scale, rate, alpha, SIZES[level], 17))
-        else:
-            left, right, weights = (np.array([float(v) for v in arr]) for arr in tanh_sinh(SIZES[level], 17))
-            s = scale * left / right
-            jac = weights * 2 * scale / right**2
+        with mpmath.workdps(20):
+            s, jac = (np.array([float(v) for v in arr])
+                      for arr in _rule(mpmath.mpf(scale), mpmath.mpf(rate), alpha, SIZES[level], 17))
         factors = 1 + 2 * s[:, None] * lam[None, :]
         weight = jac * s ** (alpha - 1) * np.exp(-rate * s - 0.5 * np.log(factors).sum(axis=1))
         m = np.einsum("ai,ci,ni->nac", q, q, lam[None, :] / factors)
@@ -162,13 +158,20 @@ def _refuse_zero(settings):
         raise BnsymError("G Sigma G = 0 at eps = 0: batch norm is undefined (every input is the same up to a constant)")
 
 
+def _rule(scale, rate, alpha, n, working_dps):
+    """Nodes ``s`` and weights (Jacobian included) of the Laplace integral with ``n`` nodes: the
+    double-exponential rule for ``e^{-rate s}`` when ``rate > 0``, else tanh-sinh after
+    ``s = scale (1 + x)/(1 - x)`` (see the module docstring)."""
+    if rate:
+        return exponential_rule(scale, rate, alpha, n, working_dps)
+    left, right, weights = tanh_sinh(n, working_dps)
+    return ([scale * lo / hi for lo, hi in zip(left, right)],
+            [w * 2 * scale / (hi * hi) for hi, w in zip(right, weights)])
+
+
 def _laplace_level(lam, vecs, entries, coeffs, scale, rate, level, working_dps):
     alpha = coeffs[2]
-    if rate:
-        rule = ((s, w) for s, w in zip(*exponential_rule(scale, rate, alpha, SIZES[level], working_dps)))
-    else:
-        left, right, weights = tanh_sinh(SIZES[level], working_dps)
-        rule = ((scale * lo / hi, w * 2 * scale / (hi * hi)) for lo, hi, w in zip(left, right, weights))
+    rule = zip(*_rule(scale, rate, alpha, SIZES[level], working_dps))
     diag_needed = sorted({a for key in entries for a in key})
     sums = {key: mpmath.mpf(0) for key in entries}
     for s, jac in rule:

@@ -14,9 +14,10 @@ Two methods:
       V(Sigma) = B^alpha / Gamma(alpha) int_0^inf s^(alpha-1) e^{-s B eps / sigma_w^2} det(I + 2 s K)^(-1/2)
                  V_phi(K (I + 2 s K)^(-1)) ds,      K = G Sigma G,
 
-  one integral per entry, all entries on one tanh-sinh rule after the map
-  ``s = c (1 + x)/(1 - x)`` (``c = 1/(2 g + B eps / sigma_w^2)``, ``g`` the geometric mean of the
-  nonzero eigenvalues of K); ``K`` is diagonalised once per layer so each node
+  one integral per entry, all entries on one rule with the scale ``c = 1/(2 g + B eps / sigma_w^2)``
+  (``g`` the geometric mean of the nonzero eigenvalues of K): tanh-sinh after ``s = c (1 + x)/(1 - x)``
+  at ``eps = 0``, the double-exponential rule for exponential decay at ``eps > 0``
+  (:mod:`bnsym.meanfield.laplace`); ``K`` is diagonalised once per layer so each node
   costs ``O(B r)`` per entry (``r = rank K``).  At ``eps > 0`` past the critical eps the
   iterates tend to the degenerate point ``G Sigma G = 0`` (where the map is exactly 0).  The rule level is raised
   until two consecutive levels agree to ``dps`` digits (their difference is

@@ -103,6 +103,20 @@ def moments_at_gains(act: Activation, law: SphereLaw, gains, shift, gamma, rtol,
         return _quadrature(law, fs, ds, sds, rtol, gradient)
 
 
+def cached_at_tolerance(cache: dict, points, rtol, compute, digits: int) -> list:
+    """Values at ``points`` to ``rtol``, from ``cache`` where known to ``rtol`` or better.
+
+    ``cache`` maps ``mpmath.nstr(point, digits)`` to ``(tolerance, value)``; the points missing
+    from it, or known only to a looser tolerance, are computed in one call
+    ``compute(points, rtol)`` (a list of values) and stored.
+    """
+    keys = [mpmath.nstr(x, digits) for x in points]
+    new = {k: x for k, x in zip(keys, points) if k not in cache or cache[k][0] > rtol}
+    if new:
+        cache.update((k, (rtol, value)) for k, value in zip(new, compute(list(new.values()), rtol)))
+    return [cache[k][1] for k in keys]
+
+
 def _homogeneous(act: Activation, integrand: Integrand):
     """``(a_+, a_-, p)`` of a homogeneous integrand: ``F(+-1)`` and its degree."""
     degree = int(act.degree) - (1 if integrand.derivative else 0) + integrand.power
@@ -287,11 +301,7 @@ class MomentCurve:
     def _nodes(self, xs, rtol):
         """The exact moments at each point of ``xs`` to ``rtol``; points not yet known to ``rtol``
         are evaluated in one call."""
-        keys = [mpmath.nstr(x, self.working_dps) for x in xs]
-        new = {k: x for k, x in zip(keys, xs) if k not in self._values or self._values[k][0] > rtol}
-        if new:
-            self._values.update((k, (rtol, m)) for k, m in zip(new, self.evaluate(list(new.values()), rtol)))
-        return [self._values[k][1] for k in keys]
+        return cached_at_tolerance(self._values, xs, rtol, self.evaluate, self.working_dps)
 
     @staticmethod
     def _points(lo, level):
