@@ -43,9 +43,8 @@ from bnsym.numerics.backward import bracket
 from bnsym.errors import BnsymError, PrecisionError
 from bnsym.estimate import ROUNDING, Estimate, combined_meaning, rounding_error, weighted_sum
 from bnsym.meanfield.critical import DEGENERATE, regime
-from bnsym.numerics.moments import (
-    MomentCurve, SphereMoments, cached_at_tolerance, moments_at_gains, resolve_method, smooth_in_gain,
-)
+from bnsym.numerics.memo import cached_at_tolerance
+from bnsym.numerics.moments import MomentCurve, SphereMoments, moments_at_gains, resolve_method, smooth_in_gain
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
 from bnsym.numerics.sphere import SphereLaw
 

@@ -3,7 +3,9 @@
 * :mod:`.quadrature`: Gauss rules (nodes by Newton on the recurrence, cached);
 * :mod:`.sphere`: the one sphere-expectation routine (one convergence loop) and :mod:`.radial`,
   the radial law of the scale at eps > 0; :mod:`.moments`, :mod:`.backward`: the sphere moments
-  of the forward and backward maps built on them;
+  of the forward and backward maps built on them; :mod:`.curve`, analytic functions of the
+  radial factor interpolated in tiers (the moments and the spectrum at eps > 0); :mod:`.memo`,
+  values memoised with the tolerance they were computed to;
 * :mod:`.closed_forms`, :mod:`.gaussian_kernels`, :mod:`.power_moments`, :mod:`.arccos`: closed
   forms of positively homogeneous activations (integer and real degree, arc-cosine kernels);
 * :mod:`.gegenbauer_basis`: the normalised Gegenbauer basis of the sphere law;
