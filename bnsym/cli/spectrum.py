@@ -11,8 +11,8 @@ def register(subparsers) -> None:
         help="eigenvalues of the forward and backward maps at the BSB1 fixed point",
         description="Print the eigenvalues of the linearised Gram map and of the backward operator T at the "
         "BSB1 fixed point, one per invariant subspace (G, L, M) with its multiplicity and error, the local "
-        "stability verdict and which backward eigenvalue is the spectral radius (B >= 4 or inf, any eps below the "
-        "critical eps; at B = inf the backward map gives G only).",
+        "stability verdict and which backward eigenvalue is the spectral radius (B >= 4 or inf, any eps >= 0: past the "
+        "critical eps, the spectrum at the degenerate point G Sigma G = 0; at B = inf the backward map gives G only).",
     )
     add_network_arguments(parser)
     parser.set_defaults(func=run)

@@ -135,8 +135,10 @@ def local_slopes(settings: Settings) -> tuple:
     return tuple(slopes)
 
 
-def _psi_values(settings, slopes):
-    """``(psi(gamma), psi(-gamma))`` and ``(D(+1), D(-1))`` for the law's ``s = +-1`` halves."""
+def psi_values(settings, slopes):
+    """``(psi(gamma), psi(-gamma))`` and ``(D(+1), D(-1))`` for the law's ``s = +-1`` halves, with
+    ``psi(x) = a_+ x`` (x > 0), ``a_- x`` (x < 0) and ``slopes = (a_-, a_+)`` (:func:`local_slopes`):
+    the degree-1 part of ``s -> phi(beta + gamma s) - phi(beta)`` and its slope ``D``."""
     a_minus, a_plus = slopes
     g = settings.gamma
     f_plus = g * (a_plus if g > 0 else a_minus)  # psi(gamma * 1)
@@ -148,7 +150,7 @@ def _psi_values(settings, slopes):
 
 def linear_spread(settings: Settings, slopes) -> mpmath.mpf:
     """``spread_psi(gamma) = E[psi(gamma s_a)^2] - E[psi(gamma s_a) psi(gamma s_b)]`` (closed form)."""
-    (f_plus, f_minus), _ = _psi_values(settings, slopes)
+    (f_plus, f_minus), _ = psi_values(settings, slopes)
     n = math.inf if settings.batch_size == math.inf else settings.batch_size - 1
     q = closed_forms.homogeneous_mean(f_plus**2, f_minus**2, 2, n)
     h = (f_plus, f_minus, 1)  # homogeneous convention: F(s) = F(-1) |s| for s < 0
@@ -160,7 +162,7 @@ def linear_spread(settings: Settings, slopes) -> mpmath.mpf:
 
 def degenerate_bracket(settings: Settings, slopes) -> mpmath.mpf:
     """``[(B-1) E[D^2] + E[D_a D_b]] / B`` at ``kappa = 0`` (``E[D^2]`` at ``B = inf``)."""
-    _, (d_plus, d_minus) = _psi_values(settings, slopes)
+    _, (d_plus, d_minus) = psi_values(settings, slopes)
     b = settings.batch_size
     n = math.inf if b == math.inf else b - 1
     d2 = closed_forms.homogeneous_mean(d_plus**2, d_minus**2, 0, n)

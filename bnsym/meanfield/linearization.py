@@ -44,8 +44,8 @@ closed forms of :mod:`bnsym.numerics.closed_forms` for positively homogeneous
 integrands of integer degree at ``beta = 0``).
 
 Domain: ``B >= 4`` (``M`` is empty and ``E[1/chi^2_{B-1}]`` diverges below)
-or ``B = inf`` (forward G, L, M and backward G), any ``eps >= 0`` below the
-critical eps (docs/theory.md section 15: at ``eps > 0`` every expectation is
+or ``B = inf`` (forward G, L, M and backward G), any ``eps >= 0`` (past the critical eps,
+the degenerate point's closed forms of docs/theory.md section 15.5; below it, section 15: at ``eps > 0`` every expectation is
 averaged over the radial nodes of the fixed point, with gain ``gamma kappa``;
 for homogeneous activations the keys scale as powers of ``kappa``).  Cost:
 about 20 one- and two-coordinate sphere expectations at ``eps = 0``
@@ -68,9 +68,10 @@ import sympy as sp
 from bnsym.numerics import closed_forms
 from bnsym.activations import Activation, Piece, x as _x
 from bnsym.errors import BnsymInputError, PrecisionError
-from bnsym.estimate import Estimate, Value
+from bnsym.estimate import ROUNDING, Estimate, Value, rounding_error
 from bnsym.numerics import radial
 from bnsym.meanfield.bsb1 import SLACK_MARGIN, bsb1_state, moment_tolerance
+from bnsym.meanfield.critical import DEGENERATE, degenerate_bracket, local_slopes, psi_values
 from bnsym.numerics.curve import RadialCurve
 from bnsym.numerics.moments import resolve_method, smooth_in_gain
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
@@ -148,7 +149,8 @@ class Spectrum:
         stable = {True: "locally stable", False: "unstable (batch symmetry breaks)", None: "undecided at this precision"}[self.stable]
         top = self.spectral_radius
         which = "lambda_G" if top.subspace == "G" else f"the {top.subspace} eigenvalue, not lambda_G"
-        return f"BSB1 fixed point {stable}; backward spectral radius is {which}"
+        point = "BSB1 fixed point" if self.fixed_point.regime != DEGENERATE else "degenerate BSB1 point G Sigma G = 0 (eps past the critical eps)"
+        return f"{point} {stable}; backward spectral radius is {which}"
 
     def as_dict(self) -> dict:
         d = self.settings.dps
@@ -164,7 +166,8 @@ class Spectrum:
         return {
             "settings": self.settings.as_dict(),
             "method": self.method,
-            "fixed_point": {"q": mpmath.nstr(self.fixed_point.q, d), "c": mpmath.nstr(self.fixed_point.c, d)},
+            "fixed_point": {"q": mpmath.nstr(self.fixed_point.q, d), "c": mpmath.nstr(self.fixed_point.c, d),
+                            "regime": self.fixed_point.regime},
             "forward": [entry(e) for e in self.forward],
             "backward": [entry(e) for e in self.backward],
             "stable": self.stable,
@@ -179,8 +182,9 @@ def spectrum(activation, batch_size, *, gamma=1, beta=0, eps=0, sigma_w=1, dps=1
 
     ``activation``, ``gamma``, ``beta``, ``eps``, ``sigma_w``, ``dps``, ``method`` as for
     :func:`bnsym.fixed_point`; ``batch_size`` an integer ``>= 4`` or ``math.inf``
-    (forward eigenvalues and backward G only).  ``eps`` past the critical eps
-    (degenerate point) is refused (docs/theory.md section 15).  Each eigenvalue is
+    (forward eigenvalues and backward G only).  ``eps`` past the critical eps gives the
+    spectrum at the degenerate point, the linearisation along the BSB1 ray (closed forms,
+    docs/theory.md section 15.5; ``spectrum.fixed_point.regime`` says which).  Each eigenvalue is
     promised to ``dps`` digits relative to ``max(1, |value|)``
     (:class:`~bnsym.errors.PrecisionError` otherwise).  Cost: that of the
     fixed point plus about 20 sphere expectations.
@@ -201,15 +205,14 @@ def spectrum(activation, batch_size, *, gamma=1, beta=0, eps=0, sigma_w=1, dps=1
 def spectrum_from_settings(settings: Settings) -> Spectrum:
     """:func:`spectrum` for validated settings."""
     state = bsb1_state(settings)
-    if state.fixed_point.regime != "nondegenerate":
-        raise BnsymInputError(
-            f"the spectrum at the degenerate fixed point (eps past the critical eps) is not implemented, got eps={mpmath.nstr(settings.eps, 6)}"
-        )
     b = settings.batch_size
     method = resolve_method(settings.method, settings.activation, settings.beta)
     with mpmath.workdps(settings.working_dps):
         law = SphereLaw(b, settings.working_dps)
-        if b == math.inf:
+        if state.fixed_point.regime == DEGENERATE:
+            values = _degenerate_values(settings)
+            method = "closed form"
+        elif b == math.inf:
             values = _infinite_batch(settings, state, law, method)
         elif settings.eps == 0:
             values = _at_eps_zero(settings, state, law, method)
@@ -317,6 +320,62 @@ def _radial_source(settings, law, method):
 
         return from_curve
     return lambda kappas, slacks: evaluate(kappas, rtol)
+
+
+def _degenerate_values(settings):
+    r"""Eigenvalues at the degenerate point ``G Sigma* G = 0`` (docs/theory.md section 15.5).
+
+    Near it ``phi(BN h) = phi(beta) 1 + psi(G h) / sqrt(eps) + O(|G h|^2)`` with ``psi`` the
+    degree-1 part of ``x -> phi(beta + gamma x)`` (:func:`~bnsym.meanfield.critical.psi_values`),
+    so the forward map is ``K -> (sigma_w^2 / eps) G V_psi(K) G`` to first order, ``K = G Sigma G``
+    and ``V_psi`` the Gaussian kernel; it is positively homogeneous of degree 1, and its
+    linearisation along the BSB1 ray ``t G`` is that at ``K = G`` for every ``t``.  With the
+    degree-1 arc-cosine kernel ``V_ab = k J(rho)`` at ``k = (B-1)/B``, ``rho = -1/(B-1)``,
+    ``J(rho) = [s2 (sin t + (pi - t) rho) + m2 (sin t - t rho)] / (2 pi)``, ``cos t = rho``,
+    ``J'(rho) = [s2 (pi - t) - m2 t] / (2 pi)``, ``s2 = psi(1)^2 + psi(-1)^2``,
+    ``m2 = 2 psi(1) psi(-1)``, ``c_d = s2 / 2``:
+
+        forward  G: (sigma_w^2/eps) k (c_d - J),  L: (sigma_w^2/eps) [(c_d - J + rho J')(1 - 2/B) + 2 J'/B],
+                 M: (sigma_w^2/eps) J'
+        backward X: (sigma_w^2/eps) c_X E[raw_X] with kappa = 0 (z = G D w, D = gamma a_(sign of gamma s)),
+
+    ``c_G = 1/2``, ``c_L = 1``, ``c_M = -1`` (the ``kappa -> 0`` limit of :func:`_radial_values`).
+    For ``phi`` differentiable at ``beta`` (``psi`` linear) every eigenvalue is
+    ``S0 = sigma_w^2 gamma^2 phi'(beta)^2 / eps``.  ``B = inf``: ``k = 1``, ``rho = 0``, ``2/B = 0``,
+    backward ``G`` only.  Every term is a closed form: cost O(1).
+    """
+    b, scale = settings.batch_size, settings.sigma_w**2 / settings.eps
+    (p, m), (d_plus, d_minus) = psi_values(settings, local_slopes(settings))
+    infinite = b == math.inf
+    k, rho = (mpmath.mpf(1), mpmath.mpf(0)) if infinite else (mpmath.mpf(b - 1) / b, mpmath.mpf(-1) / (b - 1))
+    two_over_b = 0 if infinite else mpmath.mpf(2) / b
+    s2, m2 = p * p + m * m, 2 * p * m
+    t = mpmath.acos(rho)
+    sine = mpmath.sqrt(1 - rho * rho)
+    j = (s2 * (sine + (mpmath.pi - t) * rho) + m2 * (sine - t * rho)) / (2 * mpmath.pi)
+    dj = (s2 * (mpmath.pi - t) - m2 * t) / (2 * mpmath.pi)
+    cd = s2 / 2
+    values = {
+        ("forward", "G"): scale * k * (cd - j),
+        ("forward", "L"): scale * ((cd - j + rho * dj) * (1 - two_over_b) + two_over_b * dj),
+        ("forward", "M"): scale * dj,
+    }
+    if infinite:
+        values["backward", "G"] = scale * degenerate_bracket(settings, local_slopes(settings))
+    else:
+        n, parts = b - 1, _backward_parts(b)
+
+        def key_value(key):  # D^j s^p at kappa = 0: homogeneous of degree p, D(+-1) = d_+-
+            ends = [(d_plus**jj, d_minus**jj * (-1) ** pp, pp) for ii, jj, pp in key]
+            if len(ends) == 1:
+                return closed_forms.homogeneous_mean(*ends[0], n)
+            return closed_forms.homogeneous_pair(ends[0], ends[1], n)
+
+        for sub, factor in (("G", mpmath.mpf(1) / 2), ("L", 1), ("M", -1)):
+            terms = _reduced(parts[sub][0], b)
+            raw = mpmath.fsum(mpmath.mpf(sp.Rational(c).p) / sp.Rational(c).q * (key_value(key) if key else 1) for key, c in terms.items())
+            values["backward", sub] = scale * factor * raw
+    return {key: Estimate(v, rounding_error(v, settings.working_dps), meaning=ROUNDING) for key, v in values.items()}
 
 
 def _infinite_batch(settings, state, law, method):
