@@ -18,7 +18,10 @@ then ``x^l = phi(gamma xhat + beta)``.  At infinite width:
   pair ``(p, q)`` along its cross block ``Theta_pq``.
 
 Exact (to the quadrature error, estimated per layer) for positively homogeneous ``phi`` of integer
-degree at ``beta = 0``, any ``eps >= 0`` and ``sigma_w > 0``.  Cost per layer:
+degree at ``beta = 0``, any ``eps >= 0`` and ``sigma_w > 0``; every other ``phi`` and ``beta`` by
+sampling the same joint map (``method="sampling"``: Monte Carlo, with its standard error; there
+is no exact reduction of a batch's map at a general Gram matrix for a non-homogeneous ``phi``,
+docs/theory.md section 14.5).  Cost per layer of the Laplace path:
 ``k (k + 1)/2`` pairs, each ``O(n_w n_rho B^2 r)`` flops (``O(n_w n_rho B^3)`` for the NTK) with
 ``n_w = 16``, ``n_rho = 32`` nodes at the first rule level (raised where the error estimate asks); memory ``(depth + 1) M^2`` floats per kernel kind.
 """
@@ -32,7 +35,7 @@ import numpy as np
 
 from bnsym import validation
 from bnsym.errors import BnsymInputError, PrecisionError
-from bnsym.estimate import Value
+from bnsym.estimate import STANDARD_ERROR, Value
 from bnsym.meanfield import joint
 from bnsym.meanfield.results import Settings, make_settings
 from bnsym.numerics.gaussian_kernels import homogeneous_coefficients
@@ -55,6 +58,13 @@ FLOAT_TOLERANCE = 1e-6
 #: The float64 path's method name.
 FLOAT_METHOD = "two-parameter Laplace, float64"
 
+#: The sampling path's method name, and its defaults: draws per layer and chain, chains.
+SAMPLED_METHOD = "Monte Carlo of the joint map, float64"
+SAMPLES, CHAINS = 10_000, 8
+
+#: The ``method`` argument of :func:`kernel`.
+KERNEL_METHODS = ("auto", "laplace", "sampling")
+
 
 @dataclass(frozen=True, eq=False)
 class Kernel(Value):
@@ -64,7 +74,10 @@ class Kernel(Value):
     ``layer_errors[l]``: an estimate of the largest absolute quadrature error made at layer ``l``
     (two rule levels on a sample of pairs; the errors of earlier layers are carried forward by
     the map, which contracts them); ``error``: their sum (a bound to first order when the map is
-    a contraction); ``method``, ``precision`` say how it was computed.
+    a contraction); ``method``, ``precision`` say how it was computed.  Sampled kernels
+    (``meaning == "standard error"``): ``layer_errors[l]`` is the largest entrywise standard error
+    at layer ``l`` (over independent chains, so it includes the noise of earlier layers) and
+    ``error`` that of the last layer.
     """
 
     settings: Settings = None
@@ -102,7 +115,7 @@ class Kernel(Value):
         return {
             "settings": self.settings.as_dict(), "kind": self.kind, "batch_size": self.batch_size,
             "inputs": int(last.shape[0]), "depth": self.depth, "method": self.method, "precision": self.precision,
-            "error": float(self.error), "layer_errors": [float(e) for e in self.layer_errors],
+            "error": float(self.error), "error_meaning": self.meaning, "layer_errors": [float(e) for e in self.layer_errors],
             "diagonal_mean": float(np.mean(np.diag(last))), "trace": float(np.trace(last)),
         }
 
@@ -119,15 +132,22 @@ def kernel_memory_limit() -> float:
 
 
 def kernel(activation, inputs, depth, *, batch_size, kind="nngp", gamma=1, beta=0, eps=0, sigma_w=1, dps=None,
-           progress=False) -> Kernel:
+           method="auto", samples=SAMPLES, chains=CHAINS, seed=0, progress=False) -> Kernel:
     r"""The NNGP or NTK kernel of a batch-normalized network at every layer (module docstring).
 
     ``inputs``: an ``(M, d)`` array, ``M`` a multiple of ``batch_size`` (consecutive rows form a
     batch), or a list of ``(batch_size, d)`` arrays.  ``depth >= 1``; ``kind``: ``"nngp"`` or
     ``"ntk"``.  ``dps=None`` is the float64 path (error estimated per layer, below
     :data:`FLOAT_TOLERANCE` = 1e-6 of the largest entry); a number of digits is refused for now (no high-precision multi-batch path yet).
-    Positively homogeneous ``phi`` of integer degree at ``beta = 0`` only.  A kernel whose storage
-    would exceed :func:`kernel_memory_limit` GiB is refused before allocating.
+    ``method``: ``"laplace"`` (the two-parameter Laplace formula, exact to the quadrature error:
+    positively homogeneous ``phi`` of integer degree at ``beta = 0``), ``"sampling"`` (any ``phi``,
+    ``beta``: :func:`bnsym.montecarlo.sampling.joint_map` with ``samples`` draws per layer in each
+    of ``chains`` independent chains through all the layers, seeded by ``seed``; the kernel is the
+    mean over chains and ``layer_errors[l]`` the largest entrywise standard error of that mean at
+    layer ``l``, which carries the noise of the layers below; relative error about
+    ``1/sqrt(samples chains)``; the sampled NTK needs ``B >= 6`` at ``eps = 0``), or ``"auto"``
+    (``"laplace"`` where it applies).  A kernel whose storage would exceed
+    :func:`kernel_memory_limit` GiB is refused before allocating.
 
     >>> x = np.random.default_rng(0).standard_normal((8, 5))
     >>> k = kernel("relu", x, 2, batch_size=4)
@@ -144,16 +164,73 @@ def kernel(activation, inputs, depth, *, batch_size, kind="nngp", gamma=1, beta=
     settings = make_settings(activation, b, gamma=gamma, beta=beta, eps=eps, sigma_w=sigma_w, dps=15 if dps is None else dps)
     if dps is not None:
         raise BnsymInputError("dps: only the float64 path (dps=None) computes kernels of several batches so far")
+    method = validation.choice(method, name="method", options=KERNEL_METHODS)
+    obstacle = joint_obstacle(settings)
+    if method == "auto":
+        method = "laplace" if obstacle is None else "sampling"
+    elif method == "laplace" and obstacle is not None:
+        raise BnsymInputError(f"method='laplace' does not apply: {obstacle}; use method='sampling' or 'auto'")
+    if method == "sampling":
+        samples = validation.integer(samples, name="samples", minimum=2)
+        chains = validation.integer(chains, name="chains", minimum=2)
+        if kind == "ntk" and b < 6 and settings.eps == 0:
+            raise BnsymInputError("batch_size: the sampled NTK needs B >= 6 at eps = 0 (its backward term carries "
+                                  "1/|Gh|^2, whose square has no finite mean for |Gh|^2 ~ chi^2_(B-1) with B <= 5)")
     m = x.shape[0]
-    need = kernel_memory(m, depth, kind)
+    need = kernel_memory(m, depth, kind) * (chains + 1 if method == "sampling" else 1)
     if need > kernel_memory_limit() * 2**30:
         raise BnsymInputError(f"the {kind} kernel of M = {m} inputs at depth {depth} needs {need / 2**30:.1f} GiB "
                               f"(limit {kernel_memory_limit():g} GiB; set {MEMORY_VARIABLE} to raise it)")
     gram = x @ x.T / x.shape[1]
+    if method == "sampling":
+        nngp, ntk, errors = sampled_layers(settings, gram, depth, ntk=kind == "ntk", samples=samples, chains=chains,
+                                           seed=seed, progress=progress)
+        last = ntk[-1] if kind == "ntk" else nngp[-1]
+        return Kernel(last, float(errors[-1]), settings=settings, kind=kind, batch_size=b, nngp=nngp, ntk=ntk,
+                      layer_errors=errors, method=f"{SAMPLED_METHOD} ({samples} samples per layer, {chains} chains)",
+                      precision="double (float64), sampled", meaning=STANDARD_ERROR)
     nngp, ntk, errors = joint_layers(settings, gram, depth, ntk=kind == "ntk", tolerance=FLOAT_TOLERANCE, progress=progress)
     last = ntk[-1] if kind == "ntk" else nngp[-1]
     return Kernel(last, float(sum(errors)), settings=settings, kind=kind, batch_size=b, nngp=nngp, ntk=ntk,
                   layer_errors=errors, method=FLOAT_METHOD, precision="double (float64)")
+
+
+def sampled_layers(settings: Settings, gram, depth: int, *, ntk: bool, samples: int, chains: int, seed=0, progress=False):
+    """``(nngp, ntk, layer_errors)`` by sampling the joint map (:func:`kernel`'s ``"sampling"`` method):
+    ``chains`` independent chains of ``depth`` layers, each layer
+    :func:`bnsym.montecarlo.sampling.joint_map` with ``samples`` draws (chain ``c``, layer ``l``
+    seeded ``(seed, c, l)``); per layer the mean over chains and the largest entrywise standard
+    error of that mean (of the NTK when ``ntk``).  The chains are independent, so that error
+    includes the noise carried up from the layers below; the iteration of a noisy map also has
+    an ``O(1/samples)`` bias, below the error at these sizes.  Cost ``chains depth`` maps."""
+    from bnsym.montecarlo.sampling import joint_map
+
+    b = settings.batch_size
+    params = dict(gamma=float(settings.gamma), beta=float(settings.beta), eps=float(settings.eps), sigma_w=float(settings.sigma_w))
+    runs_c = np.empty((chains, depth + 1) + gram.shape)
+    runs_t = np.empty_like(runs_c) if ntk else None
+    bar = _bar(progress, chains * depth, unit="layer")
+    try:
+        for chain in range(chains):
+            runs_c[chain, 0] = gram
+            if ntk:
+                runs_t[chain, 0] = gram
+            for layer in range(1, depth + 1):
+                c, dc = joint_map(settings.activation, runs_c[chain, layer - 1], b, theta=runs_t[chain, layer - 1] if ntk else None,
+                                  samples=samples, seed=[seed, chain, layer], **params)
+                runs_c[chain, layer] = (c.mean + c.mean.T) / 2
+                if ntk:
+                    runs_t[chain, layer] = runs_c[chain, layer] + (dc.mean + dc.mean.T) / 2
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    watched = runs_t if ntk else runs_c
+    errors = watched.std(axis=0, ddof=1).max(axis=(1, 2)) / np.sqrt(chains)
+    nngp = tuple(runs_c.mean(axis=0))
+    kernels = tuple(runs_t.mean(axis=0)) if ntk else None
+    return nngp, kernels, tuple(float(e) for e in errors)
 
 
 def joint_obstacle(settings: Settings):
@@ -250,11 +327,11 @@ def _assemble(blocks, pairs, k, b):
     return out
 
 
-def _bar(enabled, total):
+def _bar(enabled, total, unit="pair"):
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="kernel", unit="pair", leave=False)
+    return tqdm(total=total, desc="kernel", unit=unit, leave=False)
 
 
