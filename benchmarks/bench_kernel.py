@@ -8,8 +8,12 @@ rule level (it is ``k (k + 1)/2`` pair integrals, ``k = M / B``), so depth 10 is
 layer and M = 1,024 is (32 * 33) / (8 * 9) = 14.7 times M = 256.  ``--full`` runs the whole case.
 Peak memory is tracemalloc's peak of NumPy allocations during the call.
 
-The high-precision path does not exist for several batches (the kernel is refused at ``dps`` other
-than None); the single-batch mpmath Laplace map is timed at B = 32, 30 digits, for scale.
+Also timed: the sampled path (``method="sampling"``, tanh, M = 256, B = 32, one layer, default
+10,000 samples and 8 chains: cost ``O(samples chains M^2)`` per layer, extrapolated to M = 1,024,
+depth 10), the high-precision path (``dps=15``, two batches of 4, one layer; ratio against the
+float64 path on the same inputs, measured in the same run) and, for scale, the single-batch
+mpmath Laplace map at B = 32, 30 digits.  The high-precision path at M = 1,024, B = 32 is out of
+reach (a cross block of B = 4 takes about 30 s; the cost grows like ``r^3 + B^2`` per node).
 
 ``OPENBLAS_NUM_THREADS=1`` matters on a shared machine: the per-node eigendecompositions are
 64 x 64, and OpenBLAS's threads made them 25 times slower under load (measured).
@@ -38,6 +42,12 @@ def measure(kind, m, depth, b=32, d=784):
     return elapsed, peak, result
 
 
+def timed(f):
+    start = time.perf_counter()
+    out = f()
+    return out, time.perf_counter() - start
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="run M = 1024, depth 10 for both kinds (many minutes)")
@@ -52,6 +62,15 @@ def main():
         note = "" if factor == 1 else f" -> extrapolated to M = {target_m}, depth {target_depth}: {elapsed * factor:.0f} s"
         print(f"{kind}: M = {m}, depth {depth}: {elapsed:.1f} s, peak {peak / 2**20:.0f} MiB, "
               f"error estimate {result.error:.1g} (largest entry {np.abs(result.value).max():.3g}){note}")
+    x = np.random.default_rng(2).standard_normal((256, 784))
+    sampled, elapsed = timed(lambda: bnsym.kernel("tanh", x, 1, batch_size=32))
+    print(f"sampled (tanh), M = 256, depth 1: {elapsed:.1f} s, error {sampled.error:.1g} (standard error) "
+          f"-> extrapolated to M = 1024, depth 10: {elapsed * 16 * 10:.0f} s")
+    small = np.random.default_rng(3).standard_normal((8, 6))
+    _, t_fast = timed(lambda: bnsym.kernel("relu", small, 1, batch_size=4))
+    exact, t_exact = timed(lambda: bnsym.kernel("relu", small, 1, batch_size=4, dps=15))
+    print(f"high precision (15 digits), 2 batches of 4, depth 1: {t_exact:.1f} s, {t_exact / t_fast:.0f} x the float64 path "
+          f"({t_fast:.3f} s); error {float(exact.error):.1g}")
     gram = np.random.default_rng(1).standard_normal((32, 784))
     start = time.perf_counter()
     bnsym.propagate("relu", gram @ gram.T / 784, 1, dps=30)

