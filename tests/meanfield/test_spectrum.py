@@ -325,15 +325,15 @@ def test_eps_spectrum_limits_and_consistency():
 def test_eps_spectrum_from_the_radial_curve_is_the_node_by_node_spectrum(monkeypatch):
     """At eps > 0 a smooth activation's eigenvalue integrands are interpolated along the radius
     (docs/theory.md section 15.3); a second evaluation at every radial node (the route of kinked
-    activations, forced here) agrees within the two reported errors, which meet the 12 digits."""
-    activation, kwargs = "gelu", dict(gamma="1.3", beta="0.2", eps="0.01", dps=12)
+    activations, forced here) agrees within the two reported errors, which meet the 8 digits."""
+    activation, kwargs = "gelu", dict(gamma="1.3", beta="0.2", eps="0.01", dps=8)
     curve = spectrum(activation, 6, **kwargs)
     monkeypatch.setattr("bnsym.meanfield.linearization.smooth_in_gain", lambda *args: False)
     direct = spectrum(activation, 6, **kwargs)
     for a, b in zip(curve.forward + curve.backward, direct.forward + direct.backward):
         assert (a.operator, a.subspace) == (b.operator, b.subspace)
         assert abs(a.value - b.value) <= a.error + b.error, (a, b)
-        assert a.error <= mpmath.mpf(10) ** -12 * max(1, abs(a.value))
+        assert a.error <= mpmath.mpf(10) ** -8 * max(1, abs(a.value))
 
 
 def test_infinite_batch_forward_eigenvalues():
