@@ -32,8 +32,9 @@ Two methods:
 or a full ``kB x kB`` Gram matrix with ``batch_size``: the joint map is iterated (within-batch
 blocks are the single-batch map, cross blocks the two-parameter Laplace cross map of
 :mod:`bnsym.meanfield.joint`, in float64 with per-layer error estimates, for positively
-homogeneous ``phi`` of integer degree at ``beta = 0``, any ``eps``; ``dps <= 12``) and a
-:class:`JointPropagation` is returned.
+homogeneous ``phi`` of integer degree at ``beta = 0``, any ``eps``, for ``dps <= 10``; in mpmath
+above, :func:`bnsym.meanfield.kernels.high_precision_layers`, seconds to minutes per layer for
+small batches) and a :class:`JointPropagation` is returned.
 
 Cost: Laplace ``O(depth * levels * nodes * B^2 r)`` mpmath operations
 (about a second per layer for B = 8 at 15 digits); sampling
@@ -51,7 +52,7 @@ import numpy as np
 from bnsym import validation
 from bnsym.errors import BnsymInputError
 from bnsym.meanfield.bsb1 import bsb1_state
-from bnsym.meanfield.kernels import joint_layers
+from bnsym.meanfield.kernels import high_precision_layers, joint_layers, joint_obstacle
 from bnsym.meanfield.laplace import laplace_applies, laplace_map, laplace_obstacle
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
 from bnsym.subspaces import subspace_parts
@@ -116,7 +117,8 @@ class JointPropagation:
     """The joint ``kB x kB`` Gram matrix of ``k`` batches per layer (docs/theory.md section 14).
 
     ``grams[l]`` (``l = 0..depth``, ``grams[0]`` the input); ``errors[l]``: the estimated largest
-    absolute quadrature error made at layer ``l``; ``method``: how it was computed.
+    absolute quadrature error made at layer ``l``; ``method``: how it was computed; ``grams_mp``:
+    the mpmath matrices when computed above 10 digits (else None).
     """
 
     settings: Settings
@@ -124,6 +126,7 @@ class JointPropagation:
     batches: int
     grams: tuple
     errors: tuple
+    grams_mp: tuple | None = None
 
     @property
     def depth(self) -> int:
@@ -237,8 +240,14 @@ def _joint(activation, gram, b, depth, *, gamma, beta, eps, sigma_w, dps, method
     if method not in ("auto", "laplace"):
         raise BnsymInputError(f"method must be 'auto' or 'laplace' for several batches, got {method!r}")
     if settings.dps > JOINT_MAX_DPS:
-        raise BnsymInputError(f"dps: several batches are propagated in float64, which promises at most {JOINT_MAX_DPS} "
-                              f"digits; got dps = {settings.dps}")
+        obstacle = joint_obstacle(settings)
+        if obstacle is not None:
+            raise BnsymInputError(obstacle)
+        with mpmath.workdps(settings.working_dps):
+            grams_mp, errors = high_precision_layers(settings, mpmath.matrix(gram.tolist()), depth)
+        grams = tuple(np.array(g.tolist(), dtype=float) for g in grams_mp)
+        return JointPropagation(settings, "two-parameter Laplace, mpmath", gram.shape[0] // b, grams,
+                                tuple(float(e) for e in errors), grams_mp=grams_mp)
     grams, _, errors = joint_layers(settings, gram, depth, tolerance=10.0 ** -settings.dps)
     return JointPropagation(settings, "two-parameter Laplace, float64", gram.shape[0] // b, grams, errors)
 

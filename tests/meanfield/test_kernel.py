@@ -228,7 +228,7 @@ def test_ntk_against_finite_networks(depth):
     (lambda: kernel("relu", _inputs(), 2, batch_size=8, dps=20, kind="ntk"), "NNGP only"),
     (lambda: kernel("tanh", _inputs(), 2, batch_size=8, dps=20), "dps: the high-precision path is the Laplace method only"),
     (lambda: kernel("relu", np.ones((8, 3)), 2, batch_size=4, kind="ntk"), "B >= 5"),
-    (lambda: bnsym.propagate("relu", [np.ones((6, 3))] * 2, 2, dps=15), "dps"),
+    (lambda: bnsym.propagate("tanh", [_inputs(k=1)] * 2, 2, dps=15), "not positively homogeneous"),
 ])
 def test_bad_input_is_one_line(call, match):
     with pytest.raises(BnsymInputError, match=match) as info:

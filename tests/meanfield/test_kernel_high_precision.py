@@ -29,6 +29,19 @@ def test_high_precision_kernel_agrees_with_the_float_path():
 
 
 @pytest.mark.slow
+def test_propagate_of_several_batches_above_ten_digits():
+    """``propagate`` with two batches of 4 at 11 digits (mpmath) against the float64 path at 10 digits,
+    within the latter's error."""
+    rng = np.random.default_rng(5)
+    batches = [rng.standard_normal((4, 6)) for _ in range(2)]
+    exact = bnsym.propagate("relu", batches, 1, dps=11)
+    fast = bnsym.propagate("relu", batches, 1, dps=10)
+    assert exact.method == "two-parameter Laplace, mpmath" and exact.grams_mp is not None
+    assert np.abs(exact.grams[1] - fast.grams[1]).max() <= fast.errors[1] + 1e-11
+    assert exact.errors[1] <= 1e-11 * np.abs(exact.grams[1]).max()
+
+
+@pytest.mark.slow
 def test_cross_block_of_a_duplicated_pair_is_the_single_batch_map():
     """The cross block of ``[[A, A], [A, A]]`` (``A = G Sigma G``) is ``V(Sigma)``: 8 digits asked,
     compared with the one-parameter map to 1e-8 of the largest entry."""
