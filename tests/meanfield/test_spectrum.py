@@ -256,7 +256,7 @@ def test_backward_eigenvalue_is_the_one_layer_response_of_a_real_network(activat
 
 
 # ------------------------------------------------------------------ eps > 0 (docs/theory.md section 15)
-EPS_CASES = [("relu", b, s) for b in (8, 32, 128) for s in ("L", "M")]
+EPS_CASES = [("relu", b, s) for b in (8, 32, 128) for s in ("L", "M")] + [("tanh", 8, "L"), ("tanh", 32, "M"), ("tanh", 128, "L")]
 EPS_FAST = {("relu", 32, "M")}
 
 
@@ -281,13 +281,13 @@ def test_eps_forward_G_eigenvalue_is_the_one_layer_response():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("b, subspace", [(8, "L"), (32, "M"), (128, "L")])
-def test_eps_backward_eigenvalue_is_the_one_layer_response(b, subspace):
+@pytest.mark.parametrize("activation, b, subspace", [("relu", 8, "L"), ("relu", 32, "M"), ("relu", 128, "L"), ("tanh", 32, "M")])
+def test_eps_backward_eigenvalue_is_the_one_layer_response(activation, b, subspace):
     """eps = 1e-3: backward eigenvalues against the one-layer response at BACKWARD_WIDTH (4.5 sigma over 64
     seeds, false-failure probability 3e-5, plus the eps = 0 bias bound BIAS_A / N: at eps = 1e-3 kappa
     differs from 1 by about 1e-3, far below what could change an O(1/N) coefficient measured to +-10)."""
-    ratios = _backward_response("relu", b, subspace, width=BACKWARD_WIDTH, seeds=SEEDS, eps=1e-3)
-    lam = float(spectrum("relu", b, eps=1e-3, dps=10).eigenvalue("backward", subspace).value)
+    ratios = _backward_response(activation, b, subspace, width=BACKWARD_WIDTH, seeds=SEEDS, eps=1e-3)
+    lam = float(spectrum(activation, b, eps=1e-3, dps=10).eigenvalue("backward", subspace).value)
     _assert_within(ratios, lam, bias=BIAS_A / BACKWARD_WIDTH)
 
 
