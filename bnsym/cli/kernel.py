@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     parser.add_argument("activation", metavar="ACTIVATION", help="relu, leaky_relu(0.2), relu_power(2) (Laplace), tanh, gelu, ... (sampling)")
     parser.add_argument("--inputs", required=True, metavar="FILE.npy", help="an (M, d) array, one input per row, M a multiple of B")
     parser.add_argument("--depth", "-L", type=integer_option, required=True, help="number of layers (>= 1)")
-    parser.add_argument("--batch-size", "-B", type=integer_option, required=True, metavar="B", help="batch size (>= 4; >= 5 for the NTK)")
+    parser.add_argument("--batch-size", "-B", type=integer_option, required=True, metavar="B", help="batch size (>= 4; the NTK needs >= 5, sampled at eps = 0 >= 6)")
     parser.add_argument("--kind", default="nngp", choices=("nngp", "ntk"), help="which kernel (default nngp)")
     parser.add_argument("--gamma", default="1", help="batch-norm gain gamma (nonzero; default 1)")
     parser.add_argument("--eps", default="0", help="batch-norm epsilon, >= 0 (default 0)")

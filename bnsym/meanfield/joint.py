@@ -39,9 +39,10 @@ from functools import cache
 import mpmath
 import numpy as np
 
-from bnsym.errors import PrecisionError
+from bnsym.errors import BnsymInputError, PrecisionError
 from bnsym.numerics import arccos, gaussian_kernels
 from bnsym.numerics.quadrature import SIZES, tanh_sinh
+from bnsym.numerics.sphere import converge
 
 #: Rule levels (indices into :data:`bnsym.numerics.quadrature.SIZES`) of the float64 path, for ``w`` and ``rho``.
 FLOAT_LEVELS = (3, 5)
@@ -148,7 +149,7 @@ def _cross_chunk(coefficients, s, ds, b, eps, levels):
 
 
 
-def cross_block(coefficients, s, *, batch_size, eps, dps: int, working_dps: int):
+def cross_block(coefficients, s, *, batch_size, eps, dps: int, working_dps: int, scale=None):
     """``(C, error)``: the ``B x B`` cross block of one pair to ``dps`` digits of its largest entry, in
     mpmath (lists of lists), by the two-parameter formula of the module docstring written in the
     Schwinger parameters themselves,
@@ -163,11 +164,13 @@ def cross_block(coefficients, s, *, batch_size, eps, dps: int, working_dps: int)
     scales separate: measured at B = 4, 10 digits took 128 x 128 nodes against 32 x 32 here.)
     ``M`` is factored by Cholesky at every node: ``K = Y^T Y`` with ``L Y = F^T``.
 
-    ``s``: the pair's centred ``2B x 2B`` covariance (mpmath matrix or nested list);
-    ``coefficients``: ``(a_+, a_-, alpha)``, any ``alpha > 0``.  The two rules (the same size)
-    start at the first size ``>= 1.5 dps`` and are raised (at ``working_dps + 15`` digits) until two consecutive levels agree to
-    ``10^-dps / 10`` of the largest entry (the difference is the error); :class:`PrecisionError`
-    past 192 nodes each.  Nodes whose weight bound ``min(B_s W_t, W_s B_t)``
+    ``s``: the pair's centred ``2B x 2B`` covariance (mpmath matrix or nested list), each batch's
+    block nonzero; ``coefficients``: ``(a_+, a_-, alpha)``, any ``alpha > 0``.  The two rules (the
+    same size) start at the first size ``>= 1.5 dps`` and are raised (at ``working_dps + 15``
+    digits) by the engine's one convergence loop (:func:`bnsym.numerics.sphere.converge`) until
+    two consecutive levels agree to ``10^-dps / 10`` of ``scale`` (default: the block's largest
+    entry; the caller passes the layer's, so that a vanishing block does not ask for digits of
+    nothing); the difference is the error.  :class:`PrecisionError` past 192 nodes each.  Nodes whose weight bound ``min(B_s W_t, W_s B_t)``
     (``W_s = w_s s^(alpha/2-1) e^{-B eps s}``, ``B_s = W_s det(I + 2 s H_p)^(-1/2)``: ``det M`` exceeds
     both one-parameter determinants) is below ``10^-(dps + 5)`` of ``max B_s max B_t`` are
     skipped (there ``M`` is too ill-conditioned for the working precision anyway).  Cost per level ``n^2`` Cholesky factorisations of ``r x r`` (``r = rank S``) and
@@ -187,24 +190,27 @@ def cross_block(coefficients, s, *, batch_size, eps, dps: int, working_dps: int)
         alpha = coefficients[2]
         prefactor = mpmath.mpf(b) ** alpha / mpmath.gamma(alpha / 2) ** 2
         tol = mpmath.mpf(10) ** -dps
-        level = next(i for i, n in enumerate(SIZES) if n >= 1.5 * dps)
-        previous = None
-        while SIZES[level] <= 192:
-            current = [[prefactor * v for v in row] for row in _cross_level(coefficients, f, h, b, eps, level, dps, working_dps)]
-            if previous is not None:
-                size = max(abs(v) for row in current for v in row)
-                diff = [[abs(x - y) for x, y in zip(rc, rp)] for rc, rp in zip(current, previous)]
-                if max(max(row) for row in diff) <= tol * size / 10:
-                    return current, diff
-            previous = current
-            level += 1
-    raise PrecisionError(f"the two-parameter Laplace integral did not converge to {dps} digits (B={b})")
+
+        def level_values(level):
+            return [[prefactor * v for v in row] for row in _cross_level(coefficients, f, h, b, eps, level, dps, working_dps)]
+
+        def judge(current, previous):
+            size = max(abs(v) for row in current for v in row) if scale is None else abs(scale)
+            diff = [[abs(x - y) for x, y in zip(rc, rp)] for rc, rp in zip(current, previous)]
+            return (current, diff) if max(max(row) for row in diff) <= tol * size / 10 else None
+
+        start = next(i for i, n in enumerate(SIZES) if n >= 1.5 * dps)
+        return converge(level_values, judge, ("cross block", b, dps), start, SIZES.index(192),
+                        f"the two-parameter Laplace integral did not converge to {dps} digits (B={b})")
 
 
 def _parameter_rule(hm, alpha, b, eps, level, working_dps):
     """Nodes ``(s, W, W det(I + 2 s H)^(-1/2))`` of one Schwinger parameter, ``W = w_s s^(alpha/2-1) e^{-B eps s}``
     (see :func:`cross_block`)."""
     nu = [max(x, mpmath.mpf(0)) for x in mpmath.eigsy(mpmath.matrix(hm))[0]]
+    if not max(nu) > 0:
+        raise BnsymInputError("inputs: a batch of the pair has identical rows (G Sigma G = 0 in its block); "
+                              "the high-precision cross map needs a nonzero centred Gram matrix in every batch")
     good = [x for x in nu if x > max(nu) * mpmath.mpf(10) ** -8]  # the scale only steers the rule
     c = 1 / (2 * mpmath.exp(mpmath.fsum(mpmath.log(x) for x in good) / len(good)))
     nodes = []
@@ -244,18 +250,14 @@ def _cross_level(coefficients, f, h, b, eps, level, dps, working_dps):
 
 
 def _cholesky(m):
-    """Lower-triangular ``L`` with ``L L^T = m`` (a symmetric positive definite list of lists)."""
-    n = len(m)
-    low = [[mpmath.mpf(0)] * n for _ in range(n)]
-    for j in range(n):
-        d = m[j][j] - mpmath.fsum(low[j][k] ** 2 for k in range(j))
-        if not d > 0:
-            raise PrecisionError("the two-parameter Laplace integral met a node where M = I + 2 (s H_p + t H_q) "
-                                 "is not positive definite at the working precision")
-        low[j][j] = mpmath.sqrt(d)
-        for i in range(j + 1, n):
-            low[i][j] = (m[i][j] - mpmath.fdot(low[i][:j], low[j][:j])) / low[j][j]
-    return low
+    """Lower-triangular ``L`` with ``L L^T = m`` (:func:`mpmath.cholesky`), as lists; a matrix that is not
+    positive definite at the working precision is a :class:`PrecisionError`."""
+    try:
+        low = mpmath.cholesky(mpmath.matrix(m))
+    except ValueError:
+        raise PrecisionError("the two-parameter Laplace integral met a node where M = I + 2 (s H_p + t H_q) "
+                             "is not positive definite at the working precision") from None
+    return low.tolist()
 
 
 def _forward(low, rhs):

@@ -63,8 +63,9 @@ FLOAT_METHOD = "two-parameter Laplace, float64"
 SAMPLED_METHOD = "Monte Carlo of the joint map, float64"
 SAMPLES, CHAINS = 10_000, 8
 
-#: The high-precision path's method name.
+#: The high-precision path's method name, and the most digits it promises.
 HIGH_PRECISION_METHOD = "two-parameter Laplace, mpmath"
+HIGH_PRECISION_MAX_DPS = 60
 
 #: The ``method`` argument of :func:`kernel`.
 KERNEL_METHODS = ("auto", "laplace", "sampling")
@@ -104,7 +105,7 @@ class Kernel(Value):
 
     def cross_batch_correlation(self, layer: int) -> float:
         """Mean off-diagonal-block entry over mean diagonal entry of ``nngp[layer]`` (needs ``k >= 2``)."""
-        gram = self.nngp[layer]
+        gram = _as_array(self.nngp[layer])
         b = self.batch_size
         k = gram.shape[0] // b
         if k < 2:
@@ -115,13 +116,18 @@ class Kernel(Value):
 
     def as_dict(self) -> dict:
         """A JSON-friendly summary (no matrices)."""
-        last = self.value
+        last = _as_array(self.value)
         return {
             "settings": self.settings.as_dict(), "kind": self.kind, "batch_size": self.batch_size,
             "inputs": int(last.shape[0]), "depth": self.depth, "method": self.method, "precision": self.precision,
             "error": float(self.error), "error_meaning": self.meaning, "layer_errors": [float(e) for e in self.layer_errors],
             "diagonal_mean": float(np.mean(np.diag(last))), "trace": float(np.trace(last)),
         }
+
+
+def _as_array(matrix) -> np.ndarray:
+    """A kernel matrix as float64 (the high-precision path stores mpmath matrices)."""
+    return matrix if isinstance(matrix, np.ndarray) else np.array(matrix.tolist(), dtype=float)
 
 
 def kernel_memory(m: int, depth: int, kind: str) -> int:
@@ -149,7 +155,7 @@ def kernel(activation, inputs, depth, *, batch_size, kind="nngp", gamma=1, beta=
     positively homogeneous ``phi`` of integer degree at ``beta = 0``), ``"sampling"`` (any ``phi``,
     ``beta``: :func:`bnsym.montecarlo.sampling.joint_map` with ``samples`` draws per layer in each
     of ``chains`` independent chains through all the layers, seeded by ``seed``; the kernel is the
-    mean over chains and ``layer_errors[l]`` the largest entrywise standard error of that mean at
+    mean over chains (``chains >= 4``) and ``layer_errors[l]`` the largest entrywise standard error of that mean at
     layer ``l``, which carries the noise of the layers below; relative error about
     ``1/sqrt(samples chains)``; the sampled NTK needs ``B >= 6`` at ``eps = 0``), or ``"auto"``
     (``"laplace"`` where it applies).  A kernel whose storage would exceed
@@ -164,9 +170,6 @@ def kernel(activation, inputs, depth, *, batch_size, kind="nngp", gamma=1, beta=
     x = validation.kernel_inputs(inputs, batch_size=b)
     depth = validation.integer(depth, name="depth", minimum=1)
     kind = validation.choice(kind, name="kind", options=KINDS)
-    if kind == "ntk" and b < 5:
-        raise BnsymInputError("batch_size: the NTK needs B >= 5 (at B = 4 the within-batch backward term's "
-                              "integrand, E|Gh|^-2 with |Gh|^2 ~ chi^2_3, defeats the float64 rules)")
     settings = make_settings(activation, b, gamma=gamma, beta=beta, eps=eps, sigma_w=sigma_w, dps=15 if dps is None else dps)
     method = validation.choice(method, name="method", options=KERNEL_METHODS)
     if dps is not None:
@@ -176,9 +179,13 @@ def kernel(activation, inputs, depth, *, batch_size, kind="nngp", gamma=1, beta=
         method = "laplace" if obstacle is None else "sampling"
     elif method == "laplace" and obstacle is not None:
         raise BnsymInputError(f"method='laplace' does not apply: {obstacle}; use method='sampling' or 'auto'")
+    if method == "laplace" and kind == "ntk" and b < 5:
+        raise BnsymInputError("batch_size: the NTK needs B >= 5 (at B = 4 the within-batch backward term's "
+                              "integrand, E|Gh|^-2 with |Gh|^2 ~ chi^2_3, defeats the float64 rules)")
     if method == "sampling":
         samples = validation.integer(samples, name="samples", minimum=2)
-        chains = validation.integer(chains, name="chains", minimum=2)
+        chains = validation.integer(chains, name="chains", minimum=4)
+        seed = validation.integer(seed, name="seed", minimum=0)
         if kind == "ntk" and b < 6 and settings.eps == 0:
             raise BnsymInputError("batch_size: the sampled NTK needs B >= 6 at eps = 0 (its backward term carries "
                                   "1/|Gh|^2, whose square has no finite mean for |Gh|^2 ~ chi^2_(B-1) with B <= 5)")
@@ -212,7 +219,7 @@ def _high_precision(settings, x, depth, kind, method):
         xm = mpmath.matrix(x.tolist())
         gram = xm * xm.T / x.shape[1]
         grams, errors = high_precision_layers(settings, gram, depth)
-    return Kernel(grams[-1], errors[-1] if depth else mpmath.mpf(0), settings=settings, kind="nngp",
+    return Kernel(grams[-1], mpmath.fsum(errors), settings=settings, kind="nngp",
                   batch_size=settings.batch_size, nngp=grams, ntk=None, layer_errors=errors,
                   method=HIGH_PRECISION_METHOD, precision=f"{settings.dps} digits (mpmath)")
 
@@ -223,10 +230,19 @@ def high_precision_layers(settings: Settings, gram, depth: int):
     (:func:`bnsym.meanfield.laplace.laplace_map`), cross blocks by
     :func:`bnsym.meanfield.joint.cross_block`, each to ``settings.dps`` digits of its largest
     entry.  ``layer_errors[l]``: the largest entry error of layer ``l``'s blocks (the errors of
-    earlier layers are carried by the map and not added).  Runs at ``settings.working_dps``.
+    earlier layers are carried by the map; :func:`kernel` reports their sum).  Domain: positively
+    homogeneous ``phi`` at ``beta = 0`` (:func:`joint_obstacle`), any ``eps >= 0``, ``dps`` up to
+    :data:`HIGH_PRECISION_MAX_DPS`.  Runs at ``settings.working_dps``.
     Cost per layer ``k`` single-batch maps and ``k (k - 1)/2`` cross blocks (seconds each at
     ``B = 4``, 15 digits; much more at larger B)."""
     from bnsym.meanfield.laplace import laplace_map
+
+    obstacle = joint_obstacle(settings)
+    if obstacle is not None:
+        raise BnsymInputError(obstacle)
+    if settings.dps > HIGH_PRECISION_MAX_DPS:
+        raise BnsymInputError(f"dps: the high-precision joint map promises at most {HIGH_PRECISION_MAX_DPS} digits "
+                              f"(its rules stop at 192 x 192 nodes), got {settings.dps}")
 
     b = settings.batch_size
     k = gram.rows // b
@@ -244,13 +260,15 @@ def high_precision_layers(settings: Settings, gram, depth: int):
             value, error = laplace_map(settings, block[p, p])
             out[p * b:(p + 1) * b, p * b:(p + 1) * b] = value
             worst = max(worst, max(error))
+        scale = max(abs(out[i, i]) for i in range(k * b))  # the digits are those of the layer's largest entry
+        for p in range(k):
             for q in range(p + 1, k):
                 pair = mpmath.matrix(2 * b, 2 * b)
                 for u, v in ((0, p), (1, q)):
                     for w, z in ((0, p), (1, q)):
                         pair[u * b:(u + 1) * b, w * b:(w + 1) * b] = sw2 * centre * block[v, z] * centre
                 cross, error = joint.cross_block(coefficients, pair, batch_size=b, eps=settings.eps, dps=settings.dps,
-                                                 working_dps=settings.working_dps)
+                                                 working_dps=settings.working_dps, scale=scale)
                 for a in range(b):
                     for c in range(b):
                         out[p * b + a, q * b + c] = out[q * b + c, p * b + a] = cross[a][c]

@@ -51,7 +51,7 @@ for homogeneous activations the keys scale as powers of ``kappa``).  Cost:
 about 20 one- and two-coordinate sphere expectations at ``eps = 0``
 (closed forms: milliseconds; quadrature: seconds); at ``eps > 0`` the same at
 every radial node, interpolated along the radius for a smooth activation (17 to 65 gains: tanh
-at B = 32, eps = 1e-3 takes about 1 s at dps 15, 10 s at dps 30), all nodes in one pass for a
+at B = 32, eps = 1e-3 takes about 1.3 s at dps 15, 13 s at dps 30), all nodes in one pass for a
 kinked one, by homogeneity from ``kappa = 1`` with closed forms.
 """
 

@@ -301,7 +301,7 @@ def joint_map(activation, gram, batch_size, *, theta=None, gamma=1, beta=0, eps=
     blocks = blocks - blocks.mean(axis=1, keepdims=True)
     blocks = blocks - blocks.mean(axis=3, keepdims=True)
     values, vectors = np.linalg.eigh(blocks.reshape(m_all, m_all))
-    keep = values > 1e-10 * max(values.max(initial=0.0), np.abs(sigma).max(initial=0.0))
+    keep = values > 1e-10 * max(values.max(initial=0.0), p["sigma_w"] ** 2 * np.abs(sigma).max(initial=0.0))
     factor = vectors[:, keep] * np.sqrt(values[keep])
     rng = _rng(seed)
     acc_c, acc_d = _Accumulator(), _Accumulator() if theta is not None else None

@@ -219,7 +219,8 @@ class RadialCurve:
 
 
 def chebyshev_coefficients(values):
-    """Chebyshev coefficients of the interpolant through values at the Lobatto points ``cos(pi j / N)``."""
+    """Chebyshev coefficients of the interpolant through values at the Lobatto points ``cos(pi j / N)``:
+    ``c_k = (2/N) sum''_j f_j cos(pi j k / N)``, ``c_0`` and ``c_N`` halved.  Cost ``O(N^2)`` (the cosines cached)."""
     n = len(values) - 1
     ends = [v / 2 if j in (0, n) else v for j, v in enumerate(values)]
     out = []

@@ -80,8 +80,11 @@ def homogeneous_variance(coefficients, k_aa):
 
 def integer_orthant(alpha: int, rho):
     """``E[z_1^alpha z_2^alpha 1{z_1, z_2 > 0}]`` at correlation ``rho`` for integer ``alpha >= 0``, by the
-    finite Fourier sum of :func:`bnsym.numerics.arccos.orthant` (``cos theta = rho``) in mpmath: the same
-    value as :func:`orthant_moment` without hypergeometric series (about 7 times faster at 30 digits)."""
+    finite Fourier sum of :func:`bnsym.numerics.arccos.orthant` (``cos theta = rho``) in mpmath:
+    ``O_alpha = 2^alpha alpha! / (2 pi) 4^-alpha Re sum_{j,l} C(alpha,j) C(alpha,l) e^{-i (alpha-2l) theta} I_(2alpha-2j-2l)``,
+    ``I_k = int_{theta-pi/2}^{pi/2} e^{i k w} dw``; the same value as :func:`orthant_moment`.  Domain
+    ``|rho| <= 1`` (clipped); cost ``O(alpha^2)`` complex operations (measured 7 times faster than the
+    hypergeometric form for ReLU at 30 digits)."""
     rho = max(min(rho, mpmath.mpf(1)), mpmath.mpf(-1))
     theta = mpmath.acos(rho)
     if alpha == 0:
@@ -100,7 +103,10 @@ def integer_orthant(alpha: int, rho):
 
 
 def pair_kernel(coefficients, k_aa, k_bb, k_ab):
-    """:func:`homogeneous_kernel`, with :func:`integer_orthant` when the degree is an integer."""
+    """``E[phi(z_a) phi(z_b)] = (k_aa k_bb)^(alpha/2) [(a_+^2 + a_-^2) O(rho) + 2 a_+ a_- O(-rho)]`` (the
+    module docstring) for ``z ~ N(0, [[k_aa, k_ab], [k_ab, k_bb]])``: :func:`homogeneous_kernel`, with
+    :func:`integer_orthant` for ``O`` when the degree is an integer.  0 when a variance is not
+    positive.  Cost: two orthant moments."""
     a_plus, a_minus, alpha = coefficients
     if not alpha == int(alpha):
         return homogeneous_kernel(coefficients, k_aa, k_bb, k_ab)

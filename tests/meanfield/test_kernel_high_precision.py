@@ -12,6 +12,8 @@ import bnsym
 from bnsym.meanfield import joint
 from bnsym.meanfield.laplace import laplace_map
 from bnsym.meanfield.results import make_settings
+from bnsym.errors import BnsymInputError
+from bnsym.numerics import gaussian_kernels
 from bnsym.numerics.gaussian_kernels import homogeneous_coefficients
 
 
@@ -43,9 +45,10 @@ def test_propagate_of_several_batches_above_ten_digits():
 
 @pytest.mark.slow
 def test_cross_block_of_a_duplicated_pair_is_the_single_batch_map():
-    """The cross block of ``[[A, A], [A, A]]`` (``A = G Sigma G``) is ``V(Sigma)``: 8 digits asked,
+    """The cross block of ``[[A, A], [A, A]]`` (``A = sigma_w^2 G Sigma G``) is ``V(Sigma)``: leaky ReLU
+    (both slopes nonzero: the mixed orthant term), ``gamma = -1.3``, ``eps = 0.01``, 8 digits asked,
     compared with the one-parameter map to 1e-8 of the largest entry."""
-    settings = make_settings("relu", 4, dps=8)
+    settings = make_settings("leaky_relu(0.2)", 4, gamma="-1.3", eps="0.01", dps=8)
     x = np.random.default_rng(4).standard_normal((4, 6))
     with mpmath.workdps(settings.working_dps):
         sigma = mpmath.matrix((x @ x.T / 6).tolist())
@@ -55,9 +58,29 @@ def test_cross_block_of_a_duplicated_pair_is_the_single_batch_map():
         for u in (0, 1):
             for w in (0, 1):
                 pair[u * 4:(u + 1) * 4, w * 4:(w + 1) * 4] = a
-        cross, error = joint.cross_block(homogeneous_coefficients(settings.activation, 1), pair, batch_size=4, eps=0,
-                                         dps=8, working_dps=settings.working_dps)
+        coefficients = homogeneous_coefficients(settings.activation, settings.gamma)
+        cross, error = joint.cross_block(coefficients, pair, batch_size=4, eps=settings.eps, dps=8,
+                                         working_dps=settings.working_dps)
         single, _ = laplace_map(settings, sigma)
         largest = max(abs(single[i, j]) for i in range(4) for j in range(4))
         assert max(abs(cross[i][j] - single[i, j]) for i in range(4) for j in range(4)) <= 1e-8 * largest
         assert max(max(row) for row in error) <= 1e-8 * largest
+
+
+def test_integer_orthant_is_the_hypergeometric_orthant_moment():
+    """The finite Fourier sum of the high-precision path against the 2F1 form, degrees 0 to 4, 40 digits."""
+    with mpmath.workdps(45):
+        for alpha in range(5):
+            for rho in ("-0.97", "-0.3", "0", "0.41", "0.999"):
+                r = mpmath.mpf(rho)
+                exact = gaussian_kernels.orthant_moment(mpmath.mpf(alpha), r)
+                assert abs(gaussian_kernels.integer_orthant(alpha, r) - exact) <= mpmath.mpf(10) ** -40 * max(1, abs(exact))
+
+
+def test_high_precision_bad_input():
+    x = np.random.default_rng(3).standard_normal((8, 6))
+    with pytest.raises(BnsymInputError, match="at most 60 digits"):
+        bnsym.kernel("relu", x, 1, batch_size=4, dps=70)
+    same = np.vstack([np.ones((4, 6)), x[:4]])
+    with pytest.raises(BnsymInputError, match="inputs: a batch of the pair has identical rows"):
+        bnsym.kernel("relu", same, 1, batch_size=4, dps=8, eps=0.1)

@@ -2,7 +2,7 @@
 against exact references:
 
 * ReLU: the two-parameter Laplace path (exact to 1e-6), NNGP and NTK at depth 3;
-* gelu and tanh at beta = 0.3 (no exact multi-batch path): one layer from the joint fixed point
+* gelu at beta = 0 and tanh at beta = 0.3 (no exact multi-batch path): one layer from the joint fixed point
   of two batches, whose blocks are the engine's ``q*``, ``c*`` (:func:`bnsym.fixed_point`) and
   ``c_x`` (:func:`bnsym.cross_batch`), so the layer must return them.
 
@@ -37,7 +37,7 @@ def _functionals(gram, k):
 
 
 def _replicated(activation, x, depth, case, **kw):
-    values = [bnsym.kernel(activation, x, depth, batch_size=B, method="sampling", chains=2, seed=seed(case + i), **kw)
+    values = [bnsym.kernel(activation, x, depth, batch_size=B, method="sampling", chains=4, seed=seed(case + i), **kw)
               for i in range(REPLICATES)]
     return values
 
