@@ -29,8 +29,10 @@ def register(subparsers) -> None:
     parser.add_argument("--method", default="auto", choices=("auto", "laplace", "sampling"),
                         help="auto: laplace where it applies, else sampling (default auto)")
     parser.add_argument("--samples", type=integer_option, default=10_000, help="sampling: draws per layer and chain (default 10000)")
-    parser.add_argument("--chains", type=integer_option, default=8, help="sampling: independent chains, >= 2 (default 8)")
+    parser.add_argument("--chains", type=integer_option, default=8, help="sampling: independent chains, >= 4 (default 8)")
     parser.add_argument("--seed", type=integer_option, default=0, help="sampling: seed (default 0)")
+    parser.add_argument("--dps", type=integer_option, default=None,
+                        help="digits: the mpmath NNGP (Laplace method, small sets; the .npy file gets it rounded to float64)")
     parser.add_argument("--output", "-o", required=True, metavar="K.npy", help="where to write the M x M kernel at layer L")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print a machine-readable summary instead of a table")
@@ -47,8 +49,8 @@ def run(args) -> int:
     out = validation.output_file(args.output, name="--output", suffixes=(".npy",))
     result = kernel(args.activation, x, args.depth, batch_size=args.batch_size, kind=args.kind, gamma=args.gamma, beta=args.beta,
                     eps=args.eps, sigma_w=args.sigma_w, method=args.method, samples=args.samples, chains=args.chains,
-                    seed=args.seed, progress=not args.no_progress and sys.stderr.isatty())
-    np.save(out, result.value)
+                    seed=args.seed, dps=args.dps, progress=not args.no_progress and sys.stderr.isatty())
+    np.save(out, np.array(result.value.tolist(), dtype=float) if args.dps is not None else result.value)
     summary = result.as_dict()
     summary["output"] = str(out)
     if args.json:
@@ -56,6 +58,6 @@ def run(args) -> int:
         return 0
     print(f"{summary['settings']['activation']} {args.kind.upper()} kernel, M = {summary['inputs']}, B = {args.batch_size}, "
           f"depth {args.depth} ({result.method})")
-    print_table([(f"error estimate (largest entry, {result.meaning})", f"{result.error:.2g}"), ("mean diagonal", f"{summary['diagonal_mean']:.10g}"),
+    print_table([(f"error estimate (largest entry, {result.meaning})", f"{float(result.error):.2g}"), ("mean diagonal", f"{summary['diagonal_mean']:.10g}"),
                  ("written to", str(out))], header=("", "value"))
     return 0
