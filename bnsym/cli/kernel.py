@@ -50,7 +50,7 @@ def run(args) -> int:
     result = kernel(args.activation, x, args.depth, batch_size=args.batch_size, kind=args.kind, gamma=args.gamma, beta=args.beta,
                     eps=args.eps, sigma_w=args.sigma_w, method=args.method, samples=args.samples, chains=args.chains,
                     seed=args.seed, dps=args.dps, progress=not args.no_progress and sys.stderr.isatty())
-    np.save(out, np.array(result.value.tolist(), dtype=float) if args.dps is not None else result.value)
+    np.save(out, result.as_array())
     summary = result.as_dict()
     summary["output"] = str(out)
     if args.json:

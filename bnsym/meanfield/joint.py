@@ -245,7 +245,7 @@ def _cross_level(coefficients, f, h, b, eps, level, dps, working_dps):
             for a in range(b):
                 for e in range(b):
                     k_ae = mpmath.fdot(columns[a], columns[b + e])
-                    sums[a][e] += weight * gaussian_kernels.pair_kernel(coefficients, diag[a], diag[b + e], k_ae)
+                    sums[a][e] += weight * gaussian_kernels.homogeneous_kernel(coefficients, diag[a], diag[b + e], k_ae)
     return sums
 
 

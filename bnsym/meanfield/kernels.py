@@ -114,9 +114,13 @@ class Kernel(Value):
         cross = sum(blocks[p, :, q, :].mean() for p in range(k) for q in range(k) if p != q) / (k * (k - 1))
         return float(cross / np.mean(np.diag(gram)))
 
+    def as_array(self) -> np.ndarray:
+        """The last layer's kernel as a float64 array (the high-precision path's mpmath matrix rounded)."""
+        return _as_array(self.value)
+
     def as_dict(self) -> dict:
         """A JSON-friendly summary (no matrices)."""
-        last = _as_array(self.value)
+        last = self.as_array()
         return {
             "settings": self.settings.as_dict(), "kind": self.kind, "batch_size": self.batch_size,
             "inputs": int(last.shape[0]), "depth": self.depth, "method": self.method, "precision": self.precision,

@@ -73,6 +73,7 @@ from bnsym.numerics import radial
 from bnsym.meanfield.bsb1 import SLACK_MARGIN, bsb1_state, moment_tolerance
 from bnsym.meanfield.critical import DEGENERATE, degenerate_bracket, local_slopes, psi_values
 from bnsym.numerics.curve import RadialCurve
+from bnsym.numerics.gaussian_kernels import integer_orthant
 from bnsym.numerics.moments import resolve_method, smooth_in_gain
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
 from bnsym.numerics.sphere import Integrand, SphereLaw
@@ -332,7 +333,8 @@ def _degenerate_values(settings):
     linearisation along the BSB1 ray ``t G`` is that at ``K = G`` for every ``t``.  With the
     degree-1 arc-cosine kernel ``V_ab = k J(rho)`` at ``k = (B-1)/B``, ``rho = -1/(B-1)``,
     ``J(rho) = [s2 (sin t + (pi - t) rho) + m2 (sin t - t rho)] / (2 pi)``, ``cos t = rho``,
-    ``J'(rho) = [s2 (pi - t) - m2 t] / (2 pi)``, ``s2 = psi(1)^2 + psi(-1)^2``,
+    ``J'(rho) = [s2 (pi - t) - m2 t] / (2 pi)`` (the orthant moments
+    :func:`~bnsym.numerics.gaussian_kernels.integer_orthant` of degrees 1 and 0), ``s2 = psi(1)^2 + psi(-1)^2``,
     ``m2 = 2 psi(1) psi(-1)``, ``c_d = s2 / 2``:
 
         forward  G: (sigma_w^2/eps) k (c_d - J),  L: (sigma_w^2/eps) [(c_d - J + rho J')(1 - 2/B) + 2 J'/B],
@@ -345,15 +347,15 @@ def _degenerate_values(settings):
     backward ``G`` only.  Every term is a closed form: cost O(1).
     """
     b, scale = settings.batch_size, settings.sigma_w**2 / settings.eps
-    (p, m), (d_plus, d_minus) = psi_values(settings, local_slopes(settings))
+    slopes = local_slopes(settings)
+    (p, m), (d_plus, d_minus) = psi_values(settings, slopes)
     infinite = b == math.inf
     k, rho = (mpmath.mpf(1), mpmath.mpf(0)) if infinite else (mpmath.mpf(b - 1) / b, mpmath.mpf(-1) / (b - 1))
     two_over_b = 0 if infinite else mpmath.mpf(2) / b
     s2, m2 = p * p + m * m, 2 * p * m
-    t = mpmath.acos(rho)
-    sine = mpmath.sqrt(1 - rho * rho)
-    j = (s2 * (sine + (mpmath.pi - t) * rho) + m2 * (sine - t * rho)) / (2 * mpmath.pi)
-    dj = (s2 * (mpmath.pi - t) - m2 * t) / (2 * mpmath.pi)
+    # J = s2 O_1(rho) + m2 O_1(-rho), J' = s2 O_0(rho) - m2 O_0(-rho) (Price's theorem, degree 1)
+    j = s2 * integer_orthant(1, rho) + m2 * integer_orthant(1, -rho)
+    dj = s2 * integer_orthant(0, rho) - m2 * integer_orthant(0, -rho)
     cd = s2 / 2
     values = {
         ("forward", "G"): scale * k * (cd - j),
@@ -361,7 +363,7 @@ def _degenerate_values(settings):
         ("forward", "M"): scale * dj,
     }
     if infinite:
-        values["backward", "G"] = scale * degenerate_bracket(settings, local_slopes(settings))
+        values["backward", "G"] = scale * degenerate_bracket(settings, slopes)
     else:
         n, parts = b - 1, _backward_parts(b)
 
@@ -373,7 +375,7 @@ def _degenerate_values(settings):
 
         for sub, factor in (("G", mpmath.mpf(1) / 2), ("L", 1), ("M", -1)):
             terms = _reduced(parts[sub][0], b)
-            raw = mpmath.fsum(mpmath.mpf(sp.Rational(c).p) / sp.Rational(c).q * (key_value(key) if key else 1) for key, c in terms.items())
+            raw = mpmath.fsum(_rational(c) * (key_value(key) if key else 1) for key, c in terms.items())
             values["backward", sub] = scale * factor * raw
     return {key: Estimate(v, rounding_error(v, settings.working_dps), meaning=ROUNDING) for key, v in values.items()}
 
@@ -612,6 +614,12 @@ def _reduced(expr, b: int) -> dict:
     return _REDUCED[key]
 
 
+def _rational(coefficient):
+    """An exact rational coefficient of :func:`reduce_expectation` at the working precision."""
+    r = sp.Rational(coefficient)
+    return mpmath.mpf(r.p) / r.q
+
+
 def _keys_of(exprs, b: int) -> list:
     """The one- and two-coordinate keys that the expectations of ``exprs`` reduce to."""
     keys = {}
@@ -667,7 +675,7 @@ class _Evaluator:
         total = Estimate(mpmath.mpf(0))
         alpha = self.settings.activation.degree
         for key, coef in _reduced(expr, self.settings.batch_size).items():
-            c = mpmath.mpf(sp.Rational(coef).p) / sp.Rational(coef).q
+            c = _rational(coef)
             if kappa is not None:
                 c = c * kappa ** int(sum(i * alpha + j * (alpha - 1) for i, j, _ in key))
             total = total + c * values[key]

@@ -52,7 +52,7 @@ import numpy as np
 from bnsym import validation
 from bnsym.errors import BnsymInputError
 from bnsym.meanfield.bsb1 import bsb1_state
-from bnsym.meanfield.kernels import high_precision_layers, joint_layers, joint_obstacle
+from bnsym.meanfield.kernels import high_precision_layers, joint_layers
 from bnsym.meanfield.laplace import laplace_applies, laplace_map, laplace_obstacle
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
 from bnsym.subspaces import subspace_parts
@@ -240,10 +240,7 @@ def _joint(activation, gram, b, depth, *, gamma, beta, eps, sigma_w, dps, method
     if method not in ("auto", "laplace"):
         raise BnsymInputError(f"method must be 'auto' or 'laplace' for several batches, got {method!r}")
     if settings.dps > JOINT_MAX_DPS:
-        obstacle = joint_obstacle(settings)
-        if obstacle is not None:
-            raise BnsymInputError(obstacle)
-        with mpmath.workdps(settings.working_dps):
+        with mpmath.workdps(settings.working_dps):  # high_precision_layers refuses what it cannot compute
             grams_mp, errors = high_precision_layers(settings, mpmath.matrix(gram.tolist()), depth)
         grams = tuple(np.array(g.tolist(), dtype=float) for g in grams_mp)
         return JointPropagation(settings, "two-parameter Laplace, mpmath", gram.shape[0] // b, grams,

@@ -18,10 +18,14 @@ expansion of the orthant moment; it converges for ``|rho| <= 1``.  At
 continuation (Gauss's sum).  This module is the mpmath one; the sympy
 closed forms live in :mod:`bnsym.symbolic.kernels`.
 
-Cost: two hypergeometric functions per entry (O(working_dps) series terms).
+Cost: two orthant moments per entry: for an integer degree the finite Fourier sum of
+:func:`integer_orthant` (``O(alpha^2)`` operations), else two hypergeometric functions
+(``O(working_dps)`` series terms).
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import mpmath
 
@@ -55,17 +59,21 @@ def orthant_moment(alpha, rho):
 
 
 def homogeneous_kernel(coefficients, k_aa, k_bb, k_ab):
-    """``E[phi(z_a) phi(z_b)]`` for ``z ~ N(0, [[k_aa, k_ab], [k_ab, k_bb]])``.
+    """``E[phi(z_a) phi(z_b)]`` for ``z ~ N(0, [[k_aa, k_ab], [k_ab, k_bb]])`` (the module docstring).
 
-    ``coefficients`` = ``(a_+, a_-, alpha)`` from :func:`homogeneous_coefficients`.
+    ``coefficients`` = ``(a_+, a_-, alpha)`` from :func:`homogeneous_coefficients`.  0 when a
+    variance is not positive.  Cost: two orthant moments (:func:`integer_orthant` for an integer
+    degree, :func:`orthant_moment` otherwise), one when ``a_+ a_- = 0``.
     """
     a_plus, a_minus, alpha = coefficients
     if k_aa <= 0 or k_bb <= 0:
         return mpmath.mpf(0)
     scale = (k_aa * k_bb) ** (alpha / 2)
     rho = k_ab / mpmath.sqrt(k_aa * k_bb)
-    same = (a_plus**2 + a_minus**2) * orthant_moment(alpha, rho)
-    mixed = 2 * a_plus * a_minus * orthant_moment(alpha, -rho)
+    # integer degree: the finite Fourier sum, the same value without hypergeometric series
+    orthant = partial(integer_orthant, int(alpha)) if alpha == int(alpha) else partial(orthant_moment, alpha)
+    same = (a_plus**2 + a_minus**2) * orthant(rho)
+    mixed = 2 * a_plus * a_minus * orthant(-rho) if a_plus * a_minus else 0
     return scale * (same + mixed)
 
 
@@ -101,19 +109,3 @@ def integer_orthant(alpha: int, rho):
             total += mpmath.binomial(alpha, j) * mpmath.binomial(alpha, l) * z ** (-(alpha - 2 * l)) * piece
     return mpmath.mpf(2) ** alpha * mpmath.factorial(alpha) / (2 * mpmath.pi) * total.real / mpmath.mpf(4) ** alpha
 
-
-def pair_kernel(coefficients, k_aa, k_bb, k_ab):
-    """``E[phi(z_a) phi(z_b)] = (k_aa k_bb)^(alpha/2) [(a_+^2 + a_-^2) O(rho) + 2 a_+ a_- O(-rho)]`` (the
-    module docstring) for ``z ~ N(0, [[k_aa, k_ab], [k_ab, k_bb]])``: :func:`homogeneous_kernel`, with
-    :func:`integer_orthant` for ``O`` when the degree is an integer.  0 when a variance is not
-    positive.  Cost: two orthant moments."""
-    a_plus, a_minus, alpha = coefficients
-    if not alpha == int(alpha):
-        return homogeneous_kernel(coefficients, k_aa, k_bb, k_ab)
-    if k_aa <= 0 or k_bb <= 0:
-        return mpmath.mpf(0)
-    root = mpmath.sqrt(k_aa * k_bb)
-    rho = k_ab / root
-    same = (a_plus**2 + a_minus**2) * integer_orthant(int(alpha), rho)
-    mixed = 2 * a_plus * a_minus * integer_orthant(int(alpha), -rho) if a_plus * a_minus else 0
-    return root ** int(alpha) * (same + mixed)
