@@ -30,7 +30,10 @@ class Piece:
     ``lo``/``hi`` are sympy numbers (``-oo``/``oo`` at the ends of the line);
     ``regular_lo``/``regular_hi`` tell whether the expression stays analytic
     at that endpoint (``False`` e.g. for ``x**(3/2)`` at 0), which decides the
-    quadrature rule used next to it.
+    quadrature rule used next to it; ``root_lo``/``root_hi`` tell whether, at a
+    non-regular end ``e``, ``phi`` and ``phi'`` are analytic in ``sqrt(|x - e|)``
+    (half-integer powers such as ``x**(3/2)``: a square-root map makes the
+    integrand analytic there, docs/theory.md section 3.2).
     """
 
     lo: sp.Expr
@@ -39,6 +42,8 @@ class Piece:
     derivative: sp.Expr
     regular_lo: bool = True
     regular_hi: bool = True
+    root_lo: bool = False
+    root_hi: bool = False
 
 
 def analyse(expr, name):
@@ -115,6 +120,8 @@ def _pieces(expr, name):
                 derivative=derivative,
                 regular_lo=lo == -sp.oo or _analytic_at(piece, lo),
                 regular_hi=hi == sp.oo or _analytic_at(piece, hi),
+                root_lo=lo != -sp.oo and _root_analytic_at(piece, derivative, lo, +1),
+                root_hi=hi != sp.oo and _root_analytic_at(piece, derivative, hi, -1),
             )
         )
     for i, piece in enumerate(pieces):
@@ -193,14 +200,23 @@ def _branch_at(folded, point):
     raise ActivationError(f"activation is undefined at x = {point}")  # pragma: no cover
 
 
-def _analytic_at(expr, point) -> bool:
-    """True when ``expr`` has a Taylor expansion at ``point`` (no fractional powers, no logs)."""
+def _analytic_at(expr, point, variable=x) -> bool:
+    """True when ``expr`` has a Taylor expansion in ``variable`` at ``point`` (no fractional powers, no logs)."""
     try:
-        series = sp.series(expr, x, point, 4).removeO()
-        shifted = sp.expand(series.subs(x, x + point))
-        return bool(shifted.is_polynomial(x)) and not shifted.has(sp.log)
+        series = sp.series(expr, variable, point, 4).removeO()
+        shifted = sp.expand(series.subs(variable, variable + point))
+        return bool(shifted.is_polynomial(variable)) and not shifted.has(sp.log)
     except Exception:
         return False
+
+
+_ROOT = sp.Symbol("u", positive=True)
+
+
+def _root_analytic_at(expr, derivative, point, side) -> bool:
+    """True when ``expr`` and ``derivative`` are analytic in ``u = sqrt(side (x - point))`` at ``u = 0``
+    (``side = +1`` for the piece right of ``point``, ``-1`` for the piece left of it)."""
+    return all(_analytic_at(e.subs(x, point + side * _ROOT**2), 0, _ROOT) for e in (expr, derivative))
 
 
 def _bounded_near(expr, point, side) -> bool:

@@ -41,7 +41,7 @@ of ``G_m z`` divided by moments of ``chi_{m-1}``, exact rationals.  What is
 left, ``E[N1(s1) s1^p N2(s2) s2^q]`` and ``E[N(s1) s1^p]`` with
 ``N = f^i D^j``, goes to :class:`bnsym.numerics.sphere.SphereLaw` (or to the
 closed forms of :mod:`bnsym.numerics.closed_forms` for positively homogeneous
-integrands of integer degree at ``beta = 0``).
+integrands of any degree at ``beta = 0``).
 
 Domain: ``B >= 4`` (``M`` is empty and ``E[1/chi^2_{B-1}]`` diverges below)
 or ``B = inf`` (forward G, L, M and backward G), any ``eps >= 0`` (past the critical eps,
@@ -596,7 +596,7 @@ def _product_activation(act: Activation, f_power: int, d_power: int) -> Activati
         pieces = []
         for p in act.pieces:
             expr = p.expr**f_power * p.derivative**d_power
-            pieces.append(Piece(p.lo, p.hi, expr, sp.diff(expr, _x), p.regular_lo, p.regular_hi))
+            pieces.append(Piece(p.lo, p.hi, expr, sp.diff(expr, _x), p.regular_lo, p.regular_hi, p.root_lo, p.root_hi))
         whole = act.expr**f_power * act.derivative**d_power
         product = Activation(name=f"{act.label}^{f_power}*d{act.label}^{d_power}", expr=whole, pieces=tuple(pieces))
         _PRODUCTS[key] = (act, product)
@@ -654,11 +654,12 @@ class _Evaluator:
         return self.integrands[spec]
 
     def _degree(self, spec):
-        """Homogeneity degree of ``f^i D^j s^p`` (None if not a non-negative integer)."""
+        """Homogeneity degree of ``f^i D^j s^p`` (an int or an mpf; None where it is ``<= -1``,
+        where the sphere expectation of ``|s|^p`` diverges)."""
         alpha = self.settings.activation.degree
         i, j, p = spec
         deg = i * alpha + j * (alpha - 1) + p
-        return int(deg) if deg.is_integer and deg >= 0 else None
+        return closed_forms.real_number(deg) if deg > -1 else None
 
     def expectation(self, expr, kappa=None) -> Estimate:
         """``E[expr]`` at this evaluator's gain; with ``kappa`` (closed forms only), at gain
@@ -677,7 +678,7 @@ class _Evaluator:
         for key, coef in _reduced(expr, self.settings.batch_size).items():
             c = _rational(coef)
             if kappa is not None:
-                c = c * kappa ** int(sum(i * alpha + j * (alpha - 1) for i, j, _ in key))
+                c = c * kappa ** closed_forms.real_number(sum(i * alpha + j * (alpha - 1) for i, j, _ in key))
             total = total + c * values[key]
         return total
 
@@ -695,7 +696,7 @@ class _Evaluator:
             f = self.integrand(spec)
             deg = self._degree(spec)
             if deg is None:
-                raise BnsymInputError("method='closed form' needs integer homogeneity degrees")
+                raise BnsymInputError(f"method='closed form' needs homogeneity degrees > -1 (the expectation of {spec} diverges)")
             hom.append((f.evaluate(mpmath.mpf(1)), f.evaluate(mpmath.mpf(-1)), deg))
         if len(hom) == 1:
             return Estimate(closed_forms.homogeneous_mean(*hom[0], n))

@@ -1,8 +1,8 @@
 r"""Closed forms for positively homogeneous integrands on the sphere.
 
-For ``F(s) = a_+ s^p`` (``s > 0``), ``a_- |s|^p`` (``s < 0``) with integer
-``p >= 0`` (ReLU and its powers, leaky ReLU, ``|x|``, the identity, their
-derivatives, and these times ``s``), docs/theory.md section 3 reduces sphere
+For ``F(s) = a_+ s^p`` (``s > 0``), ``a_- |s|^p`` (``s < 0``) with real
+``p > -1`` (ReLU and its powers ``x_+^alpha``, leaky ReLU, ``|x|``, the identity,
+their derivatives, and these times ``s``), docs/theory.md section 3 reduces sphere
 expectations to Gaussian ones.  Let ``z = (z_a, z_b)`` be standard Gaussian
 with correlation ``rho = -1/n``, ``m = p + q``.  Since ``s`` has the law of
 ``sqrt(n) z / chi_n`` with ``chi_n = |z|`` independent of the direction,
@@ -16,9 +16,12 @@ with correlation ``rho = -1/n``, ``m = p + q``.  Since ``s`` has the law of
 
     E[|s|^p 1{s>0}] = n^(p/2) Gamma(n/2) Gamma((p+1)/2) / (2 sqrt(pi) Gamma((n+p)/2)).
 
-``J_pq`` is evaluated exactly through the Fourier expansions of the cosine
-powers.  At ``n = inf`` the prefactors tend to the Gaussian ones and
-``rho = 0``.  Cost: ``O(p q)`` operations.
+For integer ``p, q`` the integral ``J_pq`` is evaluated exactly through the Fourier
+expansions of the cosine powers (cost ``O(p q)`` operations); otherwise the orthant
+moment is the Gaussian one of :func:`bnsym.numerics.power_moments.gaussian_orthant_moment`
+(two hypergeometric series, docs/theory.md section 16) times the same radial factor
+``n^(m/2) Gamma(n/2) / (2^(m/2) Gamma((n+m)/2))``.  At ``n = inf`` the prefactors tend to
+the Gaussian ones and ``rho = 0``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,18 @@ from __future__ import annotations
 import math
 
 import mpmath
+
+from bnsym.numerics.power_moments import gaussian_orthant_moment
+
+
+def real_number(p):
+    """``p`` as a Python ``int`` when it is an integer, else as an mpf at the working precision
+    (``p`` an int, an mpf, or a rational such as sympy's ``Rational(3, 2)``: exact, no float)."""
+    if hasattr(p, "denominator"):  # int, fractions.Fraction, sympy Rational
+        numerator, denominator = int(p.numerator), int(p.denominator)
+        return numerator if denominator == 1 else mpmath.mpf(numerator) / denominator
+    p = mpmath.mpf(p)
+    return int(p) if p == int(p) else p
 
 
 def _prefactor(n, m):
@@ -36,8 +51,9 @@ def _prefactor(n, m):
     return n ** (mpmath.mpf(m) / 2) * mpmath.exp(mpmath.loggamma(n / 2) - mpmath.loggamma((n + m) / 2))
 
 
-def half_moment(p: int, n) -> mpmath.mpf:
-    """``E[|s|^p 1{s > 0}]`` for one coordinate of the sphere law with ``n = B - 1``."""
+def half_moment(p, n) -> mpmath.mpf:
+    """``E[|s|^p 1{s > 0}]`` for one coordinate of the sphere law with ``n = B - 1`` (real ``p > -1``)."""
+    p = real_number(p)
     return _prefactor(n, p) * mpmath.gamma(mpmath.mpf(p + 1) / 2) / (2 * mpmath.sqrt(mpmath.pi))
 
 
@@ -62,14 +78,18 @@ def arc_integral(p: int, q: int, theta) -> mpmath.mpf:
     return (total / mpmath.mpf(2) ** (p + q)).real
 
 
-def orthant_moment(p: int, q: int, rho, n) -> mpmath.mpf:
-    """``E[|s_a|^p |s_b|^q 1{s_a > 0, s_b > 0}]`` for two coordinates with ``<w_a, w_b> = rho``."""
+def orthant_moment(p, q, rho, n) -> mpmath.mpf:
+    """``E[|s_a|^p |s_b|^q 1{s_a > 0, s_b > 0}]`` for two coordinates with ``<w_a, w_b> = rho``
+    (real ``p, q > -1``: the Fourier sum for integers, the hypergeometric form otherwise)."""
+    p, q = real_number(p), real_number(q)
     m = p + q
-    theta = mpmath.acos(rho)
-    return _prefactor(n, m) * mpmath.gamma(mpmath.mpf(m) / 2 + 1) / (2 * mpmath.pi) * arc_integral(p, q, theta)
+    if isinstance(p, int) and isinstance(q, int):
+        theta = mpmath.acos(rho)
+        return _prefactor(n, m) * mpmath.gamma(mpmath.mpf(m) / 2 + 1) / (2 * mpmath.pi) * arc_integral(p, q, theta)
+    return _prefactor(n, m) / mpmath.mpf(2) ** (mpmath.mpf(m) / 2) * gaussian_orthant_moment(p, q, rho)
 
 
-def homogeneous_mean(a_plus, a_minus, p: int, n):
+def homogeneous_mean(a_plus, a_minus, p, n):
     """``E[F(s)]`` for ``F = a_+ s^p`` on ``s > 0`` and ``a_- |s|^p`` on ``s < 0``."""
     return (a_plus + a_minus) * half_moment(p, n)
 

@@ -15,7 +15,7 @@ Gaussian ``z``.
 
 Methods.  ``"quadrature"``: the two integrands ``D`` and ``s^2 D`` on the
 sphere law (:class:`~bnsym.numerics.sphere.SphereLaw`, split at the kinks).
-``"closed form"`` (positively homogeneous ``phi`` of integer degree
+``"closed form"`` (positively homogeneous ``phi`` of degree ``alpha > 0``
 ``alpha >= 1`` at ``beta = 0``): at ``kappa = 1`` by integration by parts
 against the one-coordinate density ``(1 - s^2/n)^((B-4)/2)``,
 
@@ -48,7 +48,7 @@ def trace_moment(act: Activation, law: SphereLaw, gain, shift, gamma, kappa_squa
     """
     with mpmath.workdps(law.working_dps):
         k2 = mpmath.mpf(kappa_squared)
-        if method == "closed form" and int(act.degree) >= 1:
+        if method == "closed form" and act.degree > 0:
             return _closed(act, law, gain, shift, gamma, k2)
         d = Integrand(act, gain, shift, derivative=True, scale=gamma)
         if law.infinite:
@@ -60,7 +60,7 @@ def trace_moment(act: Activation, law: SphereLaw, gain, shift, gamma, kappa_squa
 
 
 def _closed(act, law, gain, shift, gamma, k2):
-    n, degree = law.n, int(act.degree)
+    n, degree = law.n, closed_forms.real_number(act.degree)
 
     def homogeneous(integrand, p):
         plus, minus = integrand.evaluate(mpmath.mpf(1)), integrand.evaluate(mpmath.mpf(-1))

@@ -18,7 +18,8 @@ name        expectation                           used by
 ==========  ====================================  ==========================
 
 Two methods give them: ``"closed form"`` for positively homogeneous
-activations of integer degree at ``beta = 0`` (:mod:`bnsym.numerics.closed_forms`),
+activations of any degree ``alpha > 0`` at ``beta = 0`` (:mod:`bnsym.numerics.closed_forms`:
+finite Fourier sums for integer degrees, hypergeometric series for ``x_+^(3/2)`` and the like),
 and ``"quadrature"`` for everything (:mod:`bnsym.numerics.sphere`).  ``method="auto"``
 takes the closed form where it exists.
 """
@@ -56,7 +57,7 @@ class SphereMoments:
 
 def closed_form_applies(act: Activation, shift) -> bool:
     """True when the homogeneous closed forms cover ``act`` at this shift."""
-    return act.degree is not None and act.degree.is_integer and shift == 0
+    return act.degree is not None and act.degree > 0 and shift == 0
 
 
 def resolve_method(method: str, act: Activation, shift) -> str:
@@ -66,7 +67,7 @@ def resolve_method(method: str, act: Activation, shift) -> str:
     if method == "auto":
         return "closed form" if closed_form_applies(act, shift) else "quadrature"
     if method == "closed form" and not closed_form_applies(act, shift):
-        why = "beta != 0" if act.degree is not None and act.degree.is_integer else "it is not positively homogeneous of integer degree"
+        why = "beta != 0" if act.degree is not None else "it is not positively homogeneous"
         raise BnsymInputError(f"method='closed form' does not apply to {act.label}: {why}; use method='quadrature' or 'auto'")
     return method
 
@@ -104,8 +105,8 @@ def moments_at_gains(act: Activation, law: SphereLaw, gains, shift, gamma, rtol,
 
 
 def _homogeneous(act: Activation, integrand: Integrand):
-    """``(a_+, a_-, p)`` of a homogeneous integrand: ``F(+-1)`` and its degree."""
-    degree = int(act.degree) - (1 if integrand.derivative else 0) + integrand.power
+    """``(a_+, a_-, p)`` of a homogeneous integrand: ``F(+-1)`` and its degree (an int or an mpf)."""
+    degree = closed_forms.real_number(act.degree - (1 if integrand.derivative else 0) + integrand.power)
     return integrand.evaluate(mpmath.mpf(1)), integrand.evaluate(mpmath.mpf(-1)), degree
 
 

@@ -87,13 +87,23 @@ class Integrand:
         return (id(self.activation), self.derivative, self.gain, self.shift)
 
     def breakpoints(self):
-        """``[(s_k, regular)]`` in increasing ``s``: where ``F`` stops being analytic."""
+        """``[(s_k, flag)]`` in increasing ``s``: where ``F`` stops being analytic.
+
+        ``flag`` is ``True`` when both pieces are analytic at the kink, ``"sqrt"`` when each is
+        analytic in the square root of the distance to it (``x^(3/2)``), else ``False``.
+        """
         out = []
         pieces = self.activation.pieces
         for i, kink in enumerate(self.activation.numeric_kinks()):
             s_k = (kink - self.shift) / self.gain
-            regular = pieces[i].regular_hi and pieces[i + 1].regular_lo
-            out.append((s_k, regular))
+            left, right = pieces[i], pieces[i + 1]
+            if left.regular_hi and right.regular_lo:
+                flag = True
+            elif (left.regular_hi or left.root_hi) and (right.regular_lo or right.root_lo):
+                flag = "sqrt"
+            else:
+                flag = False
+            out.append((s_k, flag))
         out.sort(key=lambda item: item[0])
         return out
 
@@ -219,8 +229,8 @@ class SphereLaw:
             edges = _edges(-self.gauss_cut, self.gauss_cut, cuts, self.working_dps)
             out = []
             norm = 1 / mpmath.sqrt(2 * mpmath.pi)
-            for index, (lo, hi, kind, _) in enumerate(edges):
-                nodes, weights = panel(lo, hi, level, self.working_dps, kind=kind)
+            for index, (lo, hi, kind, smooth) in enumerate(edges):
+                nodes, weights = panel(lo, hi, level, self.working_dps, kind=kind, smooth_lo=smooth[0], smooth_hi=smooth[1])
                 for s, w in zip(nodes, weights):
                     out.append((s, w * norm * mpmath.exp(-s * s / 2), index))
             return out, edges
@@ -229,8 +239,8 @@ class SphereLaw:
         edges = _edges(-self.psi_max, self.psi_max, psi_cuts, self.working_dps)
         out = []
         norm = 1 / self._outer_norm
-        for index, (lo, hi, kind, _) in enumerate(edges):
-            nodes, weights = panel(lo, hi, level, self.working_dps, kind=kind)
+        for index, (lo, hi, kind, smooth) in enumerate(edges):
+            nodes, weights = panel(lo, hi, level, self.working_dps, kind=kind, smooth_lo=smooth[0], smooth_hi=smooth[1])
             for psi, w in zip(nodes, weights):
                 out.append((root_n * mpmath.sin(psi), w * norm * mpmath.cos(psi) ** (self.n - 2), index))
         return out, edges
@@ -487,7 +497,7 @@ class SphereLaw:
                 t_star = rho * tau + sign * c * mpmath.sqrt(1 - tau * tau)
                 if abs(t_star) < 1:
                     # n = 2: the inner law sits on phi = +-pi/2, a tangency is a plain kink
-                    flag = reg if n == 2 else ("sqrt" if reg else False)
+                    flag = reg if n == 2 else ("sqrt" if reg is True else False)
                     tangent.append((mpmath.asin(t_star), flag))
         edges = _edges(-self.psi_max, self.psi_max, psi_cuts + tangent, self.working_dps)
         outer_norm = 1 / self._outer_norm
@@ -528,11 +538,11 @@ class SphereLaw:
                 if abs(xi) < 1:
                     phi_cuts.append((mpmath.asin(xi), reg))
         edges = _edges(-self.phi_max, self.phi_max, phi_cuts, self.working_dps)
-        for lo, hi, kind, _ in edges:
+        for lo, hi, kind, smooth in edges:
             mid = (lo + hi) / 2
             s_mid = root_n * (base + spread * mpmath.sin(mid))
             g_pieces = {id(g): g.piece(s_mid) for g in funcs}
-            nodes, weights = panel(lo, hi, level, self.working_dps, kind=kind)
+            nodes, weights = panel(lo, hi, level, self.working_dps, kind=kind, smooth_lo=smooth[0], smooth_hi=smooth[1])
             for phi, w in zip(nodes, weights):
                 wi = w * inner_norm * mpmath.cos(phi) ** (n - 3)
                 s2 = root_n * (base + spread * mpmath.sin(phi))
@@ -586,16 +596,23 @@ def _distinct(funcs):
     return out
 
 
+def _weaker(a, b):
+    """The weaker of two breakpoint flags: ``False`` (singular) before ``"sqrt"`` before ``True`` (regular)."""
+    if a is False or b is False:
+        return False
+    return "sqrt" if "sqrt" in (a, b) else True
+
+
 def _merged_cuts(groups, working_dps):
-    """Union of breakpoint lists; a point is regular only if regular in every list."""
+    """Union of breakpoint lists; a point's flag is the weakest it has in any list (:func:`_weaker`)."""
     merged = {}
     for group in groups:
-        for point, regular in group:
+        for point, flag in group:
             key = mpmath.nstr(point, working_dps - 3)
             if key in merged:
-                merged[key] = (merged[key][0], merged[key][1] and regular)
+                merged[key] = (merged[key][0], _weaker(merged[key][1], flag))
             else:
-                merged[key] = (point, regular)
+                merged[key] = (point, flag)
     return sorted(merged.values(), key=lambda item: item[0])
 
 
@@ -611,12 +628,7 @@ def _edges(lo, hi, cuts, working_dps):
         if lo < point < hi:
             key = mpmath.nstr(point, working_dps - 3)
             old = inside.get(key)
-            if old is None:
-                inside[key] = (point, flag)
-            else:  # combine flags: singular wins, then sqrt
-                f0 = old[1]
-                combined = False if (f0 is False or flag is False) else ("sqrt" if "sqrt" in (f0, flag) else True)
-                inside[key] = (old[0], combined)
+            inside[key] = (point, flag) if old is None else (old[0], _weaker(old[1], flag))
     points = sorted(inside.values(), key=lambda item: item[0])
     bounds = [(lo, True)] + points + [(hi, True)]
     edges = []
