@@ -9,7 +9,7 @@ Gram map at the BSB1 point are
 
 with ``q* = E1[s_+^(2 alpha)]``, ``A1 = E1[s_+^(2 alpha + 2)]``, ``c* = E2[s_a+^alpha s_b+^alpha]``,
 ``C1 = E2[s_a+^(alpha+2) s_b+^alpha]``, ``P1 = E2[s_a+^(alpha+1) s_b+^(alpha+1)]`` in closed
-form for real ``alpha`` (:mod:`bnsym.numerics.power_moments`).  These formulas (the brief's
+form for real ``alpha`` (:func:`bnsym.numerics.closed_forms.orthant_moment`, docs/theory.md section 16).  These formulas (the brief's
 appendix section 3.3, step 1, whose final expressions are right although its intermediate
 ``n u^T Delta u`` should read ``(n/2) u^T Delta u``) agree with :func:`bnsym.spectrum`.
 
@@ -32,8 +32,7 @@ import mpmath
 from bnsym import validation
 from bnsym.errors import BnsymError, BnsymInputError
 from bnsym.estimate import ROUNDING, Value
-from bnsym.numerics.closed_forms import half_moment
-from bnsym.numerics.power_moments import sphere_orthant_moment
+from bnsym.numerics.closed_forms import half_moment, orthant_moment
 
 #: Step of the bracketing scan in alpha.
 SCAN_STEP = mpmath.mpf(1) / 8
@@ -66,9 +65,10 @@ def power_forward_eigenvalues(alpha, batch_size: int, working_dps: int) -> tuple
         a, n = mpmath.mpf(alpha), b - 1
         q = half_moment(2 * a, n)
         a1 = half_moment(2 * a + 2, n)
-        c = sphere_orthant_moment(a, a, b)
-        c1 = sphere_orthant_moment(a + 2, a, b)
-        p1 = sphere_orthant_moment(a + 1, a + 1, b)
+        rho = -1 / mpmath.mpf(n)  # the sphere law's <w_a, w_b>
+        c = orthant_moment(a, a, rho, n)
+        c1 = orthant_moment(a + 2, a, rho, n)
+        p1 = orthant_moment(a + 1, a + 1, rho, n)
         spread = q - c
         kap = mpmath.mpf(2 * n) / (b - 2)
         lam_l = (a1 - q - kap * (c1 - c)) / (2 * spread)

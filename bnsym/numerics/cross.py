@@ -16,7 +16,7 @@ Gaussian ``z``.
 Methods.  ``"quadrature"``: the two integrands ``D`` and ``s^2 D`` on the
 sphere law (:class:`~bnsym.numerics.sphere.SphereLaw`, split at the kinks).
 ``"closed form"`` (positively homogeneous ``phi`` of degree ``alpha > 0``
-``alpha >= 1`` at ``beta = 0``): at ``kappa = 1`` by integration by parts
+at ``beta = 0``): at ``kappa = 1`` by integration by parts
 against the one-coordinate density ``(1 - s^2/n)^((B-4)/2)``,
 
     t(1) = ((B - 2)/(B - 1)) E[s f(s)],   f(s) = phi(gamma s),

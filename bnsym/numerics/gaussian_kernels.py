@@ -31,6 +31,7 @@ import mpmath
 
 from bnsym.activations import Activation
 from bnsym.errors import BnsymInputError
+from bnsym.numerics.power_moments import gaussian_orthant_moment
 
 
 def homogeneous_coefficients(act: Activation, gamma=1):
@@ -50,12 +51,9 @@ def homogeneous_coefficients(act: Activation, gamma=1):
 
 
 def orthant_moment(alpha, rho):
-    """``E[z_1^alpha z_2^alpha 1{z_1>0, z_2>0}]`` for unit-variance Gaussians with correlation ``rho``."""
-    rho = max(min(rho, mpmath.mpf(1)), mpmath.mpf(-1))
-    r2 = rho * rho
-    first = mpmath.gamma((alpha + 1) / 2) ** 2 * mpmath.hyp2f1(-alpha / 2, -alpha / 2, mpmath.mpf(1) / 2, r2)
-    second = 2 * rho * mpmath.gamma(alpha / 2 + 1) ** 2 * mpmath.hyp2f1((1 - alpha) / 2, (1 - alpha) / 2, mpmath.mpf(3) / 2, r2)
-    return mpmath.mpf(2) ** alpha / (4 * mpmath.pi) * (first + second)
+    """``E[z_1^alpha z_2^alpha 1{z_1>0, z_2>0}]`` for unit-variance Gaussians with correlation ``rho``
+    (clipped to ``[-1, 1]``): the ``p = q`` case of :func:`~bnsym.numerics.power_moments.gaussian_orthant_moment`."""
+    return gaussian_orthant_moment(alpha, alpha, max(min(rho, mpmath.mpf(1)), mpmath.mpf(-1)))
 
 
 def homogeneous_kernel(coefficients, k_aa, k_bb, k_ab):

@@ -7,17 +7,17 @@ and real ``p, q > -1``, the Mehler (Hermite) expansion sums to two Gauss hyperge
         = 2^((p+q)/2) / (4 pi) [ Gamma((p+1)/2) Gamma((q+1)/2) 2F1(-p/2, -q/2; 1/2; r^2)
                                  + 2 r Gamma(p/2 + 1) Gamma(q/2 + 1) 2F1((1-p)/2, (1-q)/2; 3/2; r^2) ]
 
-(``p = q`` is :func:`bnsym.numerics.gaussian_kernels.orthant_moment`; integer ``p, q`` are
-:func:`bnsym.numerics.closed_forms.orthant_moment` on the sphere).  On the sphere law of batch
+(:func:`bnsym.numerics.gaussian_kernels.orthant_moment` is its ``p = q`` case).  On the sphere law of batch
 size ``B`` (``n = B - 1``, ``<w_a, w_b> = -1/n``), ``s`` has the law of ``sqrt(n) z / chi_n``
 with ``chi_n`` independent of the direction, so with ``m = p + q``
 
     E[s_a^p s_b^q 1{s_a > 0, s_b > 0}] = n^(m/2) Gamma(n/2) / (2^(m/2) Gamma((n + m)/2)) * (the Gaussian moment at r = -1/n).
 
-With :func:`bnsym.numerics.closed_forms.half_moment` (which holds for real ``p``) these give
+:func:`bnsym.numerics.closed_forms.orthant_moment` multiplies it by that radial factor, and with
+:func:`bnsym.numerics.closed_forms.half_moment` these give
 every sphere expectation of ``x_+^alpha`` and its products with powers of ``s``
-in closed form for real ``alpha``, which the engine's quadrature reaches only through
-tanh-sinh panels at the kink (a minute per spectrum at non-integer ``alpha``).  Cost: two
+in closed form for real ``alpha``, which the engine uses at ``beta = 0`` (its quadrature
+takes a minute or more per quantity at non-integer ``alpha``).  Cost: two
 hypergeometric series, ``O(working_dps)`` terms each (``|r| <= 1/3``).
 """
 
@@ -33,12 +33,3 @@ def gaussian_orthant_moment(p, q, r) -> mpmath.mpf:
     first = mpmath.gamma((p + 1) / 2) * mpmath.gamma((q + 1) / 2) * mpmath.hyp2f1(-p / 2, -q / 2, mpmath.mpf(1) / 2, r2)
     second = 2 * r * mpmath.gamma(p / 2 + 1) * mpmath.gamma(q / 2 + 1) * mpmath.hyp2f1((1 - p) / 2, (1 - q) / 2, mpmath.mpf(3) / 2, r2)
     return mpmath.mpf(2) ** ((p + q) / 2) / (4 * mpmath.pi) * (first + second)
-
-
-def sphere_orthant_moment(p, q, batch_size: int) -> mpmath.mpf:
-    """``E[s_a^p s_b^q 1{s_a > 0, s_b > 0}]`` for two coordinates of the sphere law (finite ``B >= 3``)."""
-    n = mpmath.mpf(batch_size - 1)
-    m = mpmath.mpf(p) + mpmath.mpf(q)
-    radial = n ** (m / 2) * mpmath.exp(mpmath.loggamma(n / 2) - mpmath.loggamma((n + m) / 2)) / mpmath.mpf(2) ** (m / 2)
-    return radial * gaussian_orthant_moment(p, q, -1 / n)
-

@@ -27,8 +27,7 @@ from bnsym.meanfield.transition import (
     power_forward_eigenvalues,
     transition_scan,
 )
-from bnsym.numerics.closed_forms import half_moment
-from bnsym.numerics.power_moments import sphere_orthant_moment
+from bnsym.numerics.closed_forms import half_moment, orthant_moment
 from bnsym.numerics.sphere import Integrand, SphereLaw
 
 from statistical import SEED_OFFSET as MASTER_SEED  # BNSYM_TEST_SEED, read in one place
@@ -55,7 +54,7 @@ def test_non_integer_moments_equal_the_sphere_quadrature():
         f, f1, f2 = (Integrand(act, one, zero, power=k) for k in (0, 1, 2))
         pairs = law.expect_pairs([(f, f), (f2, f), (f1, f1)], mpmath.mpf(10) ** -10)
         for value, (p, q) in zip(pairs, [(a, a), (a + 2, a), (a + 1, a + 1)]):
-            assert abs(value.value - sphere_orthant_moment(p, q, b)) <= value.error + 1e-13
+            assert abs(value.value - orthant_moment(p, q, -1 / mpmath.mpf(b - 1), b - 1)) <= value.error + 1e-13
         singles = law.expect_with_norms([f, f1], mpmath.mpf(10) ** -12)
         assert abs(singles[0][1].value - half_moment(2 * a, b - 1)) < 1e-11
         assert abs(singles[1][1].value - half_moment(2 * a + 2, b - 1)) < 1e-11
@@ -104,7 +103,7 @@ def _response(alpha, b, *, width, seeds, seed, delta=1e-3):
 
     with mpmath.workdps(20):
         a = mpmath.mpf(alpha)
-        q, c = half_moment(2 * a, b - 1), sphere_orthant_moment(a, a, b)
+        q, c = half_moment(2 * a, b - 1), orthant_moment(a, a, -1 / mpmath.mpf(b - 1), b - 1)
     star = np.full((b, b), float(c)) + np.eye(b) * float(q - c)
     p = subspace_direction(b, "L")
     step = delta * float(q - c)
