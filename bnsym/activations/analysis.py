@@ -32,6 +32,7 @@ class Piece:
     at that endpoint (``False`` e.g. for ``x**(3/2)`` at 0), which decides the
     quadrature rule used next to it; ``root_lo``/``root_hi`` tell whether, at a
     non-regular end ``e``, ``phi`` and ``phi'`` are analytic in ``sqrt(|x - e|)``
+    (``False`` at regular ends, where only ``regular_*`` is consulted)
     (half-integer powers such as ``x**(3/2)``: a square-root map makes the
     integrand analytic there, docs/theory.md section 3.2).
     """
@@ -112,16 +113,19 @@ def _pieces(expr, name):
                     "phi must be continuous"
                 )
         derivative = sp.diff(piece, x)
+        regular_lo = lo == -sp.oo or _analytic_at(piece, lo)
+        regular_hi = hi == sp.oo or _analytic_at(piece, hi)
         pieces.append(
             Piece(
                 lo=lo,
                 hi=hi,
                 expr=piece,
                 derivative=derivative,
-                regular_lo=lo == -sp.oo or _analytic_at(piece, lo),
-                regular_hi=hi == sp.oo or _analytic_at(piece, hi),
-                root_lo=lo != -sp.oo and _root_analytic_at(piece, derivative, lo, +1),
-                root_hi=hi != sp.oo and _root_analytic_at(piece, derivative, hi, -1),
+                regular_lo=regular_lo,
+                regular_hi=regular_hi,
+                # only asked where the end is not regular (a regular end is analytic in the root too)
+                root_lo=not regular_lo and _root_analytic_at(piece, derivative, lo, +1),
+                root_hi=not regular_hi and _root_analytic_at(piece, derivative, hi, -1),
             )
         )
     for i, piece in enumerate(pieces):
