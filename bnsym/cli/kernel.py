@@ -15,12 +15,13 @@ def register(subparsers) -> None:
         "the output of layer L, for the M inputs (rows) of a .npy file, split into consecutive batches of B. "
         "Float64: the two-parameter Laplace method for positively homogeneous activations of integer degree at "
         "beta = 0 (any eps), exact to its quadrature error; Monte Carlo of the same map for every other activation "
-        "or beta (--method sampling, with its standard error).  The error is printed.  Writes the kernel to -o FILE.npy.",
+        "or beta (--method sampling, with its standard error); with --dps D the same Laplace method in mpmath to D digits "
+        "(NNGP and NTK, small sets).  The error is printed.  Writes the kernel to -o FILE.npy.",
     )
     parser.add_argument("activation", metavar="ACTIVATION", help="relu, leaky_relu(0.2), relu_power(2) (Laplace), tanh, gelu, ... (sampling)")
     parser.add_argument("--inputs", required=True, metavar="FILE.npy", help="an (M, d) array, one input per row, M a multiple of B")
     parser.add_argument("--depth", "-L", type=integer_option, required=True, help="number of layers (>= 1)")
-    parser.add_argument("--batch-size", "-B", type=integer_option, required=True, metavar="B", help="batch size (>= 4; the NTK needs >= 5, sampled at eps = 0 >= 6)")
+    parser.add_argument("--batch-size", "-B", type=integer_option, required=True, metavar="B", help="batch size (>= 4; the float64 NTK needs >= 5, sampled at eps = 0 >= 6; --dps allows 4)")
     parser.add_argument("--kind", default="nngp", choices=("nngp", "ntk"), help="which kernel (default nngp)")
     parser.add_argument("--gamma", default="1", help="batch-norm gain gamma (nonzero; default 1)")
     parser.add_argument("--eps", default="0", help="batch-norm epsilon, >= 0 (default 0)")
@@ -32,7 +33,7 @@ def register(subparsers) -> None:
     parser.add_argument("--chains", type=integer_option, default=8, help="sampling: independent chains, >= 4 (default 8)")
     parser.add_argument("--seed", type=integer_option, default=0, help="sampling: seed (default 0)")
     parser.add_argument("--dps", type=integer_option, default=None,
-                        help="digits: the mpmath NNGP (Laplace method, small sets; the .npy file gets it rounded to float64)")
+                        help="digits: the mpmath NNGP or NTK (Laplace method, small sets; the .npy file gets it rounded to float64)")
     parser.add_argument("--output", "-o", required=True, metavar="K.npy", help="where to write the M x M kernel at layer L")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print a machine-readable summary instead of a table")

@@ -153,8 +153,9 @@ def kernel(activation, inputs, depth, *, batch_size, kind="nngp", gamma=1, beta=
     batch), or a list of ``(batch_size, d)`` arrays.  ``depth >= 1``; ``kind``: ``"nngp"`` or
     ``"ntk"``.  ``dps=None`` is the float64 path (error estimated per layer, below
     :data:`FLOAT_TOLERANCE` = 1e-6 of the largest entry); ``dps`` a number of digits is the mpmath
-    path (NNGP only, Laplace method only: :func:`high_precision_layers`; ``value`` and ``nngp`` are
-    then mpmath matrices, each entry promised to ``dps`` digits of the layer's largest entry).
+    path (NNGP or NTK, any ``B >= 4``, Laplace method only: :func:`high_precision_layers`; ``value``,
+    ``nngp`` and ``ntk`` are then mpmath matrices, each entry promised to ``dps`` digits of the
+    layer's largest entry).
     ``method``: ``"laplace"`` (the two-parameter Laplace formula, exact to the quadrature error:
     positively homogeneous ``phi`` of integer degree at ``beta = 0``), ``"sampling"`` (any ``phi``,
     ``beta``: :func:`bnsym.montecarlo.sampling.joint_map` with ``samples`` draws per layer in each
@@ -213,8 +214,6 @@ def kernel(activation, inputs, depth, *, batch_size, kind="nngp", gamma=1, beta=
 
 
 def _high_precision(settings, x, depth, kind, method):
-    if kind != "nngp":
-        raise BnsymInputError("kind: the high-precision path (dps given) computes the NNGP only; use dps=None for the NTK")
     obstacle = joint_obstacle(settings)
     if method == "sampling" or obstacle is not None:
         raise BnsymInputError(f"dps: the high-precision path is the Laplace method only"
@@ -222,24 +221,29 @@ def _high_precision(settings, x, depth, kind, method):
     with mpmath.workdps(settings.working_dps):
         xm = mpmath.matrix(x.tolist())
         gram = xm * xm.T / x.shape[1]
-        grams, errors = high_precision_layers(settings, gram, depth)
-    return Kernel(grams[-1], mpmath.fsum(errors), settings=settings, kind="nngp",
-                  batch_size=settings.batch_size, nngp=grams, ntk=None, layer_errors=errors,
+        grams, kernels, errors = high_precision_layers(settings, gram, depth, ntk=kind == "ntk")
+    last = kernels[-1] if kind == "ntk" else grams[-1]
+    return Kernel(last, mpmath.fsum(errors), settings=settings, kind=kind,
+                  batch_size=settings.batch_size, nngp=grams, ntk=kernels, layer_errors=errors,
                   method=HIGH_PRECISION_METHOD, precision=f"{settings.dps} digits (mpmath)")
 
 
-def high_precision_layers(settings: Settings, gram, depth: int):
-    """``(nngp, layer_errors)``: the joint map iterated ``depth`` times from the mpmath ``M x M``
-    ``gram``, in mpmath: within-batch blocks by the single-batch Laplace map
+def high_precision_layers(settings: Settings, gram, depth: int, *, ntk: bool = False):
+    """``(nngp, ntk, layer_errors)``: the joint map iterated ``depth`` times from the mpmath ``M x M``
+    ``gram``, in mpmath: within-batch NNGP blocks by the single-batch Laplace map
     (:func:`bnsym.meanfield.laplace.laplace_map`), cross blocks by
-    :func:`bnsym.meanfield.joint.cross_block`, each to ``settings.dps`` digits of its largest
-    entry.  ``layer_errors[l]``: the largest entry error of layer ``l``'s blocks (the errors of
-    earlier layers are carried by the map; :func:`kernel` reports their sum).  Domain: positively
-    homogeneous ``phi`` at ``beta = 0`` (:func:`joint_obstacle`), any ``eps >= 0``, ``dps`` up to
-    :data:`HIGH_PRECISION_MAX_DPS`.  Runs at ``settings.working_dps``.
+    :func:`bnsym.meanfield.joint.cross_block`, each to ``settings.dps`` digits of the layer's largest
+    entry.  With ``ntk``, also ``Theta^l = Sigma^l + dC[Theta^{l-1}]`` (module docstring): the
+    derivative along ``Theta``'s cross block by :func:`~bnsym.meanfield.joint.cross_block` with a
+    direction, on the duplicated pair ``[[A, A], [A, A]]`` for a within-batch block; ``ntk`` is
+    None otherwise.  ``layer_errors[l]``: the largest entry error of layer ``l``'s blocks, NNGP
+    and NTK (the errors of earlier layers are carried by the map; :func:`kernel` reports their
+    sum).  Domain: positively homogeneous ``phi`` at ``beta = 0`` (:func:`joint_obstacle`), any
+    ``eps >= 0``, ``dps`` up to :data:`HIGH_PRECISION_MAX_DPS`.  Runs at ``settings.working_dps``.
     Cost per layer ``k`` single-batch maps and ``k (k - 1)/2`` cross blocks (seconds each at
-    ``B = 4``, 15 digits; much more at larger B)."""
-    from bnsym.meanfield.laplace import laplace_map
+    ``B = 4``, 15 digits; much more at larger B); the NTK adds ``k`` duplicated pairs and
+    differentiates every pair (``O(B^3)`` more per node, twice the kernel values)."""
+    from bnsym.meanfield.laplace import backward_term, laplace_map
 
     obstacle = joint_obstacle(settings)
     if obstacle is not None:
@@ -252,34 +256,60 @@ def high_precision_layers(settings: Settings, gram, depth: int):
     k = gram.rows // b
     coefficients = homogeneous_coefficients(settings.activation, settings.gamma)
     sw2 = settings.sigma_w**2
-    grams, errors = [gram], [mpmath.mpf(0)]
+    grams, kernels, errors = [gram], ([gram] if ntk else None), [mpmath.mpf(0)]
     centre = mpmath.eye(b) - mpmath.ones(b, b) / b
+
+    def blocks(matrix):
+        return {(p, q): sw2 * centre * matrix[p * b:(p + 1) * b, q * b:(q + 1) * b] * centre
+                for p in range(k) for q in range(k)}
+
+    def pair(parts, p, q, cross_only=False):
+        out = mpmath.matrix(2 * b, 2 * b)
+        for u, v in ((0, p), (1, q)):
+            for w, z in ((0, p), (1, q)):
+                if not (cross_only and u == w):
+                    out[u * b:(u + 1) * b, w * b:(w + 1) * b] = parts[v, z]
+        return out
+
+    def cross(s, p, q, scale, slope_scale=None):
+        direction = pair(theta, p, q, cross_only=True) if ntk else None
+        return joint.cross_block(coefficients, s, batch_size=b, eps=settings.eps, dps=settings.dps,
+                                 working_dps=settings.working_dps, scale=scale, direction=direction,
+                                 slope_scale=slope_scale)
+
     for _ in range(depth):
         current, out, worst = grams[-1], mpmath.matrix(k * b, k * b), mpmath.mpf(0)
-        block = {}
+        sigma = blocks(current)
+        theta = blocks(kernels[-1]) if ntk else None
+        new_theta = mpmath.matrix(k * b, k * b) if ntk else None
         for p in range(k):
-            for q in range(k):
-                block[p, q] = current[p * b:(p + 1) * b, q * b:(q + 1) * b]
-        for p in range(k):
-            value, error = laplace_map(settings, block[p, p])
+            value, error = laplace_map(settings, current[p * b:(p + 1) * b, p * b:(p + 1) * b])
             out[p * b:(p + 1) * b, p * b:(p + 1) * b] = value
             worst = max(worst, max(error))
         scale = max(abs(out[i, i]) for i in range(k * b))  # the digits are those of the layer's largest entry
-        for p in range(k):
-            for q in range(p + 1, k):
-                pair = mpmath.matrix(2 * b, 2 * b)
-                for u, v in ((0, p), (1, q)):
-                    for w, z in ((0, p), (1, q)):
-                        pair[u * b:(u + 1) * b, w * b:(w + 1) * b] = sw2 * centre * block[v, z] * centre
-                cross, error = joint.cross_block(coefficients, pair, batch_size=b, eps=settings.eps, dps=settings.dps,
-                                                 working_dps=settings.working_dps, scale=scale)
+        if ntk:
+            for p in range(k):  # the within-batch backward term: the duplicated pair's slope
+                _, slope, error = backward_term(settings, current[p * b:(p + 1) * b, p * b:(p + 1) * b],
+                                                kernels[-1][p * b:(p + 1) * b, p * b:(p + 1) * b])
                 for a in range(b):
                     for c in range(b):
-                        out[p * b + a, q * b + c] = out[q * b + c, p * b + a] = cross[a][c]
+                        new_theta[p * b + a, p * b + c] = out[p * b + a, p * b + c] + slope[a, c]
+                worst = max(worst, max(error))
+        theta_scale = max(abs(new_theta[i, i]) for i in range(k * b)) if ntk else None
+        for p in range(k):
+            for q in range(p + 1, k):
+                value, slope, error = cross(pair(sigma, p, q), p, q, scale, theta_scale)
+                for a in range(b):
+                    for c in range(b):
+                        out[p * b + a, q * b + c] = out[q * b + c, p * b + a] = value[a][c]
+                        if ntk:
+                            new_theta[p * b + a, q * b + c] = new_theta[q * b + c, p * b + a] = value[a][c] + slope[a][c]
                 worst = max(worst, max(max(row) for row in error))
         grams.append(out)
+        if ntk:
+            kernels.append(new_theta)
         errors.append(worst)
-    return tuple(grams), tuple(errors)
+    return tuple(grams), (tuple(kernels) if ntk else None), tuple(errors)
 
 
 def sampled_layers(settings: Settings, gram, depth: int, *, ntk: bool, samples: int, chains: int, seed=0, progress=False):

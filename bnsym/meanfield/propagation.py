@@ -241,7 +241,7 @@ def _joint(activation, gram, b, depth, *, gamma, beta, eps, sigma_w, dps, method
         raise BnsymInputError(f"method must be 'auto' or 'laplace' for several batches, got {method!r}")
     if settings.dps > JOINT_MAX_DPS:
         with mpmath.workdps(settings.working_dps):  # high_precision_layers refuses what it cannot compute
-            grams_mp, errors = high_precision_layers(settings, mpmath.matrix(gram.tolist()), depth)
+            grams_mp, _, errors = high_precision_layers(settings, mpmath.matrix(gram.tolist()), depth)
         grams = tuple(np.array(g.tolist(), dtype=float) for g in grams_mp)
         return JointPropagation(settings, "two-parameter Laplace, mpmath", gram.shape[0] // b, grams,
                                 tuple(float(e) for e in errors), grams_mp=grams_mp)

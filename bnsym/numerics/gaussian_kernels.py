@@ -75,6 +75,24 @@ def homogeneous_kernel(coefficients, k_aa, k_bb, k_ab):
     return scale * (same + mixed)
 
 
+def homogeneous_kernel_gradient(coefficients, k_aa, k_bb, k_ab):
+    """``(V, dV/dk_aa, dV/dk_bb, dV/dk_ab)`` of :func:`homogeneous_kernel` at one point.
+
+    By Price's theorem ``dV/dk_ab = E[phi'(z_a) phi'(z_b)]``, the kernel of ``phi'``, which has
+    coefficients ``(alpha a_+, -alpha a_-, alpha - 1)``; homogeneity,
+    ``V(l k_aa, k_bb, sqrt(l) k_ab) = l^(alpha/2) V``, gives
+    ``dV/dk_aa = (alpha V - k_ab dV/dk_ab) / (2 k_aa)`` and the same for ``k_bb``.  Domain
+    ``alpha > 0``, ``k_aa, k_bb > 0`` (a zero variance is a :class:`BnsymInputError`: the gradient is
+    not defined there).  Cost: two :func:`homogeneous_kernel` values.
+    """
+    a_plus, a_minus, alpha = coefficients
+    if not (k_aa > 0 and k_bb > 0):
+        raise BnsymInputError("the kernel gradient needs positive variances k_aa, k_bb")
+    value = homogeneous_kernel(coefficients, k_aa, k_bb, k_ab)
+    d_ab = homogeneous_kernel((alpha * a_plus, -alpha * a_minus, alpha - 1), k_aa, k_bb, k_ab)
+    return (value, (alpha * value - k_ab * d_ab) / (2 * k_aa), (alpha * value - k_ab * d_ab) / (2 * k_bb), d_ab)
+
+
 def homogeneous_variance(coefficients, k_aa):
     """``E[phi(z)^2]`` for ``z ~ N(0, k_aa)``."""
     a_plus, a_minus, alpha = coefficients

@@ -225,7 +225,6 @@ def test_ntk_against_finite_networks(depth):
     (lambda: kernel("relu", _inputs(), 2, batch_size=8, method="fourier"), "method must be one of"),
     (lambda: kernel("tanh", _inputs(), 2, batch_size=8, chains=1), "chains"),
     (lambda: kernel("tanh", np.ones((10, 3)) + np.eye(10, 3), 2, batch_size=5, kind="ntk"), "B >= 6"),
-    (lambda: kernel("relu", _inputs(), 2, batch_size=8, dps=20, kind="ntk"), "NNGP only"),
     (lambda: kernel("tanh", _inputs(), 2, batch_size=8, dps=20), "dps: the high-precision path is the Laplace method only"),
     (lambda: kernel("relu", np.ones((8, 3)), 2, batch_size=4, kind="ntk"), "B >= 5"),
     (lambda: bnsym.propagate("tanh", [_inputs(k=1)] * 2, 2, dps=15), "not positively homogeneous"),
