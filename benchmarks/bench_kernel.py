@@ -11,7 +11,9 @@ Peak memory is tracemalloc's peak of NumPy allocations during the call.
 Also timed: the sampled path (``method="sampling"``, tanh, M = 256, B = 32, one layer, default
 10,000 samples and 8 chains: cost ``O(samples chains M^2)`` per layer, extrapolated to M = 1,024,
 depth 10), the high-precision path (``dps=15``, two batches of 4, one layer; ratio against the
-float64 path on the same inputs, measured in the same run) and, for scale, the single-batch
+float64 path on the same inputs, measured in the same run), the high-precision NTK (one batch of 5
+at 15 digits against the float64 NTK; two batches of 4 at 8 digits against the NNGP of the same
+inputs at 8 digits) and, for scale, the single-batch
 mpmath Laplace map at B = 32, 30 digits.  The high-precision path at M = 1,024, B = 32 is out of
 reach (a cross block of B = 4 takes about 30 s; the cost grows like ``r^3 + B^2`` per node).
 
@@ -71,6 +73,15 @@ def main():
     exact, t_exact = timed(lambda: bnsym.kernel("relu", small, 1, batch_size=4, dps=15))
     print(f"high precision (15 digits), 2 batches of 4, depth 1: {t_exact:.1f} s, {t_exact / t_fast:.0f} x the float64 path "
           f"({t_fast:.3f} s); error {float(exact.error):.1g}")
+    one = np.random.default_rng(4).standard_normal((5, 6))
+    _, t_fast = timed(lambda: bnsym.kernel("relu", one, 2, batch_size=5, kind="ntk"))
+    exact, t_exact = timed(lambda: bnsym.kernel("relu", one, 2, batch_size=5, kind="ntk", dps=15))
+    print(f"high-precision NTK (15 digits), 1 batch of 5, depth 2: {t_exact:.1f} s, {t_exact / t_fast:.0f} x the float64 "
+          f"NTK ({t_fast:.3f} s); error {float(exact.error):.1g}")
+    _, t_nngp = timed(lambda: bnsym.kernel("relu", small, 1, batch_size=4, dps=8))
+    exact, t_ntk = timed(lambda: bnsym.kernel("relu", small, 1, batch_size=4, kind="ntk", dps=8))
+    print(f"high-precision NTK (8 digits), 2 batches of 4, depth 1: {t_ntk:.1f} s, {t_ntk / t_nngp:.1f} x the NNGP at "
+          f"8 digits ({t_nngp:.1f} s; the float64 NTK refuses B = 4); error {float(exact.error):.1g}")
     gram = np.random.default_rng(1).standard_normal((32, 784))
     start = time.perf_counter()
     bnsym.propagate("relu", gram @ gram.T / 784, 1, dps=30)

@@ -66,10 +66,12 @@ def homogeneous_kernel(coefficients, k_aa, k_bb, k_ab):
     a_plus, a_minus, alpha = coefficients
     if k_aa <= 0 or k_bb <= 0:
         return mpmath.mpf(0)
-    scale = (k_aa * k_bb) ** (alpha / 2)
-    rho = k_ab / mpmath.sqrt(k_aa * k_bb)
+    root = mpmath.sqrt(k_aa * k_bb)
+    rho = k_ab / root
+    integer = alpha == int(alpha)
+    scale = root ** (int(alpha) if integer else alpha)  # (k_aa k_bb)^(alpha/2); an integer power is exact and cheap
     # integer degree: the finite Fourier sum, the same value without hypergeometric series
-    orthant = partial(integer_orthant, int(alpha)) if alpha == int(alpha) else partial(orthant_moment, alpha)
+    orthant = partial(integer_orthant, int(alpha)) if integer else partial(orthant_moment, alpha)
     same = (a_plus**2 + a_minus**2) * orthant(rho)
     mixed = 2 * a_plus * a_minus * orthant(-rho) if a_plus * a_minus else 0
     return scale * (same + mixed)
