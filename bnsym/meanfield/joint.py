@@ -191,7 +191,9 @@ def cross_block(coefficients, s, *, batch_size, eps, dps: int, working_dps: int,
     the kernel's partial derivatives from
     :func:`~bnsym.numerics.gaussian_kernels.homogeneous_kernel_gradient`), converged together with
     ``C`` to ``10^-dps / 10`` of ``slope_scale`` (default: the largest entry of ``dC``); the error
-    is then the larger of the two differences, entrywise.  Without a direction ``dC`` is None.
+    is then the sum of the two differences, entrywise (a bound for ``C + dC`` too).  Without a direction
+    ``dC`` is None.  ``direction`` must vanish on its diagonal blocks (only the cross block is a
+    direction of this formula: :class:`BnsymInputError` otherwise).
     Cost with a direction: ``O(B^3)`` more per node and twice the kernel values.
     """
     b = batch_size
@@ -211,6 +213,9 @@ def cross_block(coefficients, s, *, batch_size, eps, dps: int, working_dps: int,
 
         ds = None if direction is None else [[mpmath.mpf(direction[i][j]) if isinstance(direction, list) else
                                                mpmath.mpf(direction[i, j]) for j in range(2 * b)] for i in range(2 * b)]
+        if ds is not None and any(ds[i][j] for i in range(2 * b) for j in range(2 * b) if (i < b) == (j < b)):
+            raise BnsymInputError("direction: the cross block's derivative takes a direction [[0, T], [T^T, 0]] "
+                                  "(its diagonal blocks must be zero)")
 
         def level_values(level):
             sums = _cross_level(coefficients, f, h, b, eps, level, dps, working_dps, ds)
@@ -224,7 +229,7 @@ def cross_block(coefficients, s, *, batch_size, eps, dps: int, working_dps: int,
                 diff = [[abs(x - y) for x, y in zip(rc, rp)] for rc, rp in zip(now, before)]
                 ok = ok and max(max(row) for row in diff) <= tol * size / 10
                 diffs.append(diff)
-            error = [[max(column) for column in zip(*rows)] for rows in zip(*diffs)]
+            error = [[sum(column) for column in zip(*rows)] for rows in zip(*diffs)]  # bounds C + dC's error too
             return (current[0], current[1] if ds is not None else None, error) if ok else None
 
         start = next(i for i, n in enumerate(SIZES) if n >= 1.5 * dps)

@@ -27,7 +27,7 @@ import math
 import mpmath
 import numpy as np
 
-from bnsym.errors import BnsymError, PrecisionError
+from bnsym.errors import BnsymError, BnsymInputError, PrecisionError
 from bnsym.meanfield.results import Settings
 from bnsym.numerics import arccos, gaussian_kernels
 from bnsym.numerics.quadrature import SIZES, exponential_rule, tanh_sinh
@@ -124,10 +124,10 @@ def _centred_spectrum(gram, working_dps):
 
 
 def backward_term(settings: Settings, gram, theta):
-    r"""``(V(Sigma), E[J Theta J^T], error)`` in mpmath: the single-batch map and the within-batch
-    backward term of the neural tangent kernel (docs/theory.md section 14.3), ``J`` the Jacobian
-    of batch norm and ``phi`` at ``h ~ N(0, sigma_w^2 Sigma)``, ``Theta`` a symmetric ``B x B``
-    matrix (mpmath).
+    r"""``(V(Sigma), E[J (sigma_w^2 Theta) J^T], error)`` in mpmath: the single-batch map and the
+    within-batch backward term of the neural tangent kernel (docs/theory.md section 14.3), ``J`` the
+    Jacobian of batch norm and ``phi`` with respect to ``h ~ N(0, sigma_w^2 Sigma)`` (the factor
+    ``sigma_w^2`` is the weight gradient's), ``Theta`` a symmetric ``B x B`` matrix (mpmath).
 
     By Price's theorem the term is the derivative of the duplicated pair's cross block along
     ``[[0, T], [T, 0]]``, ``T = G Theta G``; in that pair's ``(w, rho)`` form (module
@@ -147,7 +147,7 @@ def backward_term(settings: Settings, gram, theta):
     ``-<d log det> V / 2``, ``<d log det> = -4 s kappa tr(T P)``.  Domain: as :func:`laplace_map` (positively homogeneous
     ``phi`` of degree ``alpha > 0``, ``beta = 0``, ``eps >= 0``), ``G Sigma G != 0``.  Both outputs
     are converged together (the engine's loop, :func:`bnsym.numerics.sphere.converge`) until two
-    levels agree to ``10^-dps / 10`` of each one's largest entry; ``error`` is the larger of the
+    levels agree to ``10^-dps / 10`` of each one's largest entry; ``error`` is the sum of the
     two differences, entrywise.  Cost per node ``O(B^2 r)`` and ``2 B (B + 1)/2`` kernel values
     (``r = rank K``).
     """
@@ -155,7 +155,8 @@ def backward_term(settings: Settings, gram, theta):
     coeffs = gaussian_kernels.homogeneous_coefficients(settings.activation, settings.gamma)
     lam, vecs = _centred_spectrum(gram, settings.working_dps)
     if not lam:
-        raise BnsymError("the backward term needs G Sigma G != 0 (every input of the batch is the same up to a constant)")
+        raise BnsymInputError("inputs: a batch has identical rows (G Sigma G = 0); the high-precision NTK needs a "
+                              "nonzero centred Gram matrix in every batch")
     t = _centred(theta)
     rate = decay_rate(settings)
     scale = _scale(mpmath.exp(mpmath.fsum(mpmath.log(v) for v in lam) / len(lam)), rate)
@@ -172,7 +173,7 @@ def backward_term(settings: Settings, gram, theta):
         for now, diff in zip(current, diffs):
             if max(max(row) for row in diff) > tol * max(abs(v) for row in now for v in row) / 10:
                 return None
-        error = [[max(x, y) for x, y in zip(r0, r1)] for r0, r1 in zip(*diffs)]
+        error = [[x + y for x, y in zip(r0, r1)] for r0, r1 in zip(*diffs)]  # bounds V + slope's error too
         return tuple(mpmath.matrix(m) for m in (*current, error))
 
     start = next(i for i, n in enumerate(SIZES) if n >= 2 * settings.dps)
@@ -192,7 +193,7 @@ def _backward_level(lam, vecs, t, coeffs, scale, rate, level, working_dps):
     # the rule reaches 10^-(2 working_dps) from its ends: at B = 4 the integrand decays only like s^(-3/2)
     # (E|G h|^-2 with |G h|^2 ~ chi^2_3), so a tail cut where the weights fall to 10^-working_dps leaves
     # 10^-(working_dps/2) of it (measured: 30 digits unreachable at B = 4 with the cut of laplace_map)
-    for s, jac in zip(*_rule(scale, rate, alpha, SIZES[level], 2 * working_dps)):
+    for s, jac in zip(*_rule(scale, rate, alpha, SIZES[level], working_dps if rate else 2 * working_dps)):
         factors = [1 + 2 * s * v for v in lam]
         weight = jac * s ** (alpha - 1) / mpmath.sqrt(mpmath.fprod(factors))
         if rate:

@@ -84,12 +84,15 @@ def homogeneous_kernel_gradient(coefficients, k_aa, k_bb, k_ab):
     coefficients ``(alpha a_+, -alpha a_-, alpha - 1)``; homogeneity,
     ``V(l k_aa, k_bb, sqrt(l) k_ab) = l^(alpha/2) V``, gives
     ``dV/dk_aa = (alpha V - k_ab dV/dk_ab) / (2 k_aa)`` and the same for ``k_bb``.  Domain
-    ``alpha > 0``, ``k_aa, k_bb > 0`` (a zero variance is a :class:`BnsymInputError`: the gradient is
-    not defined there).  Cost: two :func:`homogeneous_kernel` values.
+    ``alpha > 0``, ``k_aa, k_bb >= 0``: at a zero variance (an input equal to its batch mean, so
+    ``z_a = 0`` almost surely) ``V = 0`` and the gradient is returned as 0, as by
+    :func:`homogeneous_kernel` and the float64 path (exact for ``alpha > 1``, where
+    ``phi'(0) = 0``; a convention for ``alpha <= 1``).  Cost: two :func:`homogeneous_kernel` values.
     """
     a_plus, a_minus, alpha = coefficients
     if not (k_aa > 0 and k_bb > 0):
-        raise BnsymInputError("the kernel gradient needs positive variances k_aa, k_bb")
+        zero = mpmath.mpf(0)
+        return zero, zero, zero, zero
     value = homogeneous_kernel(coefficients, k_aa, k_bb, k_ab)
     d_ab = homogeneous_kernel((alpha * a_plus, -alpha * a_minus, alpha - 1), k_aa, k_bb, k_ab)
     return (value, (alpha * value - k_ab * d_ab) / (2 * k_aa), (alpha * value - k_ab * d_ab) / (2 * k_bb), d_ab)

@@ -556,8 +556,11 @@ class SphereLaw:
 def converge(evaluate, judge, key, level, max_level, failure):
     """The one convergence loop of the engine: raise the rule level until two levels agree.
 
-    Used by the sphere laws and by :class:`bnsym.numerics.moments.MomentCurve` (the
-    interpolation degree of the moments in the radial gain, docs/theory.md section 15).
+    Used by the sphere laws, by :class:`bnsym.numerics.moments.MomentCurve` (the
+    interpolation degree of the moments in the radial gain, docs/theory.md section 15), and by
+    the high-precision joint map (:func:`bnsym.meanfield.joint.cross_block`,
+    :func:`bnsym.meanfield.laplace.backward_term`).  :func:`bnsym.meanfield.laplace.laplace_map`
+    still has its own loop (a known duplicate).
 
     ``evaluate(level)`` gives the values at one rule level; ``judge(current, previous)`` returns
     the Estimates when the two consecutive levels agree to the tolerance, else ``None``.  The

@@ -48,3 +48,16 @@ def test_errors_are_one_line(tmp_path, capsys):
                      "-o", str(out)] + extra) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and word in err
+
+
+def test_high_precision_ntk_from_the_command_line(tmp_path, capsys):
+    """``--kind ntk --dps 10`` on one batch of 5: the mpmath NTK, written rounded to float64, within the
+    float64 NTK's error of it."""
+    path, x = _inputs(tmp_path, m=5)
+    out = tmp_path / "k.npy"
+    assert main(["kernel", "relu", "--inputs", str(path), "-L", "2", "-B", "5", "--kind", "ntk", "--dps", "10",
+                 "-o", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["kind"] == "ntk" and summary["method"] == "two-parameter Laplace, mpmath"
+    fast = bnsym.kernel("relu", x, 2, batch_size=5, kind="ntk")
+    assert np.abs(np.load(out) - fast.value).max() <= fast.error + 1e-10

@@ -175,3 +175,30 @@ def test_high_precision_ntk_cross_block_agrees_with_the_float_cross_map():
     ntk = np.array(exact.value.tolist(), dtype=float)
     assert np.abs(ntk[:4, 4:] - (c[0] + dc[0])).max() <= 1e-10 * np.abs(ntk).max()
     assert exact.error <= 1e-8 * np.abs(ntk).max()
+
+
+def test_high_precision_ntk_with_an_input_at_its_batch_mean():
+    """A batch ``{u, -u, 0, v, -v}``: the third input is its batch's mean, so its row of the kernel is 0
+    (``z = 0`` almost surely: 0 to the digits asked, 1e-16 measured, the eigenvalue cut of the rounded
+    inputs); the mpmath NTK gives what the float64 NTK gives, within its error."""
+    rng = np.random.default_rng(8)
+    u, v = rng.standard_normal(6), rng.standard_normal(6)
+    x = np.array([u, -u, np.zeros(6), v, -v])
+    exact = bnsym.kernel("relu", x, 1, batch_size=5, kind="ntk", dps=10, eps="0.1")
+    fast = bnsym.kernel("relu", x, 1, batch_size=5, kind="ntk", eps=0.1)
+    ntk = np.array(exact.value.tolist(), dtype=float)
+    assert np.abs(ntk - fast.value).max() <= fast.error + 1e-10
+    assert np.abs(ntk[2]).max() <= 1e-10 * np.abs(ntk).max()
+
+
+def test_high_precision_ntk_bad_input():
+    """A batch of identical rows at eps > 0 (its NNGP block is exactly 0, but the NTK's backward term
+    is not defined there), and a cross-block direction with nonzero diagonal blocks: one-line errors."""
+    x = np.vstack([np.ones((4, 6)), np.random.default_rng(3).standard_normal((4, 6))])
+    with pytest.raises(BnsymInputError, match="inputs: a batch has identical rows") as info:
+        bnsym.kernel("relu", x[:4], 1, batch_size=4, kind="ntk", dps=8, eps=0.1)
+    assert "\n" not in str(info.value)
+    with mpmath.workdps(20):
+        s = mpmath.eye(8) - mpmath.ones(8, 8) / 8
+        with pytest.raises(BnsymInputError, match="direction: .* diagonal blocks must be zero"):
+            joint.cross_block((1, 0, 1), s, batch_size=4, eps=0, dps=5, working_dps=20, direction=mpmath.eye(8))

@@ -5,7 +5,6 @@ relation) against mpmath's numerical differentiation of the kernel itself."""
 import mpmath
 import pytest
 
-from bnsym.errors import BnsymInputError
 from bnsym.numerics.gaussian_kernels import homogeneous_kernel, homogeneous_kernel_gradient
 
 
@@ -25,6 +24,9 @@ def test_gradient_is_the_derivative_of_the_kernel(coefficients, k_ab):
             assert abs(exact - approx) <= mpmath.mpf(10) ** -25 * max(1, abs(approx))
 
 
-def test_gradient_needs_positive_variances():
-    with pytest.raises(BnsymInputError, match="positive variances"):
-        homogeneous_kernel_gradient((mpmath.mpf(1), mpmath.mpf(0), mpmath.mpf(1)), mpmath.mpf(0), mpmath.mpf(1), mpmath.mpf(0))
+def test_a_zero_variance_gives_zero():
+    """An input equal to its batch mean (``z_a = 0`` almost surely): value and gradient 0, the
+    convention of :func:`homogeneous_kernel` (exact for degree 2, where ``phi'(0) = 0``)."""
+    one, zero = mpmath.mpf(1), mpmath.mpf(0)
+    for alpha in (1, 2):
+        assert homogeneous_kernel_gradient((one, zero, mpmath.mpf(alpha)), zero, one, zero) == (0, 0, 0, 0)
