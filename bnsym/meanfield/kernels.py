@@ -28,6 +28,7 @@ docs/theory.md section 14.5).  Cost per layer of the Laplace path:
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -134,6 +135,69 @@ def _as_array(matrix) -> np.ndarray:
     return matrix if isinstance(matrix, np.ndarray) else np.array(matrix.tolist(), dtype=float)
 
 
+def distinct_batches(gram, b: int) -> list:
+    """``index`` with row ``i`` of the data set a copy of row ``index[i]``, where a batch that is an
+    earlier batch reordered copies it (else ``index[i] = i``).  Input ``c`` of batch ``q`` copies
+    input ``a`` of batch ``p`` when ``G[a, a] = G[c, c] = G[a, c]`` exactly: then
+    ``Var(h_a - h_c) = 0`` at every layer, so the two pre-activations are equal almost surely
+    (docs/theory.md section 14.4).  When every input of batch ``q`` copies a distinct input of batch
+    ``p``, batch norm's output on ``q`` is its output on ``p`` reordered, at every layer: every
+    kernel entry of ``q`` is an entry of ``p``, exactly (the two-parameter rule would meet a singular
+    pair and not converge).  Cost ``O(k^2 B log B)`` comparisons for ``k`` batches (``O(B^2)`` more
+    for a pair with the same variances)."""
+    m = gram.shape[0] if isinstance(gram, np.ndarray) else gram.rows
+    k = m // b
+    index = list(range(m))
+    variances = [sorted(gram[i, i] for i in range(p * b, (p + 1) * b)) for p in range(k)]
+    for q in range(1, k):
+        for p in range(q):
+            if index[p * b] != p * b or variances[p] != variances[q]:  # p is a copy (its original was tried),
+                continue  # or the variances differ
+            perm = []
+            for c in range(q * b, (q + 1) * b):
+                found = [a for a in range(p * b, (p + 1) * b) if a not in perm
+                         and gram[a, a] == gram[c, c] == gram[a, c]]
+                if not found:
+                    break
+                perm.append(found[0])
+            if len(perm) == b:
+                index[q * b:(q + 1) * b] = perm
+                break
+    return index
+
+
+def on_distinct_batches(layers):
+    """Wrap a ``layers(settings, gram, depth, *, ntk, ...) -> (nngp, ntk, layer_errors)`` map so that it
+    runs on the distinct batches of :func:`distinct_batches` only and spreads their kernels over the
+    copies (exact: a copy's entries are its original's).  Float64 (NumPy) and mpmath Gram matrices."""
+    @functools.wraps(layers)
+    def wrapped(settings, gram, depth, *, ntk=False, **options):
+        index = distinct_batches(gram, settings.batch_size)
+        if index == list(range(len(index))):
+            return layers(settings, gram, depth, ntk=ntk, **options)
+        rows = sorted(set(index))
+        nngp, kernels, errors = layers(settings, _take(gram, rows), depth, ntk=ntk, **options)
+        where = [rows.index(i) for i in index]
+        return (tuple(_take(m, where) for m in nngp), tuple(_take(m, where) for m in kernels) if ntk else None,
+                errors)
+    return wrapped
+
+
+def input_gram(x: np.ndarray) -> np.ndarray:
+    """``X X^T / d`` with the entries of equal rows equal bit for bit (computed once, on the distinct
+    rows), so that :func:`distinct_batches` sees copies whatever the BLAS's summation order."""
+    rows, inverse = np.unique(x, axis=0, return_inverse=True)
+    inverse = np.ravel(inverse)
+    return (rows @ rows.T / x.shape[1])[np.ix_(inverse, inverse)]
+
+
+def _take(matrix, rows):
+    """The submatrix ``matrix[rows, rows]`` of a NumPy or mpmath matrix."""
+    if isinstance(matrix, np.ndarray):
+        return matrix[np.ix_(rows, rows)]
+    return mpmath.matrix([[matrix[i, j] for j in rows] for i in rows])
+
+
 def kernel_memory(m: int, depth: int, kind: str) -> int:
     """Bytes the per-layer kernels take: ``(depth + 1) M^2`` float64 (twice for the NTK)."""
     return 8 * (depth + 1) * m * m * (2 if kind == "ntk" else 1)
@@ -199,7 +263,7 @@ def kernel(activation, inputs, depth, *, batch_size, kind="nngp", gamma=1, beta=
     if need > kernel_memory_limit() * 2**30:
         raise BnsymInputError(f"the {kind} kernel of M = {m} inputs at depth {depth} needs {need / 2**30:.1f} GiB "
                               f"(limit {kernel_memory_limit():g} GiB; set {MEMORY_VARIABLE} to raise it)")
-    gram = x @ x.T / x.shape[1]
+    gram = input_gram(x)
     if method == "sampling":
         nngp, ntk, errors = sampled_layers(settings, gram, depth, ntk=kind == "ntk", samples=samples, chains=chains,
                                            seed=seed, progress=progress)
@@ -228,6 +292,7 @@ def _high_precision(settings, x, depth, kind, method):
                   method=HIGH_PRECISION_METHOD, precision=f"{settings.dps} digits (mpmath)")
 
 
+@on_distinct_batches
 def high_precision_layers(settings: Settings, gram, depth: int, *, ntk: bool = False):
     """``(nngp, ntk, layer_errors)``: the joint map iterated ``depth`` times from the mpmath ``M x M``
     ``gram``, in mpmath: within-batch NNGP blocks by the single-batch Laplace map
@@ -362,13 +427,14 @@ def joint_obstacle(settings: Settings):
     return None
 
 
+@on_distinct_batches
 def joint_layers(settings: Settings, gram, depth: int, *, ntk: bool = False, tolerance: float = 1e-8, progress=False):
     """``(nngp, ntk, layer_errors)``: the joint map iterated ``depth`` times from the ``M x M`` ``gram``
     (``M`` a multiple of ``settings.batch_size``), float64.  ``ntk`` is None unless asked for.
 
     Per layer the rule levels start at :data:`bnsym.meanfield.joint.FLOAT_LEVELS` and are raised
     (at most :data:`MAX_RAISES` times) until the difference from the next levels, on a sample of
-    pairs (the first, the second and the last), times :data:`SAFETY`, plus :data:`ROUNDING` times
+    pairs (:func:`error_sample`), times :data:`SAFETY`, plus :data:`ROUNDING` times
     the largest entry, is below ``tolerance`` times the largest entry; that is the layer's error
     estimate (measured: the difference from rules three levels up was at most 2.3 times the
     one-level difference for B >= 5, and the float64 rounding floor about 2e-12 relative).
@@ -382,7 +448,7 @@ def joint_layers(settings: Settings, gram, depth: int, *, ntk: bool = False, tol
     coefficients = tuple(float(c) for c in homogeneous_coefficients(settings.activation, settings.gamma))
     eps, sigma_w = float(settings.eps), float(settings.sigma_w)
     pairs = [(p, q) for p in range(k) for q in range(p, k)]
-    sample = sorted({0, len(pairs) - 1, min(1, len(pairs) - 1)})
+    sample = error_sample(pairs)
     nngp, kernels, errors = [gram], [gram] if ntk else None, [0.0]
     bar = _bar(progress, depth * len(pairs))
     try:
@@ -407,7 +473,12 @@ def joint_layers(settings: Settings, gram, depth: int, *, ntk: bool = False, tol
             else:
                 raise PrecisionError(f"the joint map did not reach {tolerance:.1g} relative accuracy in float64 "
                                      f"(estimated {error / scale:.1g}); float64 cannot promise more")
-            c, dc = _in_chunks(coefficients, s, ds, b, eps, levels, bar)
+            if len(sample) == len(pairs):  # every pair was evaluated at these levels
+                c, dc = low
+                if bar is not None:
+                    bar.update(len(pairs))
+            else:
+                c, dc = _in_chunks(coefficients, s, ds, b, eps, levels, bar)
             errors.append(float(error))
             nngp.append(_assemble(c, pairs, k, b))
             if ntk:
@@ -416,6 +487,24 @@ def joint_layers(settings: Settings, gram, depth: int, *, ntk: bool = False, tol
         if bar is not None:
             bar.close()
     return tuple(nngp), (tuple(kernels) if ntk else None), tuple(errors)
+
+
+#: Pairs on which the float64 path estimates a layer's error (all of them when there are no more).
+ERROR_SAMPLE = 16
+
+
+def error_sample(pairs) -> list:
+    """Indices of the pairs whose two-level difference estimates the layer's error: all of them when
+    there are at most :data:`ERROR_SAMPLE`, else the first and the last pair and cross pairs
+    evenly spread over the rest, :data:`ERROR_SAMPLE` in all.  Cross pairs of different batches
+    are the hard ones (measured: two random batches of 5, ReLU, first levels, 1.5e-7 against
+    2.5e-9 for a within-batch pair); an estimate from three pairs (the first, the second, the
+    last, before 2026-12-03) missed such a pair and reported 7.6e-9 for an error of 1.5e-7."""
+    if len(pairs) <= ERROR_SAMPLE:
+        return list(range(len(pairs)))
+    cross = [i for i, (p, q) in enumerate(pairs) if p != q]
+    spread = [cross[round(j * (len(cross) - 1) / (ERROR_SAMPLE - 3))] for j in range(ERROR_SAMPLE - 2)]
+    return sorted({0, len(pairs) - 1, *spread})
 
 
 def _in_chunks(coefficients, s, ds, b, eps, levels, bar):

@@ -52,7 +52,7 @@ import numpy as np
 from bnsym import validation
 from bnsym.errors import BnsymInputError
 from bnsym.meanfield.bsb1 import bsb1_state
-from bnsym.meanfield.kernels import high_precision_layers, joint_layers
+from bnsym.meanfield.kernels import high_precision_layers, input_gram, joint_layers
 from bnsym.meanfield.laplace import laplace_applies, laplace_map, laplace_obstacle
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
 from bnsym.subspaces import subspace_parts
@@ -223,7 +223,7 @@ def joint_input(value, batch_size):
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, np.ndarray) and v.ndim == 2 for v in value):
         b = value[0].shape[0]
         x = validation.kernel_inputs(list(value), name="input_gram", batch_size=b)
-        return x @ x.T / x.shape[1], validation.finite_batch_size(b, minimum=4, why="propagation")
+        return input_gram(x), validation.finite_batch_size(b, minimum=4, why="propagation")
     if batch_size is not None and np.ndim(value) == 2 and np.shape(value)[0] == np.shape(value)[1]:
         b = validation.finite_batch_size(batch_size, minimum=4, why="propagation")
         if np.shape(value)[0] > b:

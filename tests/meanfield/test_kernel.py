@@ -260,3 +260,26 @@ def test_joint_map_reaches_the_cross_batch_fixed_point_and_rate():
     rate = b * math.gamma(b / 2) ** 2 / ((b - 1) ** 2 * math.gamma((b - 1) / 2) ** 2 * (1 - j1))
     assert abs(rate - 0.70069) < 1e-5
     assert abs(norms[1] / norms[0] - rate) < 1e-3  # measured 0.70118 at layer 14, still approaching from above
+
+
+def test_a_reordered_copy_of_a_batch_is_computed_once_and_spread():
+    """Batches 0 and 2 distinct, batch 1 batch 0 reordered: the kernel is computed on batches 0 and 2 and
+    spread over the copy (``kernels.distinct_batches``).  Against the joint map run on all three
+    batches without that reduction (``joint_layers.__wrapped__``: the copy's pair goes through the
+    ``(w, rho)`` rule, which converges for the NNGP), within the latter's error; the copy's NTK
+    block is its original's reordered, and equal rows get bit-equal Gram entries whatever BLAS does."""
+    from bnsym.meanfield.kernels import distinct_batches, input_gram, joint_layers
+    from bnsym.meanfield.results import make_settings
+    rng = np.random.default_rng(4)
+    x, z = rng.standard_normal((5, 7)), rng.standard_normal((5, 7))
+    order = [3, 1, 4, 0, 2]
+    data = np.vstack([x, x[order], z])
+    gram = input_gram(data)
+    assert distinct_batches(gram, 5) == list(range(5)) + order + list(range(10, 15))
+    reduced = kernel("relu", data, 2, batch_size=5)
+    settings = make_settings("relu", 5)
+    full, _, errors = joint_layers.__wrapped__(settings, gram, 2)
+    assert np.abs(reduced.value - full[-1]).max() <= sum(errors) + reduced.error
+    ntk = kernel("relu", data, 2, batch_size=5, kind="ntk").value
+    np.testing.assert_array_equal(ntk[5:10, 5:10], ntk[np.ix_(order, order)])
+    np.testing.assert_array_equal(ntk[5:10, 10:], ntk[order, 10:])
