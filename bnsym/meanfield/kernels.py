@@ -460,8 +460,10 @@ def joint_layers(settings: Settings, gram, depth: int, *, ntk: bool = False, tol
                 ds[:, :b, :b] = 0
                 ds[:, b:, b:] = 0
             levels = joint.FLOAT_LEVELS
+            low = None
             for attempt in range(MAX_RAISES + 1):
-                low = joint.cross_map(coefficients, s[sample], None if ds is None else ds[sample], batch_size=b, eps=eps, levels=levels)
+                low = low or joint.cross_map(coefficients, s[sample], None if ds is None else ds[sample], batch_size=b,
+                                             eps=eps, levels=levels)
                 high = joint.cross_map(coefficients, s[sample], None if ds is None else ds[sample], batch_size=b, eps=eps,
                                        levels=tuple(v + 1 for v in levels))
                 scale = max(np.abs(low[0]).max(), np.abs(low[1]).max() if ntk else 0.0)
@@ -469,16 +471,23 @@ def joint_layers(settings: Settings, gram, depth: int, *, ntk: bool = False, tol
                 error = SAFETY * error + ROUNDING * scale
                 if error <= tolerance * scale:
                     break
-                levels = tuple(v + 1 for v in levels)
+                levels, low = tuple(v + 1 for v in levels), high  # the higher levels' values are the next lower ones
             else:
                 raise PrecisionError(f"the joint map did not reach {tolerance:.1g} relative accuracy in float64 "
                                      f"(estimated {error / scale:.1g}); float64 cannot promise more")
-            if len(sample) == len(pairs):  # every pair was evaluated at these levels
-                c, dc = low
-                if bar is not None:
-                    bar.update(len(pairs))
-            else:
-                c, dc = _in_chunks(coefficients, s, ds, b, eps, levels, bar)
+            rest = np.setdiff1d(np.arange(len(pairs)), sample)  # the sample's values at these levels are `low`
+            c = np.empty((len(pairs), b, b))
+            dc = np.empty_like(c) if ntk else None
+            c[sample] = low[0]
+            if ntk:
+                dc[sample] = low[1]
+            if bar is not None:
+                bar.update(len(sample))
+            if len(rest):
+                rest_c, rest_dc = _in_chunks(coefficients, s[rest], None if ds is None else ds[rest], b, eps, levels, bar)
+                c[rest] = rest_c
+                if ntk:
+                    dc[rest] = rest_dc
             errors.append(float(error))
             nngp.append(_assemble(c, pairs, k, b))
             if ntk:
@@ -489,21 +498,23 @@ def joint_layers(settings: Settings, gram, depth: int, *, ntk: bool = False, tol
     return tuple(nngp), (tuple(kernels) if ntk else None), tuple(errors)
 
 
-#: Pairs on which the float64 path estimates a layer's error (all of them when there are no more).
+#: Most pairs on which the float64 path estimates a layer's error.
 ERROR_SAMPLE = 16
 
 
 def error_sample(pairs) -> list:
-    """Indices of the pairs whose two-level difference estimates the layer's error: all of them when
-    there are at most :data:`ERROR_SAMPLE`, else the first and the last pair and cross pairs
-    evenly spread over the rest, :data:`ERROR_SAMPLE` in all.  Cross pairs of different batches
-    are the hard ones (measured: two random batches of 5, ReLU, first levels, 1.5e-7 against
-    2.5e-9 for a within-batch pair); an estimate from three pairs (the first, the second, the
-    last, before 2026-12-03) missed such a pair and reported 7.6e-9 for an error of 1.5e-7."""
-    if len(pairs) <= ERROR_SAMPLE:
-        return list(range(len(pairs)))
+    """Indices of the pairs whose two-level difference estimates the layer's error: the first and the
+    last pair and cross pairs evenly spread, a quarter of the pairs in all (at least 6, at most
+    :data:`ERROR_SAMPLE`; every cross pair when there are no more).  Cross pairs of different batches are the hard ones
+    (measured: two random batches of 5, ReLU, first levels, 1.5e-7 against 2.5e-9 for a
+    within-batch pair); an estimate from three pairs (the first, the second, the last, before
+    2026-12-03) missed such a pair and reported 7.6e-9 for an error of 1.5e-7.  The sample's values
+    at the final levels are kept, so it costs about twice its size in extra pair evaluations."""
+    size = min(len(pairs), max(6, min(ERROR_SAMPLE, len(pairs) // 4)))
     cross = [i for i, (p, q) in enumerate(pairs) if p != q]
-    spread = [cross[round(j * (len(cross) - 1) / (ERROR_SAMPLE - 3))] for j in range(ERROR_SAMPLE - 2)]
+    if len(cross) <= size - 2:
+        return sorted({0, len(pairs) - 1, *cross})
+    spread = [cross[round(j * (len(cross) - 1) / (size - 3))] for j in range(size - 2)]
     return sorted({0, len(pairs) - 1, *spread})
 
 
