@@ -296,7 +296,8 @@ def _high_precision(settings, x, depth, kind, method):
 def high_precision_layers(settings: Settings, gram, depth: int, *, ntk: bool = False):
     """``(nngp, ntk, layer_errors)``: the joint map iterated ``depth`` times from the mpmath ``M x M``
     ``gram``, in mpmath: within-batch NNGP blocks by the single-batch Laplace map
-    (:func:`bnsym.meanfield.laplace.laplace_map`), cross blocks by
+    (:func:`bnsym.meanfield.laplace.laplace_map`; with ``ntk``, by
+    :func:`~bnsym.meanfield.laplace.backward_term`, which converges it with the backward term), cross blocks by
     :func:`bnsym.meanfield.joint.cross_block`, each to ``settings.dps`` digits of the layer's largest
     entry.  With ``ntk``, also ``Theta^l = Sigma^l + dC[Theta^{l-1}]`` (module docstring): the
     derivative along ``Theta``'s cross block by :func:`~bnsym.meanfield.joint.cross_block` with a
@@ -347,19 +348,16 @@ def high_precision_layers(settings: Settings, gram, depth: int, *, ntk: bool = F
         sigma = blocks(current)
         theta = blocks(kernels[-1]) if ntk else None
         new_theta = mpmath.matrix(k * b, k * b) if ntk else None
-        for p in range(k):
-            value, error = laplace_map(settings, current[p * b:(p + 1) * b, p * b:(p + 1) * b])
+        for p in range(k):  # within-batch blocks: the single-batch map, and for the NTK the backward term with it
+            within = current[p * b:(p + 1) * b, p * b:(p + 1) * b]
+            if ntk:  # the duplicated pair's value and slope, converged together
+                value, slope, error = backward_term(settings, within, kernels[-1][p * b:(p + 1) * b, p * b:(p + 1) * b])
+                new_theta[p * b:(p + 1) * b, p * b:(p + 1) * b] = value + slope
+            else:
+                value, error = laplace_map(settings, within)
             out[p * b:(p + 1) * b, p * b:(p + 1) * b] = value
             worst = max(worst, max(error))
         scale = max(abs(out[i, i]) for i in range(k * b))  # the digits are those of the layer's largest entry
-        if ntk:
-            for p in range(k):  # the within-batch backward term: the duplicated pair's slope
-                _, slope, error = backward_term(settings, current[p * b:(p + 1) * b, p * b:(p + 1) * b],
-                                                kernels[-1][p * b:(p + 1) * b, p * b:(p + 1) * b])
-                for a in range(b):
-                    for c in range(b):
-                        new_theta[p * b + a, p * b + c] = out[p * b + a, p * b + c] + slope[a, c]
-                worst = max(worst, max(error))
         theta_scale = max(abs(new_theta[i, i]) for i in range(k * b)) if ntk else None
         for p in range(k):
             for q in range(p + 1, k):
