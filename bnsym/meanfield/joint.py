@@ -42,7 +42,7 @@ import numpy as np
 from bnsym.errors import BnsymInputError
 from bnsym.numerics import arccos, gaussian_kernels
 from bnsym.numerics.quadrature import SIZES, tanh_sinh
-from bnsym.numerics.sphere import converge
+from bnsym.numerics.sphere import converge, parts_agree
 
 #: Rule levels (indices into :data:`bnsym.numerics.quadrature.SIZES`) of the float64 path, for ``w`` and ``rho``.
 FLOAT_LEVELS = (3, 5)
@@ -221,16 +221,9 @@ def cross_block(coefficients, s, *, batch_size, eps, dps: int, working_dps: int,
             sums = _cross_level(coefficients, f, h, b, eps, level, dps, working_dps, ds)
             return [[[prefactor * v for v in row] for row in part] for part in sums]
 
-        def judge(current, previous):
-            diffs, ok = [], True
-            for part, (now, before) in enumerate(zip(current, previous)):
-                given = scale if part == 0 else slope_scale
-                size = max(abs(v) for row in now for v in row) if given is None else abs(given)
-                diff = [[abs(x - y) for x, y in zip(rc, rp)] for rc, rp in zip(now, before)]
-                ok = ok and max(max(row) for row in diff) <= tol * size / 10
-                diffs.append(diff)
-            error = [[sum(column) for column in zip(*rows)] for rows in zip(*diffs)]  # bounds C + dC's error too
-            return (current[0], current[1] if ds is not None else None, error) if ok else None
+        def judge(current, previous):  # the error bounds C + dC's too
+            error = parts_agree(current, previous, tol / 10, (scale, slope_scale))
+            return None if error is None else (current[0], current[1] if ds is not None else None, error)
 
         start = next(i for i, n in enumerate(SIZES) if n >= 1.5 * dps)
         return converge(level_values, judge, ("cross block", b, dps, ds is not None), start, SIZES.index(192),

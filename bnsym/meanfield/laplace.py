@@ -31,7 +31,7 @@ from bnsym.errors import BnsymError, BnsymInputError, PrecisionError
 from bnsym.meanfield.results import Settings
 from bnsym.numerics import arccos, gaussian_kernels
 from bnsym.numerics.quadrature import SIZES, exponential_rule, tanh_sinh
-from bnsym.numerics.sphere import converge
+from bnsym.numerics.sphere import converge, parts_agree
 
 #: Up to this many digits the Laplace integral runs in float64 (integer degrees).
 FLOAT_DPS = 12
@@ -167,14 +167,9 @@ def backward_term(settings: Settings, gram, theta):
         parts = _backward_level(lam, vecs, t, coeffs, scale, rate, level, settings.working_dps)
         return [[[prefactor * v for v in row] for row in part] for part in parts]
 
-    def judge(current, previous):
-        diffs = [[[abs(x - y) for x, y in zip(rc, rp)] for rc, rp in zip(now, before)]
-                 for now, before in zip(current, previous)]
-        for now, diff in zip(current, diffs):
-            if max(max(row) for row in diff) > tol * max(abs(v) for row in now for v in row) / 10:
-                return None
-        error = [[x + y for x, y in zip(r0, r1)] for r0, r1 in zip(*diffs)]  # bounds V + slope's error too
-        return tuple(mpmath.matrix(m) for m in (*current, error))
+    def judge(current, previous):  # the error bounds V + slope's too
+        error = parts_agree(current, previous, tol / 10)
+        return None if error is None else tuple(mpmath.matrix(m) for m in (*current, error))
 
     start = next(i for i, n in enumerate(SIZES) if n >= 2 * settings.dps)
     return converge(level_values, judge, ("backward term", b, settings.dps), start, len(SIZES) - 1,

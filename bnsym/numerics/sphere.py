@@ -559,7 +559,7 @@ def converge(evaluate, judge, key, level, max_level, failure):
     Used by the sphere laws, by :class:`bnsym.numerics.moments.MomentCurve` (the
     interpolation degree of the moments in the radial gain, docs/theory.md section 15), and by
     the high-precision joint map (:func:`bnsym.meanfield.joint.cross_block`,
-    :func:`bnsym.meanfield.laplace.backward_term`).  :func:`bnsym.meanfield.laplace.laplace_map`
+    :func:`bnsym.meanfield.laplace.backward_term`, both judged by :func:`parts_agree`).  :func:`bnsym.meanfield.laplace.laplace_map`
     still has its own loop (a known duplicate).
 
     ``evaluate(level)`` gives the values at one rule level; ``judge(current, previous)`` returns
@@ -577,6 +577,23 @@ def converge(evaluate, judge, key, level, max_level, failure):
         previous = current
         level += 1
     raise PrecisionError(failure)
+
+
+def parts_agree(current, previous, tolerance, sizes=None):
+    """The judge of :func:`converge` for matrix-valued integrals of several parts (a value and its
+    slope, say; each part a list of rows): the entrywise sum over parts of ``|current - previous|``
+    when every part's largest difference is at most ``tolerance`` times its size, else ``None``.
+    ``sizes[i]`` is part ``i``'s size, or None (the default for all) for its own largest entry.
+    The sum bounds the error of the sum of the parts as well as each part's."""
+    diffs = []
+    for part, (now, before) in enumerate(zip(current, previous)):
+        given = None if sizes is None else sizes[part]
+        size = max(abs(v) for row in now for v in row) if given is None else abs(given)
+        diff = [[abs(x - y) for x, y in zip(rc, rp)] for rc, rp in zip(now, before)]
+        if max(max(row) for row in diff) > tolerance * size:
+            return None
+        diffs.append(diff)
+    return [[sum(column) for column in zip(*rows)] for rows in zip(*diffs)]
 
 
 def _exponent(values):
