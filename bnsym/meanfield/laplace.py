@@ -27,7 +27,7 @@ import math
 import mpmath
 import numpy as np
 
-from bnsym.errors import BnsymError, BnsymInputError, PrecisionError
+from bnsym.errors import BnsymError, BnsymInputError
 from bnsym.meanfield.results import Settings
 from bnsym.numerics import arccos, gaussian_kernels
 from bnsym.numerics.quadrature import SIZES, exponential_rule, tanh_sinh
@@ -91,19 +91,19 @@ def laplace_map(settings: Settings, gram, *, entries=None):
     scale = _scale(mpmath.exp(mpmath.fsum(mpmath.log(v) for v in lam) / len(lam)), rate)
     prefactor = mpmath.mpf(b) ** alpha / mpmath.gamma(alpha)
     tol = mpmath.mpf(10) ** -settings.dps
-    level = next(i for i, n in enumerate(SIZES) if n >= 2 * settings.dps)
-    previous = None
-    while level < len(SIZES):
-        current = _laplace_level(lam, vecs, entries, coeffs, scale, rate, level, settings.working_dps)
-        current = {key: prefactor * v for key, v in current.items()}
-        if previous is not None:
-            size = max(abs(v) for v in current.values())
-            diff = {key: abs(current[key] - previous[key]) for key in entries}
-            if max(diff.values()) <= tol * size / 10:
-                return _as_output(b, current, diff, entries)
-        previous = current
-        level += 1
-    raise PrecisionError(f"the Laplace integral did not converge to {settings.dps} digits (B={b})")
+
+    def level_values(level):
+        values = _laplace_level(lam, vecs, entries, coeffs, scale, rate, level, settings.working_dps)
+        return {key: prefactor * v for key, v in values.items()}
+
+    def judge(current, previous):
+        size = max(abs(v) for v in current.values())
+        diff = {key: abs(current[key] - previous[key]) for key in entries}
+        return _as_output(b, current, diff, entries) if max(diff.values()) <= tol * size / 10 else None
+
+    start = next(i for i, n in enumerate(SIZES) if n >= 2 * settings.dps)
+    return converge(level_values, judge, ("laplace map", b, settings.dps), start, len(SIZES) - 1,
+                    f"the Laplace integral did not converge to {settings.dps} digits (B={b})")
 
 
 def _centred(matrix):
@@ -232,9 +232,8 @@ def _laplace_float(settings, gram, coeffs):
     scale = _scale(math.exp(np.log(lam).mean()), rate)
     prefactor = b**alpha / math.gamma(alpha)
     tol = 10.0 ** -settings.dps
-    previous = None
-    level = next(i for i, n in enumerate(SIZES) if n >= 2 * settings.dps)
-    while level < len(SIZES):
+
+    def level_values(level):
         with mpmath.workdps(20):
             s, jac = (np.array([float(v) for v in arr])
                       for arr in _rule(mpmath.mpf(scale), mpmath.mpf(rate), alpha, SIZES[level], 17))
@@ -248,14 +247,15 @@ def _laplace_float(settings, gram, coeffs):
         same = arccos.orthant(alpha, theta, rho)
         mixed = arccos.orthant(alpha, np.pi - theta, -rho)
         kernel = outer**alpha * ((a_plus**2 + a_minus**2) * same + 2 * a_plus * a_minus * mixed)
-        current = prefactor * np.einsum("n,nac->ac", weight, kernel)
-        if previous is not None:
-            diff = np.abs(current - previous)
-            if diff.max() <= tol * np.abs(current).max() / 10:
-                return current, diff + 1e-15 * np.abs(current).max()
-        previous = current
-        level += 1
-    raise PrecisionError(f"the Laplace integral did not converge to {settings.dps} digits (B={b})")
+        return prefactor * np.einsum("n,nac->ac", weight, kernel)
+
+    def judge(current, previous):
+        diff, size = np.abs(current - previous), np.abs(current).max()
+        return (current, diff + 1e-15 * size) if diff.max() <= tol * size / 10 else None
+
+    start = next(i for i, n in enumerate(SIZES) if n >= 2 * settings.dps)
+    return converge(level_values, judge, ("laplace map, float64", b, settings.dps), start, len(SIZES) - 1,
+                    f"the Laplace integral did not converge to {settings.dps} digits (B={b})")
 
 
 def _refuse_zero(settings):

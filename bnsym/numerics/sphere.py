@@ -559,8 +559,8 @@ def converge(evaluate, judge, key, level, max_level, failure):
     Used by the sphere laws, by :class:`bnsym.numerics.moments.MomentCurve` (the
     interpolation degree of the moments in the radial gain, docs/theory.md section 15), and by
     the high-precision joint map (:func:`bnsym.meanfield.joint.cross_block`,
-    :func:`bnsym.meanfield.laplace.backward_term`, both judged by :func:`parts_agree`).  :func:`bnsym.meanfield.laplace.laplace_map`
-    still has its own loop (a known duplicate).
+    :func:`bnsym.meanfield.laplace.backward_term`, both judged by :func:`parts_agree`) and its
+    single-batch map (:func:`bnsym.meanfield.laplace.laplace_map`).
 
     ``evaluate(level)`` gives the values at one rule level; ``judge(current, previous)`` returns
     the Estimates when the two consecutive levels agree to the tolerance, else ``None``.  The
