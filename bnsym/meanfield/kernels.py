@@ -155,11 +155,11 @@ def distinct_batches(gram, b: int) -> list:
                 continue  # or the variances differ
             perm = []
             for c in range(q * b, (q + 1) * b):
-                found = [a for a in range(p * b, (p + 1) * b) if a not in perm
-                         and gram[a, a] == gram[c, c] == gram[a, c]]
-                if not found:
+                found = next((a for a in range(p * b, (p + 1) * b) if a not in perm
+                              and gram[a, a] == gram[c, c] == gram[a, c]), None)
+                if found is None:
                     break
-                perm.append(found[0])
+                perm.append(found)
             if len(perm) == b:
                 index[q * b:(q + 1) * b] = perm
                 break
@@ -177,7 +177,8 @@ def on_distinct_batches(layers):
             return layers(settings, gram, depth, ntk=ntk, **options)
         rows = sorted(set(index))
         nngp, kernels, errors = layers(settings, _take(gram, rows), depth, ntk=ntk, **options)
-        where = [rows.index(i) for i in index]
+        position = {row: n for n, row in enumerate(rows)}
+        where = [position[i] for i in index]
         return (tuple(_take(m, where) for m in nngp), tuple(_take(m, where) for m in kernels) if ntk else None,
                 errors)
     return wrapped
@@ -509,11 +510,12 @@ def error_sample(pairs) -> list:
     2026-12-03) missed such a pair and reported 7.6e-9 for an error of 1.5e-7.  The sample's values
     at the final levels are kept, so it costs about twice its size in extra pair evaluations."""
     size = min(len(pairs), max(6, min(ERROR_SAMPLE, len(pairs) // 4)))
+    ends = {0, len(pairs) - 1}
     cross = [i for i, (p, q) in enumerate(pairs) if p != q]
-    if len(cross) <= size - 2:
-        return sorted({0, len(pairs) - 1, *cross})
-    spread = [cross[round(j * (len(cross) - 1) / (size - 3))] for j in range(size - 2)]
-    return sorted({0, len(pairs) - 1, *spread})
+    if len(ends) + len(cross) <= size:
+        return sorted(ends.union(cross))
+    spread = [cross[round(j * (len(cross) - 1) / (size - 3))] for j in range(size - 2)]  # here size >= 6
+    return sorted(ends.union(spread))
 
 
 def _in_chunks(coefficients, s, ds, b, eps, levels, bar):
