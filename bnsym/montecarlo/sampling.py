@@ -137,25 +137,28 @@ class SampledFixedPoint(Value):
 
 
 # ----------------------------------------------------------------------------- batch norm
-def normalise(h, eps=0.0):
-    """``(xhat, inv_sigma)`` of batch norm on the last axis of ``h``.
+def normalise(h, eps=0.0, axis=-1, centred=False):
+    """``(xhat, inv_sigma)`` of batch norm along ``axis`` of ``h`` (the batch axis; default the last).
 
     ``xhat = (h - mean) / sqrt(var + eps)`` (biased variance) and
-    ``inv_sigma = 1 / sqrt(var + eps)`` with shape ``h.shape[:-1]``.
+    ``inv_sigma = 1 / sqrt(var + eps)`` with the shape of ``h`` without ``axis``.
+    ``centred=True`` says that ``h`` already has mean zero along ``axis`` (up to rounding),
+    so the mean is not subtracted (and ``h`` itself is scaled in place into ``xhat``).
     Raises :class:`~bnsym.errors.BnsymError` if a row has zero variance at
     ``eps = 0`` (batch norm divides by zero).  Cost ``O(h.size)``.
     """
-    centred = h - h.mean(axis=-1, keepdims=True)
-    var = np.einsum("...a,...a->...", centred, centred) / h.shape[-1]
+    centred = h if centred else h - h.mean(axis=axis, keepdims=True)
+    var = _batch_dot(centred, centred, axis)
+    var /= h.shape[axis]
     if eps:
-        var = var + eps
+        var += eps
     elif not np.all(var > 0):
         raise BnsymError(
             "a row of pre-activations has zero variance across the batch; batch norm divides by zero "
             "at eps = 0 (use eps > 0 or a batch with distinct inputs)"
         )
     inv_sigma = 1.0 / np.sqrt(var)
-    centred *= inv_sigma[..., None]
+    centred *= np.expand_dims(inv_sigma, axis)
     return centred, inv_sigma
 
 
@@ -190,18 +193,33 @@ def jacobian(h, activation, *, gamma=1, beta=0, eps=0):
     return d[..., :, None] * proj * inv_sigma[..., None, None]
 
 
-def batchnorm_vjp(grad, xhat, inv_sigma, d):
-    r"""``J^T g`` for rows ``g`` of ``grad``: the batch-norm backward pass.
+def batchnorm_vjp(grad, xhat, inv_sigma, d, axis=-1, scaled=True, out=None, scratch=None):
+    r"""``J^T g`` for rows ``g`` of ``grad``: the batch-norm backward pass along ``axis`` (the batch axis).
 
     With ``y = D * g``: ``J^T g = (y - mean(y) - xhat mean(xhat y)) / sigma``.
-    ``xhat``, ``inv_sigma`` come from :func:`normalise`, ``d`` is
-    ``gamma phi'(gamma xhat + beta)``.  Cost ``O(grad.size)``.
+    ``xhat``, ``inv_sigma`` come from :func:`normalise` (same ``axis``), ``d`` is
+    ``gamma phi'(gamma xhat + beta)``.  ``scaled=False`` returns ``sigma J^T g`` (the
+    bracket, without the division by ``sigma``).  ``out``: the array to write the result
+    to; ``scratch``: an array of the same shape that may be overwritten (``d`` itself, when
+    the caller no longer needs it).  Cost ``O(grad.size)``.
     """
-    y = grad * d
-    out = y - y.mean(axis=-1, keepdims=True)
-    out -= xhat * np.einsum("...a,...a->...", xhat, y)[..., None] / y.shape[-1]
-    out *= inv_sigma[..., None]
-    return out
+    y = np.multiply(grad, d, out=out)
+    projection = np.expand_dims(_batch_dot(xhat, y, axis), axis)
+    projection /= y.shape[axis]
+    y -= y.mean(axis=axis, keepdims=True)
+    y -= np.multiply(xhat, projection, out=scratch)
+    if scaled:
+        y *= np.expand_dims(inv_sigma, axis)
+    return y
+
+
+def _batch_dot(a, b, axis):
+    """``sum_axis a * b`` (the batch axis ``-1`` or ``-2``: one fused pass, no temporary; else via a product)."""
+    if axis in (-1, a.ndim - 1):
+        return np.einsum("...a,...a->...", a, b)
+    if axis in (-2, a.ndim - 2):
+        return np.einsum("...an,...an->...n", a, b)
+    return (a * b).sum(axis=axis)
 
 
 def sandwich(d, w, pi):

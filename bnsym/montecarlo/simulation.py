@@ -47,46 +47,63 @@ basis of the column span of ``X`` and ``S = Q^T X`` (``r x m``, rank
 independent Gaussian matrices, the first with i.i.d. ``N(0, sigma_w^2 /
 N_{l-1})`` entries, so exactly in law
 
-* forward: ``h^l = (sigma_w / sqrt(N_{l-1})) A' (X^T X)^{1/2}``, ``A'`` an
-  ``N_l x m`` standard normal matrix and the symmetric square root
-  ``(X^T X)^{1/2} = V_r S``: the rows of ``h^l`` are i.i.d.
-  ``N(0, sigma_w^2 X^T X / N_{l-1})``, and ``h^l = (W Q) S`` with
-  ``W Q = (sigma_w / sqrt(N_{l-1})) A' V_r`` i.i.d. as it must be.  (The
-  symmetric root is smooth in ``X``, so one seed couples nearby inputs
-  like shared weights: antithetic and finite-difference runs keep working);
+* forward: ``h^l = (sigma_w / sqrt(N_{l-1})) A S``, ``A`` an ``N_l x r``
+  standard normal matrix (it plays ``W Q``): the rows of ``h^l`` are i.i.d.
+  ``N(0, sigma_w^2 X^T X / N_{l-1})`` and centred within each batch;
 * backward, with ``dh = J^T g^l`` (``N_l x m``, centred within each batch):
   ``W^T dh = Q S^{+T} h^{lT} dh + (I - Q Q^T) U``, the first term being
   ``X^{+T} H^T dh`` of the Gaussian conditioning ``W = H X^+ + Z (I - P_X)``,
   and ``U = Z^T dh`` drawn afresh (``Z`` is independent of the forward
-  pass): ``U = (sigma_w / sqrt(N_{l-1})) E (dh^T dh)^{1/2}``, ``E`` an
-  ``N_{l-1} x m`` standard normal matrix, with the symmetric square root
-  (eigh, negative eigenvalues clipped to 0: ``dh^T dh`` is singular since
-  batch norm's gradient is orthogonal to ``1``).
+  pass): ``U = (sigma_w / sqrt(N_{l-1})) E T`` with ``T^T T = dh^T dh`` and
+  ``E`` an ``N_{l-1} x (m - k)`` standard normal matrix.
 
 The joint law of every Gram matrix and gradient is that of the explicit
-network at the same width.  ``Q`` comes from the eigendecomposition
-``X^T X = V diag(lambda) V^T``: ``Q = X V_r lambda_r^{-1/2}`` over the
-``r`` eigenvalues above ``RANK_CUTOFF * lambda_max`` (re-orthonormalised
-once when the kept part is ill-conditioned), never an ``N x N`` matrix.
-**Singular ``X^T X``** (``m > N_{l-1}``, e.g. ``B > N``; a collapsed or
-collinear batch): ``r < m`` and the formulas above are the pseudo-inverse
-ones, still exact in law (the conditioning formula holds with the
-pseudo-inverse and the projection on the actual column span); directions
-of ``X`` with singular value below ``sqrt(RANK_CUTOFF) = 1e-6`` times the
-largest are treated as zero.  When ``r = N_{l-1}`` the weights are fully
-determined by the forward pass and ``(I - Q Q^T) U = 0``.  Cost per seed:
-about ``16 L N m^2`` flops, ``2 L N m`` Gaussian draws and ``O(L N m)``
-elementwise work.  Memory: ``L N m`` floats (each layer's ``xhat^l``,
-from which ``h^l`` and ``phi'`` are recovered in the backward pass), plus
-``L N m`` for the ``x^l`` when they fit in :data:`KEEP_MEMORY` (else
-``phi`` is evaluated again), plus ``O(N m)`` workspace.
+network at the same width.  The frame works in the centred coordinates:
+``H`` (``m x (m - k)``, orthonormal columns spanning the vectors that sum
+to zero within each batch; :func:`centred_basis`) and ``G' = H^T x^T x H``
+(from the layer input's Gram matrix, already recorded).  When ``G'`` is
+well conditioned, ``G' = L L^T`` (Cholesky), ``S = L^T H^T``, ``Q = x H
+L^{-T}``, ``S^{+T} = L^{-1} H^T``, and ``T = M^T H^T`` with ``M M^T = H^T
+dh^T dh H``: ``m - k`` normals per unit and layer in each direction, never
+an ``N x N`` matrix.  (Any square root of ``X^T X`` gives the law; this one
+is smooth in ``X``, so one seed couples nearby inputs like shared weights:
+antithetic and finite-difference runs keep working.)  **Singular or
+ill-conditioned ``X^T X``** (``m - k > N_{l-1}``, e.g. ``B > N``; a
+collapsed or collinear batch; a condition number above
+:data:`REORTHONORMALISE`, or a centred part lost in rounding): ``G'`` is
+formed from the explicitly centred input and diagonalised, ``Q = x H V_r
+lambda_r^{-1/2}`` over the ``r`` eigenvalues above ``RANK_CUTOFF *
+lambda_max`` (re-orthonormalised once when the kept part is
+ill-conditioned); the formulas are then the pseudo-inverse ones, still
+exact in law (the conditioning formula holds with the pseudo-inverse and
+the projection on the actual column span); directions of ``X`` with
+singular value below ``sqrt(RANK_CUTOFF) = 1e-6`` times the largest are
+treated as zero.  When ``r = N_{l-1}`` the weights are fully determined by
+the forward pass and ``(I - Q Q^T) U = 0``.  A singular ``dh^T dh`` (a
+unit's batch-norm gradient can vanish) gets ``T`` from eigh instead of
+Cholesky.
+
+Networks are run together in groups (:func:`group_size`), their arrays
+stacked and stored batch-major (``m x N`` per network, so that batch norm
+reduces over contiguous rows and every product is a small matrix times an
+``m x N`` block), and a thread draws each layer's normals ahead while the
+layer before is computed (NumPy's generators release the GIL).  Neither
+changes the numbers: each network draws from its own streams, in the same
+order, and is computed by the same operations.  Cost per seed: about
+``16 L N m^2`` flops, ``2 L N (m - k)`` Gaussian draws and ``O(L N m)``
+elementwise work.  Memory: ``L N m`` floats (each layer's ``xhat^l``, from
+which ``h^l`` and ``phi'`` are recovered in the backward pass), plus ``L N
+m`` for the ``x^l`` when they fit in :data:`KEEP_MEMORY` (else ``phi`` is
+evaluated again), plus ``O(N m)`` workspace, per network of a group.
 
 Both methods refuse, before allocating, a run whose estimated memory
 exceeds :data:`MEMORY_LIMIT_GIB` GiB (environment variable
 ``BNSYM_MEMORY_LIMIT_GIB`` overrides it).  Random streams: seed ``s`` uses
 ``SeedSequence([seed, s])``, spawned into one child per layer and one for
 the output gradient; the input batch ``j`` uses ``SeedSequence([seed, s,
-1])`` (``j = 0``) or ``SeedSequence([seed, s, 1, j])``.
+1])`` (``j = 0``) or ``SeedSequence([seed, s, 1, j])``; the conditional
+method's layer ``l`` fills its ``A`` and ``E`` from the child streams
+``(0, i)`` and ``(1, i)`` of layer ``l``'s seed (:func:`_normals`).
 
 >>> sim = simulate("relu", 8, depth=6, width=64, seeds=2)
 >>> sim.grams.shape, sim.gradient_norms.shape
@@ -131,6 +148,10 @@ RANK_CUTOFF = 1e-12
 
 #: Conditional method: re-orthonormalise ``Q`` once when the kept eigenvalues span more than this ratio.
 REORTHONORMALISE = 1e6
+
+#: Conditional method: the Cholesky frame needs the centred Gram matrix's smallest eigenvalue above
+#: this fraction of the largest input Gram entry (else the eigh frame, from the explicitly centred input).
+ROUNDING_FLOOR = 1e-8
 
 
 class SimulationOverflow(BnsymError, OverflowError):
@@ -273,14 +294,26 @@ def simulate(activation, batch_size, depth, width, *, gamma=1, beta=0, eps=0, si
     gradient_grams = np.empty_like(grams)
     bar = _progress(progress, n_seeds * depth, act.label)
     flops = 0.0
-    workspace = {}
-    network = _Network if method == "explicit" else _ConditionalNetwork
     try:
-        for s in range(n_seeds):
-            net = network(act, p, depth, width, b, np.random.SeedSequence([seed, s]), workspace)
-            x0 = inputs_for(seed, s)
-            grams[s], gradient_grams[s] = net.run(x0, top_gradient, bar)
-            flops += net.flops
+        if method == "explicit":
+            workspace = {}
+            for s in range(n_seeds):
+                net = _Network(act, p, depth, width, b, np.random.SeedSequence([seed, s]), workspace)
+                grams[s], gradient_grams[s] = net.run(inputs_for(seed, s), top_gradient, bar)
+                flops += net.flops
+        else:
+            size, workspace = group_size(depth, width, n0, m), {}
+
+            def run_group(first):
+                group = range(first, min(first + size, n_seeds))
+                nets = _ConditionalNetworks(act, p, depth, width, b, [np.random.SeedSequence([seed, s]) for s in group], k)
+                x0s = np.stack([inputs_for(seed, s) for s in group])
+                tops = np.stack([top_gradient(np.random.Generator(np.random.SFC64(seeds[-1]))) for seeds in nets.seeds])
+                grams[group.start:group.stop], gradient_grams[group.start:group.stop] = nets.run(
+                    x0s, tops, bar, workspace)
+                return nets.flops
+
+            flops = sum(run_group(first) for first in range(0, n_seeds, size))
     finally:
         if bar is not None:
             bar.close()
@@ -313,10 +346,11 @@ def memory_needed(method, depth, width, n0, m) -> int:
 
     explicit: the kept weights (``N sum_l N_{l-1}`` floats if within
     :data:`WEIGHT_MEMORY`, else two regeneration workspaces) plus the
-    batch-norm cache ``2 L N m`` and ``8 N m`` workspace; conditional: the
-    per-layer ``xhat^l`` (``L N m``; and ``x^l``, another ``L N m``, when that fits in
-    :data:`KEEP_MEMORY`) plus ``16 max(N, N_0) m`` workspace.  Both
-    add the recorded Gram matrices ``4 (L + 1) m^2`` per seed (one seed's worth).
+    batch-norm cache ``2 L N m`` and ``8 N m`` workspace; conditional: one group of
+    :func:`group_size` networks, each keeping its per-layer ``xhat^l`` (``L N m``; and ``x^l``,
+    another ``L N m``, when that fits in :data:`KEEP_MEMORY`) plus ``16 max(N, N_0) m``
+    workspace (the normals drawn ahead among it).  Both add the recorded Gram matrices
+    ``4 (L + 1) m^2`` per seed (one seed's worth).
     """
     wide = max(width, n0)
     if method == "explicit":
@@ -324,9 +358,26 @@ def memory_needed(method, depth, width, n0, m) -> int:
         weights = width * fan_in if 8 * width * fan_in <= WEIGHT_MEMORY else width * (n0 + (width if depth > 1 else 0))
         floats = weights + 2 * depth * width * m + 8 * wide * m + n0 * m
     else:
-        kept = depth * width * (m + 1) + (depth * width * m if 8.0 * depth * width * m <= KEEP_MEMORY else 0)
-        floats = kept + 16 * wide * m + n0 * m
+        group = group_size(depth, width, n0, m)
+        kept = depth * width * (m + 1) + (depth * width * m if 8.0 * group * depth * width * m <= KEEP_MEMORY else 0)
+        floats = group * (kept + 16 * wide * m + n0 * m)
     return 8 * (floats + 4 * (depth + 1) * m * m)
+
+
+#: Conditional method: networks are run together while a layer's ``m x N`` stack has at most this many floats.
+GROUP_FLOATS = 2**18
+
+
+def group_size(depth, width, n0, m) -> int:
+    """How many networks the conditional method runs together as one stack: as many as keep a
+    layer's ``m x max(N, N_0)`` stack within :data:`GROUP_FLOATS` floats (cache-sized, so that
+    the elementwise passes stay fast) and their kept layers within :data:`KEEP_MEMORY` bytes;
+    at least one.  It changes the speed, not the numbers: each network draws from its own
+    streams and is computed by the same operations whatever its group.  (Groups in parallel
+    threads were tried: on this project's 2-core machines they gave no speed, since the one
+    thread that draws the normals ahead already keeps the second core busy.)"""
+    per_network = 8.0 * depth * width * (2 * m + 1)
+    return max(1, min(GROUP_FLOATS // (m * max(width, n0)), int(KEEP_MEMORY // per_network)))
 
 
 def _check_memory(method, depth, width, n0, m):
@@ -401,10 +452,8 @@ class _Network:
             with np.errstate(all="ignore"):  # unused branches of piecewise phi may overflow harmlessly
                 x = act.np(y).reshape(width, m)
                 d = p["gamma"] * act.np(y, derivative=True)
-            _check_finite(x, f"forward pass, layer {layer}: phi(gamma xhat + beta) is not finite "
-                             f"(its argument reaches {np.abs(y).max():.3g})")
-            _check_finite(d, f"forward pass, layer {layer}: phi'(gamma xhat + beta) is not finite "
-                             f"(its argument reaches {np.abs(y).max():.3g})")
+            _check_finite(x, f"forward pass, layer {layer}: phi(gamma xhat + beta) is not finite", y)
+            _check_finite(d, f"forward pass, layer {layer}: phi'(gamma xhat + beta) is not finite", y)
             cache.append((xhat, inv_sigma, d))
             with np.errstate(all="ignore"):
                 grams[layer] = x.T @ x / width
@@ -443,195 +492,367 @@ def _centred(a, b):
     return (a3 - a3.mean(axis=-1, keepdims=True)).reshape(a.shape)
 
 
-def _times(x, t):
-    """``x @ t`` for ``x`` (``n x m``) and a small ``t`` (``m x p``), computed as ``(t^T x^T)^T``
-    (OpenBLAS is several times faster in this orientation); result column-major.  ``2 n m p`` flops."""
-    return (t.T @ np.asarray(x).T).T
-
-
 def _symmetric_sqrt(k):
     """``K^{1/2}`` of a symmetric PSD ``K`` (eigh; negative rounding eigenvalues clipped to 0). ``O(m^3)``."""
     values, vectors = np.linalg.eigh(k)
     return (vectors * np.sqrt(np.maximum(values, 0.0))) @ vectors.T
 
 
-class _ConditionalNetwork:
-    """One network of the conditional method (module docstring): no weight matrix.
+def centred_basis(b, k=1) -> np.ndarray:
+    """``H``: ``m x (m - k)`` (``m = k b``) with orthonormal columns spanning the vectors whose
+    entries sum to zero within each batch of ``b`` consecutive entries (block-diagonal Helmert
+    basis), so ``H^T H = I`` and ``H H^T = P``, the block-diagonal centring ``I - 11^T/b``."""
+    helmert = np.zeros((b, b - 1))
+    for j in range(1, b):
+        helmert[:j, j - 1] = 1.0
+        helmert[j, j - 1] = -float(j)
+        helmert[:, j - 1] /= math.sqrt(j * (j + 1))
+    out = np.zeros((k * b, k * (b - 1)))
+    for i in range(k):
+        out[i * b:(i + 1) * b, i * (b - 1):(i + 1) * (b - 1)] = helmert
+    return out
 
-    Same interface as :class:`_Network` (``run``, ``output``,
-    ``input_gradient``, ``flops``).  Per layer it keeps ``xhat^l``,
-    ``1/sigma^l`` (from which ``h^l = xhat^l sigma^l``: the drawn ``h^l`` is
-    already centred within each batch), the small ``(P C, S^{+T})`` with
-    ``Q = x^{l-1} P C``, and ``x^l`` itself while all of them fit in
-    :data:`KEEP_MEMORY` bytes (else ``x^l = phi(gamma xhat^l + beta)`` is
-    evaluated again in the backward pass: same bits).  Layer ``l``'s seed
-    has the child streams ``(0, i)`` for ``A`` and ``(1, i)`` for ``E``.
+
+def _stacked_cholesky(a, scale):
+    """Lower Cholesky factors of the stack ``a`` (``S x r x r``, centred Gram matrices formed
+    from Gram matrices whose largest entries are ``scale``) and their inverses, or
+    ``(None, None)`` if one is not positive definite, is worse conditioned than
+    :data:`REORTHONORMALISE` (bound ``kappa = |a|_F |L^{-1}|_F^2``, at most ``r`` times the
+    true condition number), or has its smallest eigenvalue (at least ``|a|_F / kappa``) below
+    :data:`ROUNDING_FLOOR` times ``scale``, where centring the Gram matrix has lost too many
+    digits to rounding.  ``O(r^3)`` per matrix."""
+    try:
+        chol = np.linalg.cholesky(a)
+    except np.linalg.LinAlgError:
+        return None, None
+    inverse = np.linalg.inv(chol)
+    size = np.linalg.norm(a, axis=(-2, -1))
+    bound = size * np.einsum("sij,sij->s", inverse, inverse)
+    if not np.all(np.isfinite(bound)) or np.any(bound > REORTHONORMALISE) or np.any(size < bound * ROUNDING_FLOOR * scale):
+        return None, None
+    return chol, inverse
+
+
+class _ConditionalNetworks:
+    """A group of independent networks of the conditional method (module docstring), run
+    together as stacked arrays: no weight matrix.
+
+    Layout: the networks' activations are stored transposed and stacked, ``xt[s] = (x^l)^T``
+    of shape ``m x N`` (batch entries by neurons, neurons contiguous), so that batch norm
+    reduces over contiguous rows and every product is a small ``m x m`` matrix times an
+    ``m x N`` block (what BLAS does fastest).  With ``H`` (:func:`centred_basis`, ``r = m - k``
+    columns) and ``G = x^T x`` the layer input's (uncentred) Gram matrix, the centred Gram
+    matrix is ``X^T X = H G' H^T``, ``G' = H^T G H`` (``r x r``).  Frame: ``G' = F F^T``
+    (Cholesky, ``F = L``; or, when ``G'`` is singular or ill-conditioned, eigh with the
+    rank cut-off and the re-orthonormalisation of the module docstring, dropped directions
+    kept as zero columns so that every network of the group has the same shapes), then
+
+    * ``C = H F^{-T}``, ``Q = X C = x C`` orthonormal (``C`` is centred: ``P C = C``),
+    * ``S = Q^T X = F^T H^T`` (``r x m``, ``S^T S = X^T X``) and ``S^{+T} = F^{-1} H^T``,
+    * forward ``h = (sigma_w / sqrt(N_{l-1})) A S``, ``A`` an ``N x r`` standard normal
+      matrix (``r`` normals per unit, not ``m``: ``h`` lies in the centred subspace),
+    * backward ``dh^T dh = H K' H^T`` with ``K' = M M^T`` (Cholesky; eigh when singular):
+      ``U = (sigma_w / sqrt(N_{l-1})) E M^T H^T`` with ``E`` ``N_{l-1} x r`` standard normal,
+      and ``g^{l-1} = U + Q (S^{+T} h^T dh - Q^T U)``.
+
+    The normals are drawn ahead, in order, by a thread (NumPy's generators release the
+    GIL) while the previous layer is computed: network ``s``, layer ``l``, stream ``key``
+    (0 forward, 1 backward) fills its ``r x N`` block from ``SeedSequence(seed_l.entropy,
+    spawn_key=seed_l.spawn_key + (key, i))`` for its chunks ``i``, so the numbers do not
+    depend on the threads or on how the networks are grouped.  Kept per layer: ``xhat``,
+    ``1/sigma``, the small ``C``, ``S^{+T}``, and ``x^l`` while it fits in
+    :data:`KEEP_MEMORY` (else evaluated again in the backward pass: same bits).
     """
 
-    def __init__(self, act, p, depth, width, b, seed_sequence, workspace=None):
-        self.act, self.p, self.depth, self.width, self.b = act, p, depth, width, b
-        *self.layer_seeds, self.gradient_seed = seed_sequence.spawn(depth + 1)
+    def __init__(self, act, p, depth, width, b, seed_sequences, k=1):
+        self.act, self.p, self.depth, self.width, self.b, self.k = act, p, depth, width, b, k
+        self.seeds = [sequence.spawn(depth + 1) for sequence in seed_sequences]
+        self.basis = centred_basis(b, k)
         self.flops = 0.0
 
+    # ------------------------------------------------------------------ elementwise parts
     def _argument(self, xhat):
         """``gamma xhat + beta`` (no pass over the data for the default ``gamma = 1, beta = 0``)."""
         p = self.p
         y = xhat if p["gamma"] == 1 else p["gamma"] * xhat
         return y + p["beta"] if p["beta"] else y
 
-    def _phi(self, xhat, layer):
-        """``x^l = phi(gamma xhat + beta)`` as ``n x m``."""
-        y = self._argument(xhat)
+    def _phi(self, xhat):
+        """``x^l`` transposed, ``S x m x N``, from ``xhat`` (``S x k x b x N``).  Not checked here:
+        a value that is not finite makes the layer's Gram matrix not finite (:meth:`_finite`)."""
         with np.errstate(all="ignore"):  # unused branches of piecewise phi may overflow harmlessly
-            x = self.act.np(y)
-        _check_finite(x, f"forward pass, layer {layer}: phi(gamma xhat + beta) is not finite "
-                         f"(its argument reaches {np.abs(y).max():.3g})")
-        return x.reshape(x.shape[0], -1)
+            x = self.act.np(self._argument(xhat))
+        return x.reshape(x.shape[0], -1, x.shape[-1])
 
-    def _derivative(self, xhat, layer):
-        y = self._argument(xhat)
+    def _derivative(self, xhat):
+        """``gamma phi'(gamma xhat + beta)`` (``S x k x b x N``; checked through ``dh^T dh``)."""
         with np.errstate(all="ignore"):
-            d = self.act.np(y, derivative=True)
+            d = self.act.np(self._argument(xhat), derivative=True)
             if self.p["gamma"] != 1:
-                d = self.p["gamma"] * d
-        _check_finite(d, f"forward pass, layer {layer}: phi'(gamma xhat + beta) is not finite "
-                         f"(its argument reaches {np.abs(y).max():.3g})")
+                d *= self.p["gamma"]
         return d
 
-    def _frame(self, x):
-        """``(PC, Spt, root)`` for ``X = x P`` (``x`` centred within each batch): ``Q = X C = x (P C)``
-        has orthonormal columns spanning ``X`` (eigenvalues of ``X^T X`` below ``RANK_CUTOFF``
-        times the largest dropped), ``Spt = S^{+T}`` for ``S = Q^T X`` (``r x m``), and
-        ``root = V_r S = (X^T X)^{1/2}``, the symmetric square root (``m x m``, centred within
-        each batch; smooth in ``X``, so that one seed couples nearby inputs as shared weights
-        would).  Cost ``2 n m^2`` flops (+ ``4 n m r`` when re-orthonormalised) and ``O(m^3)``."""
-        b = self.b
-        xc = _centred(x, b)
-        gc = xc.T @ xc
-        gc = (gc + gc.T) / 2
-        self.flops += 2.0 * x.shape[0] * x.shape[1] ** 2
-        _check_finite(gc, "forward pass: the centred Gram matrix of a layer's input overflowed float64")
-        values, vectors = np.linalg.eigh(gc)
-        top = values[-1]
-        keep = values > RANK_CUTOFF * top if top > 0 else np.zeros(values.shape, bool)
-        basis = vectors[:, keep]
-        c = basis / np.sqrt(values[keep])                       # C1 = V_r lambda_r^{-1/2}
-        spt = c.T                                               # S^{+T} = lambda_r^{-1/2} V_r^T for C = C1
-        if keep.any() and values[keep][0] * REORTHONORMALISE < top:
-            # ill-conditioned: Q1 = X C1 is orthonormal only to eps lambda_max / lambda_min; with
-            # R = (Q1^T Q1)^{1/2}, C = C1 R^{-1} and S^{+T} = R C1^T
-            q1 = _times(xc, c)
-            root = _symmetric_sqrt(q1.T @ q1)
-            c, spt = c @ np.linalg.inv(root), root @ c.T
-            self.flops += 4.0 * q1.shape[0] * q1.shape[1] * x.shape[1]
-        # h = A' root with A' (n x m) i.i.d.: h = (A' V_r R) S, and A' V_r R is i.i.d. (R = I up to
-        # rounding: R = (Q1^T Q1)^{1/2} when re-orthonormalised)
-        root = _centred(basis @ (c.T @ gc), b)  # V_r S; centred already up to rounding (P gc = gc P = gc)
-        return _centred(c.T, b).T, spt, root
+    def _finite(self, gram, values, xhat, layer, what, message):
+        """Raise :class:`SimulationOverflow` if the small ``gram`` (formed from ``values``) is not
+        finite: naming ``phi`` or ``phi'`` (``what``) when ``values`` themselves are not finite
+        (full passes, made only then), else with ``message``."""
+        if not np.all(np.isfinite(gram)):
+            _check_finite(values, f"forward pass, layer {layer}: {what}(gamma xhat + beta) is not finite",
+                          self._argument(xhat))
+            raise SimulationOverflow(message)
 
-    def run(self, x0, top_gradient, bar):
-        """Forward then backward pass from ``x0`` (``N_0 x m``); returns ``(grams, pis)``, each ``(L+1, m, m)``."""
-        p, depth, width, b = self.p, self.depth, self.width, self.b
-        m = x0.shape[1]
-        grams = np.empty((depth + 1, m, m))
-        pis = np.empty((depth + 1, m, m))
-        x = x0 = np.asfortranarray(x0, dtype=float)
-        grams[0] = x.T @ x / x.shape[0]
-        keep_x = 8.0 * depth * width * m <= KEEP_MEMORY
-        kept = []  # per layer: [xhat, inv_sigma, x or None, PC, S^{+T}]
-        for layer in range(1, depth + 1):
-            n_in = x.shape[0]
-            pc, spt, root = self._frame(x)
-            a = _normals(self.layer_seeds[layer - 1], 0, width, m)
-            h = _times(a, root * (p["sigma_w"] / math.sqrt(n_in)))
-            del a
-            self.flops += 2.0 * width * m * m
-            try:
-                xhat, inv_sigma = normalise(_per_batch(h, b), p["eps"])
-            except BnsymError as exc:
-                raise SimulationOverflow(f"forward pass, layer {layer}: {exc}") from None
-            del h
-            x = self._phi(xhat, layer)
-            kept.append([xhat, inv_sigma, x if keep_x else None, pc, spt])
-            with np.errstate(all="ignore"):
-                grams[layer] = x.T @ x / width
-            _check_finite(grams[layer], f"forward pass, layer {layer}: the Gram matrix of phi(gamma xhat + beta) "
-                                        f"overflowed float64")
-            self.flops += 2.0 * width * m * m
-            if bar is not None:
-                bar.update(0.5)
-        self.output = x
-        del x
-        g = np.asfortranarray(top_gradient(np.random.Generator(np.random.SFC64(self.gradient_seed))))
-        pis[depth] = g.T @ g / width
-        for layer in range(depth, 0, -1):
-            xhat, inv_sigma, _, pc, spt = kept[layer - 1]
-            kept[layer - 1] = None
-            d = self._derivative(xhat, layer)
-            with np.errstate(all="ignore"):
-                dh = batchnorm_vjp(_per_batch(g, b), xhat, inv_sigma, d).reshape(width, m)
-                del g, d
-                h = (xhat / inv_sigma[..., None]).reshape(width, m)  # the centred h^l drawn forward
-            del xhat
-            if layer == 1:
-                x_in = x0
+    # ------------------------------------------------------------------ frames
+    def _frame(self, gram, xt):
+        """``(C, S, S^{+T})`` (stacks ``m x r``, ``r x m``, ``r x m``) for layer inputs ``xt``
+        (``S x m x n``) with Gram matrices ``gram = x^T x`` (class docstring).  Cost
+        ``O(m^3)`` per network on the Cholesky route; the eigh route adds ``4 n m r`` flops
+        for the re-orthonormalisation of an ill-conditioned input."""
+        h = self.basis
+        reduced = h.T @ gram @ h
+        reduced = (reduced + np.swapaxes(reduced, -1, -2)) / 2
+        _check_finite(reduced, "forward pass: the centred Gram matrix of a layer's input overflowed float64")
+        scale = np.abs(gram).max(axis=(-2, -1))
+        chol, inverse = _stacked_cholesky(reduced, scale)
+        if chol is not None:
+            return self._cholesky_frame(chol, inverse)
+        frames = []  # one network at a time, so that each one's route does not depend on its group
+        for s in range(len(xt)):
+            chol, inverse = _stacked_cholesky(reduced[s:s + 1], scale[s])
+            frames.append(self._eigen_frame(xt[s]) if chol is None
+                          else [part[0] for part in self._cholesky_frame(chol, inverse)])
+        return tuple(np.stack(parts) for parts in zip(*frames))
+
+    def _cholesky_frame(self, chol, inverse):
+        """``C = H L^{-T}``, ``S = L^T H^T``, ``S^{+T} = L^{-1} H^T = C^T`` (stacks)."""
+        c = self.basis @ np.swapaxes(inverse, -1, -2)
+        return c, np.swapaxes(self.basis @ chol, -1, -2), np.swapaxes(c, -1, -2)
+
+    def _eigen_frame(self, xt):
+        """``(C, S, S^{+T})`` of one network (``xt``: ``m x n``) by eigh of ``G' = H^T X^T X H``,
+        formed from the explicitly centred ``X = x P`` (so that a collapsed batch gives exact
+        zeros): directions with eigenvalue below :data:`RANK_CUTOFF` times the largest are
+        dropped (zero columns of ``C``, zero rows of ``S``); when the kept ones span more than
+        :data:`REORTHONORMALISE`, ``Q1 = x C1`` is re-orthonormalised, ``C = C1 R^{-1}`` with
+        ``R = (Q1^T Q1)^{1/2}``, ``S = Q^T X``, ``S^{+T} = R C1^T``.  Collapsed, collinear
+        or rank-deficient inputs (``m - k > N_{l-1}``) take this route.  ``O(n m^2)``."""
+        h = self.basis
+        r = h.shape[1]
+        xc = xt.reshape(self.k, self.b, -1)
+        xc = (xc - xc.mean(axis=1, keepdims=True)).reshape(xt.shape)
+        reduced = h.T @ (xc @ xc.T) @ h
+        values, vectors = np.linalg.eigh((reduced + reduced.T) / 2)
+        top = values[-1]
+        keep = values > RANK_CUTOFF * top if top > 0 else np.zeros(r, bool)
+        n = int(keep.sum())
+        y = np.zeros((r, r))  # C = H Y, dropped directions as zero columns
+        spt = np.zeros((r, h.shape[0]))
+        if n:
+            y1 = vectors[:, keep] / np.sqrt(values[keep])
+            if values[keep][0] * REORTHONORMALISE < top:
+                q1 = (h @ y1).T @ xt
+                root = _symmetric_sqrt(q1 @ q1.T)
+                y[:, :n] = y1 @ np.linalg.inv(root)
+                spt[:n] = root @ (h @ y1).T
+                self.flops += 4.0 * xt.shape[1] * n * h.shape[0]
             else:
-                below = kept[layer - 2]
-                x_in = below[2] if below[2] is not None else self._phi(below[0], layer - 1)
-            n_in = x_in.shape[0]
-            scale = p["sigma_w"] / math.sqrt(n_in)
-            with np.errstate(all="ignore"):
-                kk = dh.T @ dh
-                _check_finite(kk, f"backward pass, layer {layer}: the gradient overflowed float64 (its squared "
-                                  f"norm per unit was {np.trace(pis[layer]):.3g} one layer above); use a smaller depth")
-                mixed = h.T @ dh                                    # H^T dh
-                del h, dh
-                e = _normals(self.layer_seeds[layer - 1], 1, n_in, m)
-                u = _times(e, _symmetric_sqrt(kk) * scale)         # Z^T dh, drawn afresh
-                del e
-                inner = spt @ mixed - pc.T @ (x_in.T @ u)          # X^{+T} H^T dh - Q^T U, in Q's coordinates
-                g = u + _times(x_in, pc @ inner)                   # U + Q (...) = X^{+T} H^T dh + (I - QQ^T) U
-                del u
-                pis[layer - 1] = g.T @ g / n_in
-            _check_finite(pis[layer - 1], f"backward pass, layer {layer}: the gradient overflowed float64 (its squared "
-                                          f"norm per unit was {np.trace(pis[layer]):.3g} one layer above); use a smaller depth")
-            self.flops += 2.0 * m * (3 * width * m + n_in * (3 * m + 2 * pc.shape[1]))
-            if bar is not None:
-                bar.update(0.5)
-        self.input_gradient = g
+                y[:, :n] = y1
+                spt[:n] = (h @ y1).T
+        return h @ y, y.T @ reduced @ h.T, spt  # S = Q^T X = C^T x^T x P = Y^T G' H^T
+
+    def _noise_factor(self, kk):
+        """``T`` (stack ``r x m``) with ``T^T T = dh^T dh = kk`` (``kk`` centred within each
+        batch): ``M^T H^T`` with ``M`` the Cholesky factor of ``K' = H^T kk H``, or
+        ``diag(mu^{1/2}) U^T H^T`` from the eigendecomposition of ``K'`` when it is singular."""
+        h = self.basis
+        reduced = h.T @ kk @ h
+        reduced = (reduced + np.swapaxes(reduced, -1, -2)) / 2
+        try:
+            factor = np.linalg.cholesky(reduced)
+        except np.linalg.LinAlgError:  # one network at a time, so that its route does not depend on its group
+            factor = np.stack([_root_factor(one) for one in reduced])
+        return np.swapaxes(factor, -1, -2) @ h.T
+
+    # ------------------------------------------------------------------ the passes
+    def run(self, x0s, top_gradients, bar, workspace=None):
+        """Forward then backward pass of every network: ``x0s`` (``S x N_0 x m``),
+        ``top_gradients`` (``S x N x m``); returns ``(grams, pis)``, each ``S x (L+1) x m x m``.
+        ``workspace``: a dict whose arrays are reused by the next group of the same shapes
+        (fresh memory costs page faults comparable to a pass over it)."""
+        p, depth, width, b, k = self.p, self.depth, self.width, self.b, self.k
+        n_seeds, n0, m = x0s.shape
+        r = self.basis.shape[1]
+        workspace = {} if workspace is None else workspace
+
+        def buffer(name, shape):
+            key = (name, shape)
+            if key not in workspace:
+                workspace[key] = np.empty(shape)
+            return workspace[key]
+
+        xhats = buffer("xhat", (depth, n_seeds, k, b, width))
+        grams = np.empty((n_seeds, depth + 1, m, m))
+        pis = np.empty_like(grams)
+        xt0 = np.ascontiguousarray(np.swapaxes(x0s, 1, 2), dtype=float)
+        grams[:, 0] = xt0 @ np.swapaxes(xt0, 1, 2) / n0
+        fan_ins = [n0] + [width] * depth
+        # the order in which the normals are used: A^1 .. A^L, then E^L .. E^1
+        plan = [(layer, 0, width) for layer in range(1, depth + 1)]
+        plan += [(layer, 1, fan_ins[layer - 1]) for layer in range(depth, 0, -1)]
+        # buffers reused in turn (fresh memory would cost page faults): draw i is written while
+        # draws i - 1 and i - 2 wait or are used, so three buffers of each shape suffice
+        turns = _Prefetch.AHEAD + 1
+        normals = _Prefetch([(lambda layer=layer, key=key, cols=cols, i=i: self._normals(
+            layer, key, r, cols, buffer(f"normals {i % turns}", (n_seeds, r, cols)))) for i, (layer, key, cols) in enumerate(plan)])
+        keep_x = 8.0 * n_seeds * depth * width * m <= KEEP_MEMORY
+        kept = []  # per layer: [xhat, inv_sigma, x or None, C, S^{+T}]
+        xt = xt0
+        try:
+            for layer in range(1, depth + 1):
+                n_in = fan_ins[layer - 1]
+                c, s, spt = self._frame(grams[:, layer - 1] * n_in, xt)
+                a = normals.next()
+                ht = np.matmul(np.swapaxes(s, 1, 2) * (p["sigma_w"] / math.sqrt(n_in)), a,
+                               out=xhats[layer - 1].reshape(n_seeds, m, width))
+                del a
+                self.flops += 2.0 * n_seeds * width * m * r
+                try:
+                    # h = A S is centred within each batch by construction (the rows of S are)
+                    xhat, inv_sigma = normalise(ht.reshape(n_seeds, k, b, width), p["eps"], axis=-2, centred=True)
+                except BnsymError as exc:
+                    raise SimulationOverflow(f"forward pass, layer {layer}: {exc}") from None
+                del ht
+                xt = self._phi(xhat)
+                if keep_x:  # into the workspace (a copy costs less than the page faults of fresh memory)
+                    kept_x = buffer("x", (depth, n_seeds, m, width))[layer - 1]
+                    np.copyto(kept_x, xt)
+                    xt = kept_x
+                kept.append([xhat, inv_sigma, xt if keep_x else None, c, spt])
+                with np.errstate(all="ignore"):
+                    grams[:, layer] = xt @ np.swapaxes(xt, 1, 2) / width
+                self._finite(grams[:, layer], xt, xhat, layer, "phi", f"forward pass, layer {layer}: the Gram "
+                             f"matrix of phi(gamma xhat + beta) overflowed float64")
+                self.flops += 2.0 * n_seeds * width * m * m
+                if bar is not None:
+                    bar.update(0.5 * n_seeds)
+            self.outputs = np.swapaxes(xt, 1, 2).copy()  # (the workspace's arrays are reused)
+            del xt
+            gt = np.ascontiguousarray(np.swapaxes(top_gradients, 1, 2), dtype=float)
+            pis[:, depth] = gt @ np.swapaxes(gt, 1, 2) / width
+            for layer in range(depth, 0, -1):
+                xhat, inv_sigma, _, c, spt = kept[layer - 1]
+                kept[layer - 1] = None
+                d = self._derivative(xhat)
+                with np.errstate(all="ignore"):
+                    # z = sigma J^T g, so that h^T dh = xhat^T z (h = sigma xhat per unit) and dh = z / sigma
+                    z = batchnorm_vjp(gt.reshape(xhat.shape), xhat, inv_sigma, d, axis=-2, scaled=False,
+                                      out=buffer("z", xhat.shape), scratch=d)
+                    del gt
+                    mixed = xhat.reshape(n_seeds, m, width) @ np.swapaxes(z.reshape(n_seeds, m, width), 1, 2)  # H^T dh
+                    z *= inv_sigma[:, :, None, :]
+                    dht = z.reshape(n_seeds, m, width)
+                    kk = dht @ np.swapaxes(dht, 1, 2)
+                    self._finite(kk, d, xhat, layer, "phi'", f"backward pass, layer {layer}: the gradient "
+                                 f"overflowed float64 (its squared norm per unit was {np.trace(pis[0, layer]):.3g} one "
+                                 f"layer above); use a smaller depth")
+                    del d, xhat, z, dht
+                if layer == 1:
+                    xt_in = xt0
+                else:
+                    below = kept[layer - 2]
+                    xt_in = below[2] if below[2] is not None else self._phi(below[0])
+                n_in = fan_ins[layer - 1]
+                scale = p["sigma_w"] / math.sqrt(n_in)
+                with np.errstate(all="ignore"):
+                    e = normals.next()
+                    ut = np.matmul(np.swapaxes(self._noise_factor(kk), 1, 2) * scale, e,   # (Z^T dh)^T, drawn afresh
+                                   out=buffer("u", (n_seeds, m, n_in)))
+                    del e
+                    inner = spt @ mixed - np.swapaxes(c, 1, 2) @ (xt_in @ np.swapaxes(ut, 1, 2))
+                    gt = np.matmul(np.swapaxes(c @ inner, 1, 2), xt_in, out=buffer("g", (n_seeds, m, n_in)))
+                    gt += ut                                               # U + Q (S^{+T} H^T dh - Q^T U)
+                    del ut
+                    pis[:, layer - 1] = gt @ np.swapaxes(gt, 1, 2) / n_in
+                if not np.all(np.isfinite(pis[:, layer - 1])):
+                    raise SimulationOverflow(f"backward pass, layer {layer}: the gradient overflowed float64 (its "
+                                             f"squared norm per unit was {np.trace(pis[0, layer]):.3g} one layer "
+                                             f"above); use a smaller depth")
+                self.flops += 2.0 * n_seeds * m * (2 * width * m + n_in * (2 * m + 2 * r))
+                if bar is not None:
+                    bar.update(0.5 * n_seeds)
+        finally:
+            normals.close()
+        self.input_gradients = np.swapaxes(gt, 1, 2).copy()  # (the workspace's array is reused)
         return grams, pis
 
+    def _normals(self, layer, key, rows, cols, out):
+        """``out`` (``S x rows x cols``) filled with standard normals: network ``s``'s block from
+        its layer seed's child streams ``(key, i)`` (:func:`_normals`)."""
+        for s, seeds in enumerate(self.seeds):
+            _normals(seeds[layer - 1], key, out[s])
+        return out
 
-#: Conditional method: arrays of at least this many normals are drawn in chunks by the thread pool.
+
+def _root_factor(k):
+    """``F`` with ``F F^T = K`` for a symmetric PSD ``K``: Cholesky, or ``U diag(mu^{1/2})`` from
+    the eigendecomposition when ``K`` is singular.  ``O(r^3)``."""
+    try:
+        return np.linalg.cholesky(k)
+    except np.linalg.LinAlgError:
+        values, vectors = np.linalg.eigh(k)
+        return vectors * np.sqrt(np.maximum(values, 0.0))
+
+
+class _Prefetch:
+    """Results of ``tasks`` (callables), taken in order by :meth:`next`, each computed ahead
+    in the drawing thread pool while the caller works on the ones before: at most
+    :attr:`AHEAD` are pending (submitted, not yet taken) at a time."""
+
+    AHEAD = 2
+
+    def __init__(self, tasks):
+        self.tasks, self.pending = list(tasks), []
+        self._submit()
+
+    def _submit(self):
+        while self.tasks and len(self.pending) < self.AHEAD:
+            self.pending.append(_draw_pool().submit(self.tasks.pop(0)))
+
+    def next(self):
+        result = self.pending.pop(0).result()
+        self._submit()
+        return result
+
+    def close(self):
+        for future in self.pending:
+            future.cancel()
+        for future in self.pending:
+            if not future.cancelled():
+                future.result()
+        self.pending, self.tasks = [], []
+
+
+#: Conditional method: a block of at least this many normals is drawn in chunks.
 PARALLEL_NORMALS = 2**16
 
 
-def _normals(seed, key, rows, cols):
-    """``rows x cols`` standard normals, column-major.  The flat buffer is cut into
+def _normals(seed, key, out):
+    """Fill ``out`` (C-contiguous) with standard normals: the flat buffer is cut into
     ``min(WEIGHT_BLOCKS, max(1, size // PARALLEL_NORMALS))`` chunks, chunk ``i`` drawn from
-    ``SeedSequence(seed.entropy, spawn_key=seed.spawn_key + (key, i))`` (in parallel
-    threads when there are several): the numbers depend on the shape, not on the threads."""
-    out = np.empty((cols, rows))
+    ``SeedSequence(seed.entropy, spawn_key=seed.spawn_key + (key, i))``: the numbers depend on
+    the shape, not on the threads."""
     flat = out.reshape(-1)
-    chunks = np.array_split(flat, min(WEIGHT_BLOCKS, max(1, flat.size // PARALLEL_NORMALS)))
-
-    def draw(i):
+    for i, chunk in enumerate(np.array_split(flat, min(WEIGHT_BLOCKS, max(1, flat.size // PARALLEL_NORMALS)))):
         child = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key + (key, i))
-        np.random.Generator(np.random.SFC64(child)).standard_normal(out=chunks[i])
-
-    if len(chunks) == 1:
-        draw(0)
-    else:
-        list(_draw_pool().map(draw, range(len(chunks))))
-    return out.T
+        np.random.Generator(np.random.SFC64(child)).standard_normal(out=chunk)
+    return out
 
 
 _POOLS: dict = {}
 
 
 def _draw_pool() -> ThreadPoolExecutor:
-    """Threads that draw weight blocks (one per core), one pool per process: a pool
-    inherited through ``fork`` has lost its threads and would never run its work."""
+    """Threads that draw weight blocks and normals (one per core), one pool per process: a
+    pool inherited through ``fork`` has lost its threads and would never run its work."""
     pid = os.getpid()
     if pid not in _POOLS:
         _POOLS.clear()
@@ -639,8 +860,12 @@ def _draw_pool() -> ThreadPoolExecutor:
     return _POOLS[pid]
 
 
-def _check_finite(values, message):
+def _check_finite(values, message, argument=None):
+    """Raise :class:`SimulationOverflow` with ``message`` if ``values`` are not all finite, adding
+    how far ``argument`` (phi's argument, if given) reaches: that pass is made only then."""
     if not np.all(np.isfinite(values)):
+        if argument is not None:
+            message += f" (its argument reaches {np.abs(argument).max():.3g})"
         raise SimulationOverflow(message)
 
 

@@ -203,31 +203,35 @@ def test_within_batch_blocks_have_the_single_batch_law_and_methods_agree_across_
 
 # ----------------------------------------------------------------------------- exactness, refusals
 def test_conditional_gradient_is_w_transpose_dh_for_a_w_consistent_with_the_forward_pass():
-    """Deterministic algebra check at B > N and B < N: with ``Q`` an orthonormal basis of
-    the centred input ``X`` of the first layer, the conditional input gradient's component
-    in span(X), ``Q Q^T g^0``, is ``X^{+T} H^T dh`` (the part fixed by the forward pass)."""
+    """Deterministic algebra check at B > N (the eigh frame: X spans R^{N_0}) and B < N (the
+    Cholesky frame): with ``Q`` an orthonormal basis of the centred input ``X`` of the first
+    layer, the conditional input gradient's component in span(X), ``Q Q^T g^0``, is
+    ``X^{+T} H^T dh`` (the part fixed by the forward pass), and the frame's ``S`` is a square
+    root of ``X^T X``."""
     for b, n0 in ((6, 20), (10, 4)):
         rng = np.random.default_rng(3)
         x0 = rng.standard_normal((b, n0))
         top = rng.standard_normal((9, b))
         p = dict(gamma=1.0, beta=0.0, eps=1e-3, sigma_w=1.0)
-        net = simulation._ConditionalNetwork(bnsym.activation("tanh"), p, 1, 9, b, np.random.SeedSequence(1))
-        net.run(np.ascontiguousarray(x0.T), lambda _, top=top: top, None)
+        net = simulation._ConditionalNetworks(bnsym.activation("tanh"), p, 1, 9, b, [np.random.SeedSequence(1)])
+        net.run(x0.T[None], top[None], None)
         # rebuild the layer's quantities: h from the same draw, then dh
         xc = x0.T - x0.T.mean(axis=1, keepdims=True)
-        _, _, root = net._frame(np.ascontiguousarray(x0.T))
-        np.testing.assert_allclose(root @ root, xc.T @ xc, rtol=1e-9, atol=1e-9 * np.abs(xc).max() ** 2)
-        a = simulation._normals(net.layer_seeds[0], 0, 9, b)
-        h = a @ root / math.sqrt(n0)
+        xt = np.ascontiguousarray(x0[None])
+        _, s, _ = net._frame(xt @ np.swapaxes(xt, 1, 2), xt)
+        np.testing.assert_allclose(s[0].T @ s[0], xc.T @ xc, rtol=1e-9, atol=1e-9 * np.abs(xc).max() ** 2)
+        a = net._normals(1, 0, b - 1, 9, np.empty((1, b - 1, 9)))[0]
+        h = (s[0].T @ a).T / math.sqrt(n0)
         xhat, inv = normalise(h, p["eps"])
         d = np.asarray(bnsym.activation("tanh").np(xhat, derivative=True))
         dh = batchnorm_vjp(top, xhat, inv, d)
         u, sv, _ = np.linalg.svd(xc, full_matrices=False)
         q = u[:, sv > 1e-9 * sv[0]]
         fixed = np.linalg.pinv(xc).T @ h.T @ dh
-        np.testing.assert_allclose(q @ (q.T @ net.input_gradient), fixed, rtol=1e-8, atol=1e-10)
+        gradient = net.input_gradients[0]
+        np.testing.assert_allclose(q @ (q.T @ gradient), fixed, rtol=1e-8, atol=1e-10)
         if n0 < b:  # X spans R^{N_0}: the weights are fully determined, no fresh part
-            np.testing.assert_allclose(net.input_gradient, fixed, rtol=1e-8, atol=1e-10)
+            np.testing.assert_allclose(gradient, fixed, rtol=1e-8, atol=1e-10)
 
 
 def test_explicit_run_too_large_for_memory_is_refused_at_once():
