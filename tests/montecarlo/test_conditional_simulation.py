@@ -258,3 +258,18 @@ def test_bad_method_is_refused_in_one_line():
     with pytest.raises(BnsymInputError, match="method must be one of") as info:
         simulate("relu", 4, 2, 8, method="implicit")
     assert "\n" not in str(info.value)
+
+
+def test_grouping_of_networks_does_not_change_the_numbers(monkeypatch):
+    """Deterministic: the conditional method runs networks together in stacks of
+    :func:`simulation.group_size`; every network draws from its own streams and is computed by
+    the same operations, so one network per stack and all in one stack give the same bits, on
+    the Cholesky frame (random inputs) and on the eigh frame (a collinear batch beside it)."""
+    for spec in ("random", ["random", "collinear"]):
+        runs = []
+        for floats in (1, 10**9):  # one network per stack, then all five in one
+            monkeypatch.setattr(simulation, "GROUP_FLOATS", floats)
+            assert (simulation.group_size(4, 40, 40, 12) == 1) == (floats == 1)
+            runs.append(simulate("tanh", 6, 4, 40, seeds=5, seed=master_seed(40, 0), input=spec, eps=1e-3))
+        np.testing.assert_array_equal(runs[0].grams, runs[1].grams)
+        np.testing.assert_array_equal(runs[0].gradient_grams, runs[1].gradient_grams)
