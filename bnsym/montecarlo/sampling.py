@@ -193,23 +193,21 @@ def jacobian(h, activation, *, gamma=1, beta=0, eps=0):
     return d[..., :, None] * proj * inv_sigma[..., None, None]
 
 
-def batchnorm_vjp(grad, xhat, inv_sigma, d, axis=-1, scaled=True, out=None, scratch=None):
+def batchnorm_vjp(grad, xhat, inv_sigma, d, axis=-1, out=None, scratch=None):
     r"""``J^T g`` for rows ``g`` of ``grad``: the batch-norm backward pass along ``axis`` (the batch axis).
 
     With ``y = D * g``: ``J^T g = (y - mean(y) - xhat mean(xhat y)) / sigma``.
     ``xhat``, ``inv_sigma`` come from :func:`normalise` (same ``axis``), ``d`` is
-    ``gamma phi'(gamma xhat + beta)``.  ``scaled=False`` returns ``sigma J^T g`` (the
-    bracket, without the division by ``sigma``).  ``out``: the array to write the result
-    to; ``scratch``: an array of the same shape that may be overwritten (``d`` itself, when
-    the caller no longer needs it).  Cost ``O(grad.size)``.
+    ``gamma phi'(gamma xhat + beta)``.  ``out``: the array to write the result to;
+    ``scratch``: an array of the same shape that may be overwritten (``d`` itself, when the
+    caller no longer needs it).  Cost ``O(grad.size)``.
     """
     y = np.multiply(grad, d, out=out)
     projection = np.expand_dims(_batch_dot(xhat, y, axis), axis)
     projection /= y.shape[axis]
     y -= y.mean(axis=axis, keepdims=True)
     y -= np.multiply(xhat, projection, out=scratch)
-    if scaled:
-        y *= np.expand_dims(inv_sigma, axis)
+    y *= np.expand_dims(inv_sigma, axis)
     return y
 
 

@@ -743,18 +743,19 @@ class _ConditionalNetworks:
                 kept[layer - 1] = None
                 d = self._derivative(xhat)
                 with np.errstate(all="ignore"):
-                    # z = sigma J^T g, so that h^T dh = xhat^T z (h = sigma xhat per unit) and dh = z / sigma
-                    z = batchnorm_vjp(gt.reshape(xhat.shape), xhat, inv_sigma, d, axis=-2, scaled=False,
-                                      out=buffer("z", xhat.shape), scratch=d)
+                    dht = batchnorm_vjp(gt.reshape(xhat.shape), xhat, inv_sigma, d, axis=-2, out=buffer("dh", xhat.shape),
+                                        scratch=d).reshape(n_seeds, m, width)
                     del gt
-                    mixed = xhat.reshape(n_seeds, m, width) @ np.swapaxes(z.reshape(n_seeds, m, width), 1, 2)  # H^T dh
-                    z *= inv_sigma[:, :, None, :]
-                    dht = z.reshape(n_seeds, m, width)
                     kk = dht @ np.swapaxes(dht, 1, 2)
                     self._finite(kk, d, xhat, layer, "phi'", f"backward pass, layer {layer}: the gradient "
                                  f"overflowed float64 (its squared norm per unit was {np.trace(pis[0, layer]):.3g} one "
                                  f"layer above); use a smaller depth")
-                    del d, xhat, z, dht
+                    del d
+                    # the centred h^l drawn forward (sigma is per unit and per batch, so it does not
+                    # cancel from the cross-batch entries of h^T dh)
+                    np.divide(xhat, inv_sigma[:, :, None, :], out=xhat)
+                    mixed = xhat.reshape(n_seeds, m, width) @ np.swapaxes(dht, 1, 2)   # H^T dh
+                    del xhat, dht
                 if layer == 1:
                     xt_in = xt0
                 else:

@@ -202,35 +202,38 @@ def test_within_batch_blocks_have_the_single_batch_law_and_methods_agree_across_
 
 
 # ----------------------------------------------------------------------------- exactness, refusals
-def test_conditional_gradient_is_w_transpose_dh_for_a_w_consistent_with_the_forward_pass():
+@pytest.mark.parametrize("batches", [1, 2])
+def test_conditional_gradient_is_w_transpose_dh_for_a_w_consistent_with_the_forward_pass(batches):
     """Deterministic algebra check at B > N (the eigh frame: X spans R^{N_0}) and B < N (the
-    Cholesky frame): with ``Q`` an orthonormal basis of the centred input ``X`` of the first
-    layer, the conditional input gradient's component in span(X), ``Q Q^T g^0``, is
-    ``X^{+T} H^T dh`` (the part fixed by the forward pass), and the frame's ``S`` is a square
-    root of ``X^T X``."""
+    Cholesky frame), with one batch and with two through the same layer (batch norm within
+    each, so ``sigma`` differs between them): with ``Q`` an orthonormal basis of the centred
+    input ``X`` of the first layer, the conditional input gradient's component in span(X),
+    ``Q Q^T g^0``, is ``X^{+T} H^T dh`` (the part fixed by the forward pass), and the frame's
+    ``S`` is a square root of ``X^T X``."""
     for b, n0 in ((6, 20), (10, 4)):
+        m = batches * b
         rng = np.random.default_rng(3)
-        x0 = rng.standard_normal((b, n0))
-        top = rng.standard_normal((9, b))
+        x0 = rng.standard_normal((m, n0))
+        top = rng.standard_normal((9, m))
         p = dict(gamma=1.0, beta=0.0, eps=1e-3, sigma_w=1.0)
-        net = simulation._ConditionalNetworks(bnsym.activation("tanh"), p, 1, 9, b, [np.random.SeedSequence(1)])
+        net = simulation._ConditionalNetworks(bnsym.activation("tanh"), p, 1, 9, b, [np.random.SeedSequence(1)], batches)
         net.run(x0.T[None], top[None], None)
-        # rebuild the layer's quantities: h from the same draw, then dh
-        xc = x0.T - x0.T.mean(axis=1, keepdims=True)
+        # rebuild the layer's quantities: h from the same draw, then dh, batch norm within each batch
+        xc = (x0.T.reshape(n0, batches, b) - x0.T.reshape(n0, batches, b).mean(axis=2, keepdims=True)).reshape(n0, m)
         xt = np.ascontiguousarray(x0[None])
         _, s, _ = net._frame(xt @ np.swapaxes(xt, 1, 2), xt)
         np.testing.assert_allclose(s[0].T @ s[0], xc.T @ xc, rtol=1e-9, atol=1e-9 * np.abs(xc).max() ** 2)
-        a = net._normals(1, 0, b - 1, 9, np.empty((1, b - 1, 9)))[0]
+        a = net._normals(1, 0, m - batches, 9, np.empty((1, m - batches, 9)))[0]
         h = (s[0].T @ a).T / math.sqrt(n0)
-        xhat, inv = normalise(h, p["eps"])
+        xhat, inv = normalise(h.reshape(9, batches, b), p["eps"])
         d = np.asarray(bnsym.activation("tanh").np(xhat, derivative=True))
-        dh = batchnorm_vjp(top, xhat, inv, d)
+        dh = batchnorm_vjp(top.reshape(9, batches, b), xhat, inv, d).reshape(9, m)
         u, sv, _ = np.linalg.svd(xc, full_matrices=False)
         q = u[:, sv > 1e-9 * sv[0]]
         fixed = np.linalg.pinv(xc).T @ h.T @ dh
         gradient = net.input_gradients[0]
         np.testing.assert_allclose(q @ (q.T @ gradient), fixed, rtol=1e-8, atol=1e-10)
-        if n0 < b:  # X spans R^{N_0}: the weights are fully determined, no fresh part
+        if n0 < m - batches:  # X spans R^{N_0}: the weights are fully determined, no fresh part
             np.testing.assert_allclose(gradient, fixed, rtol=1e-8, atol=1e-10)
 
 
