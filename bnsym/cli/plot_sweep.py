@@ -34,6 +34,9 @@ def register(subparsers) -> None:
     parser.add_argument("--theory-eps", type=float, default=0.0, help="batch-norm eps of the theory curve (default 0)")
     parser.add_argument("--no-theory", action="store_true", help="omit the theory curve")
     parser.add_argument("--title", default=None, help="figure title")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="test accuracy above which a cell counts as trained, for the printed boundary "
+                             "(deepest trained depth per batch size; default 0.5, chance is 1/classes)")
     parser.set_defaults(func=run)
 
 
@@ -55,6 +58,20 @@ def accuracy_table(records):
                 acc[i, j] = float(np.mean(values))
                 div[i, j] = float(np.mean([r["status"] == "diverged" for r in cell]))
     return depths, batches, acc, div
+
+
+def measured_boundary(depths, batches, acc, threshold):
+    """Per batch size, ``(deepest depth whose mean accuracy is at least threshold, the shallowest
+    deeper depth below it)`` from :func:`accuracy_table`'s arrays; ``None`` where no depth (or
+    no deeper failing depth) was measured.  Cells not run (``nan``) are skipped."""
+    out = {}
+    for j, b in enumerate(batches):
+        column = [(d, acc[i, j]) for i, d in enumerate(depths) if np.isfinite(acc[i, j])]
+        trained = [d for d, a in column if a >= threshold]
+        deepest = max(trained) if trained else None
+        failing = [d for d, a in column if a < threshold and (deepest is None or d > deepest)]
+        out[b] = (deepest, min(failing) if failing else None)
+    return out
 
 
 def theory_depths(activation, batch_sizes, *, eps=0.0, factor=None):
@@ -143,9 +160,21 @@ def run(args) -> int:
     output = str(validation.output_file(args.output or path.with_suffix(".png"), name="--output"))
     if args.factor is not None and not (math.isfinite(args.factor) and args.factor > 1):
         raise BnsymInputError(f"--factor must be a finite number > 1 (the gradient growth of the theory curve), got {args.factor!r}")
-    curve = sweep_heatmap(sweep_records(path), output, factor=args.factor, theory_eps=args.theory_eps,
+    if not (math.isfinite(args.threshold) and 0 < args.threshold < 1):
+        raise BnsymInputError(f"--threshold must be an accuracy strictly between 0 and 1, got {args.threshold!r}")
+    records = sweep_records(path)
+    curve = sweep_heatmap(records, output, factor=args.factor, theory_eps=args.theory_eps,
                           theory=not args.no_theory, title=args.title)
     print(f"wrote {output}")
+    depths, batches, acc, _ = accuracy_table(records)
+    print(f"measured boundary (test accuracy >= {args.threshold:g}): deepest trained depth / shallowest deeper failing depth")
+    theory_at = {} if args.no_theory else dict(zip(batches, theory_depths(
+        next(iter({r.get("activation", "relu") for r in records})), batches, eps=args.theory_eps, factor=args.factor)))
+    for b, (deepest, failing) in measured_boundary(depths, batches, acc, args.threshold).items():
+        line = f"  B={b}: {deepest if deepest is not None else '-'} / {failing if failing is not None else '-'}"
+        if b in theory_at and math.isfinite(theory_at[b]):
+            line += f"   theory {theory_at[b]:.1f}"
+        print(line)
     if curve:
         print("theory trainable depth: " + ", ".join(
             f"B={b}: {'inf' if math.isinf(v) else f'{v:.1f}'}" for b, v in curve.items()))

@@ -105,7 +105,10 @@ def test_cli_train_plot_sweep_and_one_step(tmp_path, data_dir, monkeypatch, caps
     assert main(["plot-sweep", str(results), "-o", str(png), "--factor", "1e4"]) == 0
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
     assert calls and all(c[0] == "relu" and c[3] == 1e4 and c[1] >= 4 for c in calls)
-    assert "theory trainable depth" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "theory trainable depth" in out and "measured boundary (test accuracy >= 0.5)" in out
+    assert main(["plot-sweep", str(results), "-o", str(png), "--threshold", "1.5"]) == 2
+    assert "--threshold must be an accuracy" in capsys.readouterr().err
 
     assert main(["train", "--depth", "2", "-B", "16", "--lr", "0.05", "--epochs", "2", "--no-progress", *common]) == 0
     out = capsys.readouterr().out
@@ -126,6 +129,18 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     empty.write_text("")
     assert main(["plot-sweep", str(empty)]) == 2
     assert "no finished cells" in capsys.readouterr().err
+
+
+def test_measured_boundary_is_the_deepest_trained_depth_per_batch_size():
+    from bnsym.cli.plot_sweep import accuracy_table, measured_boundary
+
+    acc = {(10, 8): 0.8, (20, 8): 0.3, (40, 8): 0.1, (10, 64): 0.85, (20, 64): 0.7, (40, 64): 0.55,
+           (10, 512): 0.2}
+    records = [{"depth": d, "batch_size": b, "status": "ok", "test_accuracy": a} for (d, b), a in acc.items()]
+    records.append({"depth": 20, "batch_size": 512, "status": "diverged", "test_accuracy": None})
+    depths, batches, table, _ = accuracy_table(records)
+    assert measured_boundary(depths, batches, table, 0.5) == {8: (10, 20), 64: (40, None), 512: (None, 10)}
+    assert measured_boundary(depths, batches, table, 0.6)[64] == (20, 40)
 
 
 def test_heatmap_survives_a_batch_size_the_engine_cannot_do(tmp_path, monkeypatch, capsys):
