@@ -40,18 +40,33 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def statistics_batch(record) -> int:
+    """The batch over which a cell's batch norm takes its statistics: its sub-batch, else its batch."""
+    return int(record.get("sub_batch") or record["batch_size"])
+
+
+def column_axis(records) -> str:
+    """``"sub_batch"`` when the cells share one batch size and vary the sub-batch over which batch
+    norm takes its statistics (the paper's Fig. 3b), else ``"batch_size"`` (Fig. 3a)."""
+    if len({int(r["batch_size"]) for r in records}) == 1 and len({statistics_batch(r) for r in records}) > 1:
+        return "sub_batch"
+    return "batch_size"
+
+
 def accuracy_table(records):
-    """``(depths, batch_sizes, mean accuracy [depth, batch], diverged fraction [depth, batch])``."""
+    """``(depths, columns, mean accuracy [depth, column], diverged fraction [depth, column])``; the
+    columns are batch sizes, or the statistics (sub-)batch sizes when :func:`column_axis` says so."""
     records = [r for r in records if r.get("status") in ("ok", "diverged")]
     if not records:
         raise BnsymInputError("the results hold no finished cells (status ok or diverged)")
+    key = statistics_batch if column_axis(records) == "sub_batch" else (lambda r: int(r["batch_size"]))
     depths = sorted({int(r["depth"]) for r in records})
-    batches = sorted({int(r["batch_size"]) for r in records})
+    batches = sorted({key(r) for r in records})
     acc = np.full((len(depths), len(batches)), np.nan)
     div = np.full_like(acc, np.nan)
     for i, d in enumerate(depths):
         for j, b in enumerate(batches):
-            cell = [r for r in records if r["depth"] == d and r["batch_size"] == b]
+            cell = [r for r in records if r["depth"] == d and key(r) == b]
             if cell:
                 # a diverged run scores chance level for the mean
                 values = [r["test_accuracy"] if r["status"] == "ok" else 0.0 for r in cell]
@@ -126,7 +141,11 @@ def sweep_heatmap(records, path, *, factor=None, theory_eps=0.0, theory=True, ti
         ax.set_yticks(d)
         ax.set_yticklabels([str(v) for v in depths])
         ax.minorticks_off()
-    ax.set_xlabel("batch size B")
+    finished = [r for r in records if r.get("status") in ("ok", "diverged")]
+    if column_axis(finished) == "sub_batch":
+        ax.set_xlabel(f"batch-norm statistics over sub-batches of size B (batch size {int(finished[0]['batch_size'])})")
+    else:
+        ax.set_xlabel("batch size B")
     ax.set_ylabel("depth L")
     curve = None
     if theory:

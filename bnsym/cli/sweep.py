@@ -31,10 +31,11 @@ def run(args) -> int:
     from bnsym.train.sweep import grid
 
     cells = grid(
-        args.depths, args.batch_sizes, args.seeds, dataset=args.dataset, data_dir=args.data_dir, verify=not args.no_verify, width=args.width,
+        args.depths, args.batch_sizes, args.seeds, sub_batches=args.sub_batch or [None],
+        dataset=args.dataset, data_dir=args.data_dir, verify=not args.no_verify, width=args.width,
         epochs=args.epochs, train_size=args.train_size, test_size=args.test_size, lr_scale=args.lr_scale,
         optimizer=args.optimizer, momentum=args.momentum, activation=args.activation, sigma_w=args.sigma_w,
-        eps=args.eps, batch_norm=not args.no_batch_norm, sub_batch=args.sub_batch, dtype=args.dtype,
+        eps=args.eps, batch_norm=not args.no_batch_norm, dtype=args.dtype,
     )
     with Store(args.store) as store:
         rows = run_cells(cells, store, scheduler=args.scheduler, workers=args.workers, progress=not args.no_progress)

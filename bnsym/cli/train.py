@@ -31,8 +31,14 @@ def add_model_arguments(parser, *, sweep=False) -> None:
     parser.add_argument("--activation", default="relu", help="relu, tanh, identity or any bnsym activation (default relu)")
     parser.add_argument("--sigma-w", type=float, default=1.0, help="weight scale sigma_w (default 1)")
     parser.add_argument("--eps", type=float, default=1e-3, help="batch-norm epsilon (default 1e-3)")
-    parser.add_argument("--sub-batch", type=int, default=None,
-                        help="compute batch statistics over sub-batches of this size (default: whole batch)")
+    if sweep:
+        parser.add_argument("--sub-batch", type=int_list, default=None,
+                            help="comma-separated sub-batch sizes, a grid axis: batch statistics over sub-batches "
+                                 "of each size (default: the whole batch; the paper's Fig. 3b: --batch-sizes 1000 "
+                                 "--sub-batch 8,16,...)")
+    else:
+        parser.add_argument("--sub-batch", type=int, default=None,
+                            help="compute batch statistics over sub-batches of this size (default: whole batch)")
     parser.add_argument("--no-batch-norm", action="store_true", help="plain network: x = phi(W x + b), no batch norm")
     parser.add_argument("--optimizer", default="sgd", choices=("sgd", "rmsprop"), help="optimizer (default sgd)")
     parser.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default 0)")

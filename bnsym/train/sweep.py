@@ -73,7 +73,7 @@ class Cell:
 
     def cost(self) -> float:
         """Relative cost, for scheduling the slowest cells first."""
-        return self.depth * (1 + 30 / self.batch_size)
+        return self.depth * (1 + 30 / (self.sub_batch or self.batch_size))
 
 
 def record_config(record: dict) -> dict:
@@ -81,18 +81,29 @@ def record_config(record: dict) -> dict:
     return {k: float(record[k]) if isinstance(record.get(k), float) else record.get(k) for k in KEY_FIELDS}
 
 
-def grid(depths, batch_sizes, seeds=(0,), **settings) -> list[Cell]:
+def grid(depths, batch_sizes, seeds=(0,), sub_batches=(None,), **settings) -> list[Cell]:
     """All cells, deepest and smallest batch (slowest) first so the workers stay busy to the end.
 
-    Checked here, before any cell runs: depths are integers >= 1, batch sizes integers >= 2
-    (batch norm needs two samples), seeds non-negative integers, ``lr_scale`` a finite number
+    The axes are depth, batch size, sub-batch size (the batch over which batch norm takes its
+    statistics; ``None``: the whole batch; the paper's Fig. 3b fixes the batch at 1000 and
+    varies this) and seed.  Checked here, before any cell runs: depths are integers >= 1,
+    batch sizes integers >= 2 (batch norm needs two samples), sub-batch sizes integers >= 2
+    that divide every batch size, seeds non-negative integers, ``lr_scale`` a finite number
     > 0 (a NaN would make a key that never matches on resume), ``width`` and ``epochs`` >= 1.
     """
-    if not depths or not batch_sizes:
-        raise BnsymInputError("depths and batch_sizes must each hold at least one value")
+    if "sub_batch" in settings:  # one sub-batch size for every cell, as a Cell field
+        if tuple(sub_batches) != (None,):
+            raise BnsymInputError("give sub_batch (one size) or sub_batches (a grid axis), not both")
+        sub_batches = (settings.pop("sub_batch"),)
+    if not depths or not batch_sizes or not sub_batches:
+        raise BnsymInputError("depths, batch_sizes and sub_batches must each hold at least one value")
     depths = [validation.integer(d, name="depths", minimum=1) for d in depths]
     batch_sizes = [validation.integer(b, name="batch_sizes", minimum=2) for b in batch_sizes]
     seeds = [validation.integer(s, name="seeds", minimum=0) for s in seeds]
+    sub_batches = [None if g is None else validation.integer(g, name="sub_batches", minimum=2) for g in sub_batches]
+    for g in sub_batches:
+        if g is not None and any(b % g for b in batch_sizes):
+            raise BnsymInputError(f"sub-batch size {g} must divide every batch size, got batch sizes {batch_sizes}")
     for name in ("width", "epochs"):
         if name in settings:
             settings[name] = validation.integer(settings[name], name=name, minimum=1)
@@ -101,7 +112,8 @@ def grid(depths, batch_sizes, seeds=(0,), **settings) -> list[Cell]:
             settings[name] = validation.real_float(settings[name], name=name, positive=True)
     if "eps" in settings:
         settings["eps"] = validation.real_float(settings["eps"], name="eps", nonnegative=True)
-    cells = [Cell(depth=d, batch_size=b, seed=s, **settings) for d, b, s in itertools.product(depths, batch_sizes, seeds)]
+    cells = [Cell(depth=d, batch_size=b, seed=s, sub_batch=g, **settings)
+             for d, b, g, s in itertools.product(depths, batch_sizes, sub_batches, seeds)]
     return sorted(cells, key=lambda c: -c.cost())
 
 

@@ -30,6 +30,19 @@ def test_grid_checks_its_settings(kwargs, word):
         grid(args["depths"], args["batch_sizes"], seeds=args.get("seeds", (0,)), dataset="mnist", **kwargs)
 
 
+def test_sub_batches_are_a_grid_axis_that_must_divide_the_batch():
+    cells = grid([2, 3], [1000], sub_batches=[8, 40], dataset="mnist")
+    assert sorted((c.depth, c.batch_size, c.sub_batch) for c in cells) == [(2, 1000, 8), (2, 1000, 40), (3, 1000, 8), (3, 1000, 40)]
+    assert len({str(c.config()) for c in cells}) == 4  # four distinct store keys
+    assert [c.sub_batch for c in grid([2], [16], dataset="mnist", sub_batch=4)] == [4]
+    with pytest.raises(BnsymInputError, match="sub-batch size 24 must divide every batch size"):
+        grid([2], [1000], sub_batches=[24], dataset="mnist")
+    with pytest.raises(BnsymInputError, match="sub_batches"):
+        grid([2], [16], sub_batches=[1], dataset="mnist")
+    with pytest.raises(BnsymInputError, match="not both"):
+        grid([2], [16], sub_batches=[4], sub_batch=8, dataset="mnist")
+
+
 @pytest.mark.parametrize("target, word", [(".", "directory"), ("blocker/r.sqlite", "not a directory"), ("missing/r.sqlite", "does not exist"), ("text.sqlite", "not a bnsym store")])
 def test_bad_store_paths_are_refused_before_any_cell(target, word, tmp_path, monkeypatch, capsys):
     """A directory, a path below a regular file, a file that is not a store: one line, exit 2, nothing trained."""

@@ -143,6 +143,24 @@ def test_measured_boundary_is_the_deepest_trained_depth_per_batch_size():
     assert measured_boundary(depths, batches, table, 0.6)[64] == (20, 40)
 
 
+def test_fixed_batch_with_sub_batches_gives_sub_batch_columns(tmp_path, monkeypatch):
+    """Fig. 3b: one batch size, statistics over sub-batches of several sizes: the columns (and the
+    theory line) are the statistics batch sizes."""
+    from bnsym.cli.plot_sweep import accuracy_table, column_axis, sweep_heatmap
+
+    records = [{"depth": d, "batch_size": 1000, "sub_batch": g, "status": "ok", "test_accuracy": 0.5, "activation": "relu"}
+               for d in (10, 20) for g in (8, 40, 200)]
+    assert column_axis(records) == "sub_batch"
+    depths, columns, acc, _ = accuracy_table(records)
+    assert columns == [8, 40, 200] and acc.shape == (2, 3)
+    asked = []
+    monkeypatch.setattr(bnsym, "trainable_depth", lambda activation, b, **kw: asked.append(b) or 30.0)
+    sweep_heatmap(records, tmp_path / "b.png")
+    assert min(asked) >= 4 and max(asked) <= 300  # the theory line spans the sub-batch sizes, not 1000
+    mixed = records + [{"depth": 10, "batch_size": 64, "sub_batch": None, "status": "ok", "test_accuracy": 0.5}]
+    assert column_axis(mixed) == "batch_size"
+
+
 def test_heatmap_survives_a_batch_size_the_engine_cannot_do(tmp_path, monkeypatch, capsys):
     from bnsym.cli.plot_sweep import sweep_heatmap
     from bnsym.errors import BnsymError
