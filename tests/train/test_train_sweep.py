@@ -35,7 +35,7 @@ def data_dir(tmp_path):
 
 
 def _cells(data_dir, **kw):
-    settings = dict(dataset="mnist", data_dir=data_dir, verify=False, width=16, epochs=2, lr_scale=1e-3)
+    settings = {"dataset": "mnist", "data_dir": data_dir, "verify": False, "width": 16, "epochs": 2, "lr_scale": 1e-3}
     settings.update(kw)
     return grid([2, 3], [8, 16], **settings)
 
@@ -151,7 +151,7 @@ def test_fixed_batch_with_sub_batches_gives_sub_batch_columns(tmp_path, monkeypa
     records = [{"depth": d, "batch_size": 1000, "sub_batch": g, "status": "ok", "test_accuracy": 0.5, "activation": "relu"}
                for d in (10, 20) for g in (8, 40, 200)]
     assert column_axis(records) == "sub_batch"
-    depths, columns, acc, _ = accuracy_table(records)
+    _depths, columns, acc, _ = accuracy_table(records)
     assert columns == [8, 40, 200] and acc.shape == (2, 3)
     asked = []
     monkeypatch.setattr(bnsym, "trainable_depth", lambda activation, b, **kw: asked.append(b) or 30.0)
@@ -159,6 +159,19 @@ def test_fixed_batch_with_sub_batches_gives_sub_batch_columns(tmp_path, monkeypa
     assert min(asked) >= 4 and max(asked) <= 300  # the theory line spans the sub-batch sizes, not 1000
     mixed = records + [{"depth": 10, "batch_size": 64, "sub_batch": None, "status": "ok", "test_accuracy": 0.5}]
     assert column_axis(mixed) == "batch_size"
+
+
+def test_default_title_names_the_data_set_and_protocol():
+    """The paper's Fig. 3 is MNIST; a heatmap of another data set must say which (issue 16)."""
+    from bnsym.cli.plot_sweep import protocol_title
+
+    full = [{"activation": "relu", "dataset": "fashion-mnist", "epochs": 10, "optimizer": "sgd", "width": 384,
+             "train_size": None, "test_size": None, "depth": d} for d in (10, 20)]
+    title = protocol_title(full)
+    assert "relu on fashion-mnist" in title and "10 epochs, sgd, width 384" in title and "train" not in title
+    subset = [dict(full[0], epochs=1, train_size=20000, test_size=5000)]
+    assert "(20000 train / 5000 test images), 1 epoch," in protocol_title(subset)
+    assert "on mixed data sets" in protocol_title(full + [dict(full[0], dataset="mnist")])
 
 
 def test_heatmap_survives_a_batch_size_the_engine_cannot_do(tmp_path, monkeypatch, capsys):
