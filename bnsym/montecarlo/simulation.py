@@ -284,7 +284,7 @@ def simulate(activation, batch_size, depth, width, *, gamma=1, beta=0, eps=0, si
     m = k * b
     top_gradient = _output_gradient(output_gradient, width, b, k)
     lo, hi = _fit_layers(fit_layers, depth)
-    _check_memory(method, depth, width, n0, m)
+    _check_memory(method, depth, width, n0, m, n_seeds)
     settings = dict(activation=act.label, batch_size=b, depth=depth, width=width, **p, seeds=n_seeds, seed=seed,
                     input=input_label, method=method)
     if k > 1:
@@ -306,6 +306,8 @@ def simulate(activation, batch_size, depth, width, *, gamma=1, beta=0, eps=0, si
 
             def run_group(first):
                 group = range(first, min(first + size, n_seeds))
+                if len(group) < size:  # the last, smaller group: the full group's buffers go first
+                    workspace.clear()
                 nets = _ConditionalNetworks(act, p, depth, width, b, [np.random.SeedSequence([seed, s]) for s in group], k)
                 x0s = np.stack([inputs_for(seed, s) for s in group])
                 tops = np.stack([top_gradient(np.random.Generator(np.random.SFC64(seeds[-1]))) for seeds in nets.seeds])
@@ -341,16 +343,17 @@ def memory_limit_gib() -> float:
     return validation.real_float(value.strip(), name=MEMORY_LIMIT_VARIABLE, positive=True)
 
 
-def memory_needed(method, depth, width, n0, m) -> int:
-    """Estimated peak bytes of one :func:`simulate` run (float64; ``m = k B`` columns, ``n0`` input units).
+def memory_needed(method, depth, width, n0, m, seeds=1) -> int:
+    """Estimated peak bytes of one :func:`simulate` run of ``seeds`` networks (float64; ``m = k B``
+    columns, ``n0`` input units).
 
     explicit: the kept weights (``N sum_l N_{l-1}`` floats if within
     :data:`WEIGHT_MEMORY`, else two regeneration workspaces) plus the
     batch-norm cache ``2 L N m`` and ``8 N m`` workspace; conditional: one group of
-    :func:`group_size` networks, each keeping its per-layer ``xhat^l`` (``L N m``; and ``x^l``,
-    another ``L N m``, when that fits in :data:`KEEP_MEMORY`) plus ``16 max(N, N_0) m``
-    workspace (the normals drawn ahead among it).  Both add the recorded Gram matrices
-    ``4 (L + 1) m^2`` per seed (one seed's worth).
+    :func:`group_size` networks (fewer if there are fewer seeds), each keeping its per-layer
+    ``xhat^l`` (``L N m``; and ``x^l``, another ``L N m``, when that fits in :data:`KEEP_MEMORY`)
+    plus ``16 max(N, N_0) m`` workspace (the normals drawn ahead among it).  Both add the
+    recorded Gram matrices, ``2 (L + 1) m^2`` per seed, and ``4 (L + 1) m^2`` of work.
     """
     wide = max(width, n0)
     if method == "explicit":
@@ -358,10 +361,10 @@ def memory_needed(method, depth, width, n0, m) -> int:
         weights = width * fan_in if 8 * width * fan_in <= WEIGHT_MEMORY else width * (n0 + (width if depth > 1 else 0))
         floats = weights + 2 * depth * width * m + 8 * wide * m + n0 * m
     else:
-        group = group_size(depth, width, n0, m)
+        group = min(group_size(depth, width, n0, m), seeds)
         kept = depth * width * (m + 1) + (depth * width * m if 8.0 * group * depth * width * m <= KEEP_MEMORY else 0)
         floats = group * (kept + 16 * wide * m + n0 * m)
-    return 8 * (floats + 4 * (depth + 1) * m * m)
+    return 8 * (floats + (2 * seeds + 4) * (depth + 1) * m * m)
 
 
 #: Conditional method: networks are run together while a layer's ``m x N`` stack has at most this many floats.
@@ -380,8 +383,8 @@ def group_size(depth, width, n0, m) -> int:
     return max(1, min(GROUP_FLOATS // (m * max(width, n0)), int(KEEP_MEMORY // per_network)))
 
 
-def _check_memory(method, depth, width, n0, m):
-    need, limit = memory_needed(method, depth, width, n0, m), memory_limit_gib()
+def _check_memory(method, depth, width, n0, m, seeds):
+    need, limit = memory_needed(method, depth, width, n0, m, seeds), memory_limit_gib()
     if need > limit * 1024**3:
         hint = " (method='conditional' needs O(L N B), no N x N weights)" if method == "explicit" else ""
         raise BnsymInputError(f"simulate(method={method!r}) would need about {need / 1024**3:.3g} GiB of memory, more than "
@@ -473,8 +476,7 @@ class _Network:
                 g = w.T @ dh
                 g *= p["sigma_w"] / math.sqrt(fan_ins[layer - 1])
                 pis[layer - 1] = g.T @ g / fan_ins[layer - 1]
-            _check_finite(pis[layer - 1], f"backward pass, layer {layer}: the gradient overflowed float64 (its squared "
-                                          f"norm per unit was {np.trace(pis[layer]):.3g} one layer above); use a smaller depth")
+            _check_finite(pis[layer - 1], _gradient_overflow(layer, pis[layer]))
             self.flops += 2.0 * width * fan_ins[layer - 1] * m
             if bar is not None:
                 bar.update(0.5)
@@ -746,11 +748,12 @@ class _ConditionalNetworks:
                     dht = batchnorm_vjp(gt.reshape(xhat.shape), xhat, inv_sigma, d, axis=-2, out=buffer("dh", xhat.shape),
                                         scratch=d).reshape(n_seeds, m, width)
                     del gt
+                    del d  # (overwritten: batchnorm_vjp's scratch)
                     kk = dht @ np.swapaxes(dht, 1, 2)
-                    self._finite(kk, d, xhat, layer, "phi'", f"backward pass, layer {layer}: the gradient "
-                                 f"overflowed float64 (its squared norm per unit was {np.trace(pis[0, layer]):.3g} one "
-                                 f"layer above); use a smaller depth")
-                    del d
+                    if not np.all(np.isfinite(kk)):  # phi' at fault, or the gradient itself
+                        _check_finite(self._derivative(xhat), f"backward pass, layer {layer}: phi'(gamma xhat + beta) "
+                                      f"is not finite", self._argument(xhat))
+                        _check_finite(kk, _gradient_overflow(layer, pis[:, layer], kk))
                     # the centred h^l drawn forward (sigma is per unit and per batch, so it does not
                     # cancel from the cross-batch entries of h^T dh)
                     np.divide(xhat, inv_sigma[:, :, None, :], out=xhat)
@@ -773,10 +776,7 @@ class _ConditionalNetworks:
                     gt += ut                                               # U + Q (S^{+T} H^T dh - Q^T U)
                     del ut
                     pis[:, layer - 1] = gt @ np.swapaxes(gt, 1, 2) / n_in
-                if not np.all(np.isfinite(pis[:, layer - 1])):
-                    raise SimulationOverflow(f"backward pass, layer {layer}: the gradient overflowed float64 (its "
-                                             f"squared norm per unit was {np.trace(pis[0, layer]):.3g} one layer "
-                                             f"above); use a smaller depth")
+                _check_finite(pis[:, layer - 1], _gradient_overflow(layer, pis[:, layer], pis[:, layer - 1]))
                 self.flops += 2.0 * n_seeds * m * (2 * width * m + n_in * (2 * m + 2 * r))
                 if bar is not None:
                     bar.update(0.5 * n_seeds)
@@ -824,11 +824,14 @@ class _Prefetch:
         return result
 
     def close(self):
+        """Cancel the draws not started and wait for the running one (it writes into a buffer
+        that the caller may reuse).  Its own error is dropped: a draw that was not consumed
+        cannot have affected a result, and raising here would hide the caller's exception."""
         for future in self.pending:
             future.cancel()
         for future in self.pending:
             if not future.cancelled():
-                future.result()
+                future.exception()
         self.pending, self.tasks = [], []
 
 
@@ -859,6 +862,21 @@ def _draw_pool() -> ThreadPoolExecutor:
         _POOLS.clear()
         _POOLS[pid] = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="bnsym-weights")
     return _POOLS[pid]
+
+
+def _gradient_overflow(layer, above, below=None) -> str:
+    """The message for a gradient that overflowed float64 at ``layer``: ``above`` holds the
+    gradient Gram matrix one layer above (``m x m``, or a stack ``S x m x m``, in which case the
+    first network whose ``below`` matrix (default: whose ``above``) is not finite is named)."""
+    if above.ndim == 3:
+        bad = ~np.isfinite(above if below is None else below).all(axis=(1, 2))
+        s = int(np.argmax(bad))
+        above = above[s]
+        where = f" in network {s} of its group"
+    else:
+        where = ""
+    return (f"backward pass, layer {layer}: the gradient overflowed float64{where} (its squared norm per unit was "
+            f"{np.trace(above):.3g} one layer above); use a smaller depth")
 
 
 def _check_finite(values, message, argument=None):
@@ -1023,6 +1041,11 @@ def _checked_gradient(value, width, m, k=1):
     if arr.shape != (width, m):
         what = "batch_size" if k == 1 else f"{k} batch_size"
         raise BnsymInputError(f"output_gradient must have shape (width, {what}) = ({width}, {m}), got {arr.shape}")
+    with np.errstate(over="ignore"):
+        largest = float(np.max(np.einsum("na,na->a", arr, arr))) / width
+    if not math.isfinite(largest):
+        raise BnsymInputError("output_gradient is too large: its squared norm per unit overflows float64 "
+                              "(scale it down; the fitted rates do not depend on its scale)")
     return arr
 
 

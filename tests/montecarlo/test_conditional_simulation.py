@@ -260,6 +260,19 @@ def test_memory_limit_variable(monkeypatch):
     assert need < simulation.MEMORY_LIMIT_GIB * 1024**3 < simulation.memory_needed("explicit", 50, 2**18, 2**18, 32)
 
 
+def test_memory_estimate_follows_the_number_of_seeds(monkeypatch):
+    """One network is not charged for a whole stack, and the recorded Gram matrices of every
+    seed (2 (L + 1) m^2 floats each) are counted: 4000 seeds of depth 100 at B = 64 would
+    record 26 GB and are refused before anything is allocated."""
+    one = simulation.memory_needed("conditional", 8, 1000, 64, 8, seeds=1)
+    stack = simulation.memory_needed("conditional", 8, 1000, 64, 8, seeds=simulation.group_size(8, 1000, 64, 8))
+    assert one < stack
+    assert simulation.memory_needed("conditional", 100, 64, 64, 64, seeds=4000) > 2 * 4000 * 101 * 64**2 * 8
+    monkeypatch.setenv("BNSYM_MEMORY_LIMIT_GIB", "24")
+    with pytest.raises(BnsymInputError, match="would need about 2[0-9.]* GiB"):
+        simulate("relu", 64, 100, 64, seeds=4000)
+
+
 def test_bad_method_is_refused_in_one_line():
     with pytest.raises(BnsymInputError, match="method must be one of") as info:
         simulate("relu", 4, 2, 8, method="implicit")

@@ -216,6 +216,21 @@ def test_backward_overflow_names_the_layer():
         simulate("relu", 4, 2500, 8, seeds=1)
 
 
+@pytest.mark.parametrize("method", ["conditional", "explicit"])
+def test_backward_overflow_is_blamed_on_the_gradient_not_on_phi_prime(method):
+    """ReLU's phi' is 0 or 1: an overflow in the backward pass is the gradient's, in both
+    methods (the conditional one once named phi', from a buffer batch norm's VJP had reused)."""
+    with pytest.raises(SimulationOverflow, match=r"backward pass, layer \d+: the gradient overflowed") as info:
+        simulate("relu", 4, 2500, 8, seeds=3, method=method)
+    assert "phi'" not in str(info.value)
+
+
+def test_an_output_gradient_that_overflows_is_refused():
+    top = 1.7e308 * np.sign(np.random.default_rng(0).standard_normal((8, 4)))
+    with pytest.raises(BnsymInputError, match="output_gradient is too large"):
+        simulate("relu", 4, 2, 8, seeds=1, output_gradient=top)
+
+
 def test_zero_variance_is_reported():
     with pytest.raises(SimulationOverflow, match="layer 1: .*zero variance"):
         simulate("relu", 4, 2, 8, input=np.ones((4, 3)))
