@@ -44,7 +44,7 @@ from bnsym.errors import BnsymError, PrecisionError
 from bnsym.estimate import ROUNDING, Estimate, combined_meaning, rounding_error, weighted_sum
 from bnsym.meanfield.critical import DEGENERATE, regime
 from bnsym.numerics.memo import cached_at_tolerance
-from bnsym.numerics.moments import MomentCurve, SphereMoments, moments_at_gains, resolve_method, smooth_in_gain
+from bnsym.numerics.moments import MomentCurve, SphereMoments, gain_events, gain_floor, moments_at_gains, resolve_method, smooth_in_gain
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
 from bnsym.numerics.sphere import SphereLaw
 
@@ -279,6 +279,14 @@ def _radial(settings, law, method):
             lambda kappas, rtol: _moments_at(settings, law, [settings.gamma * kappa for kappa in kappas], method, cache, rtol),
             settings.working_dps, moment_tolerance(settings),
         )
+    elif method == "quadrature" and (floor := gain_floor(settings.activation, settings.beta, settings.gamma, law)) < 1:
+        # kinked: analytic above the floor; one gain at a time (the kinks of several gains
+        # would split the panels of all)
+        cache[CURVE] = MomentCurve(
+            lambda kappas, rtol: [_moments_at(settings, law, [settings.gamma * kappa], method, cache, rtol)[0]
+                                  for kappa in kappas],
+            settings.working_dps, moment_tolerance(settings), floor=floor,
+        )
     a = sw2 * _moments(settings, law, settings.gamma, method, cache).spread.value
     tol = mpmath.mpf(10) ** -(settings.dps + 2)
     level = _start_level(settings, a, tol)
@@ -377,25 +385,40 @@ def _design(settings, law, method, level, a_design, cache):
     b, eps = settings.batch_size, settings.eps
     n = b - 1
     beps = b * eps
-    kinks = settings.activation.numeric_kinks()
-    singular = []
-    for x in kinks:
-        r = radial.entry_radius(abs(x - settings.beta), settings.gamma, n, a_design, b, eps)
-        if r is not None:
-            singular.append(r)
+    # the radii where a kink enters the one-coordinate support: the moments are not analytic in
+    # the radius there, so the rule's panels end there.  Where two kink lines cross on the edge
+    # of the pair support the pair density goes as (1 - Q)^((n - 4)/2): a weaker event for
+    # n >= 4 (ending panels there too put nodes where the nested rule is slow: ReLU at
+    # beta = 0.2, B = 6, eps = 0.05, 415 s against 11 s for the same value), an infinite
+    # density at n = 3, where the panels must end there (docs/theory.md section 15.3)
+    singular = [radial.radius_at(k, a_design, b, eps)
+                for k in gain_events(settings.activation, settings.beta, settings.gamma, law, pairs=n <= 3) if k < 1]
     ys, ws = radial.chi_rule(n, level, settings.working_dps, y_eps=mpmath.sqrt(beps / a_design), singular_radii=singular)
     kappas = [radial.kappa_squared(a_design, y, b, eps) for y in ys]
     curve = cache.get(CURVE)
     moments = None
+    # a node where the chi density is 10^-d of its peak needs its moments only to about
+    # rtol 10^d: SLACK_MARGIN digits are kept for the reweighting to nearby scales and the
+    # node's panel width (docs/theory.md section 15.3)
+    slacks = [max(radial.density_drop(n, y) - SLACK_MARGIN, 0) for y in ys]
     if curve is not None:
-        # a node where the chi density is 10^-d of its peak needs its moments only to about
-        # rtol 10^d: SLACK_MARGIN digits are kept for the reweighting to nearby scales and the
-        # node's panel width (docs/theory.md section 15.3)
-        slacks = [max(radial.density_drop(n, y) - SLACK_MARGIN, 0) for y in ys]
         moments = curve.at([mpmath.sqrt(k2) for k2 in kappas], slacks)
-    if moments is None:  # kinked in the support, or not representable: one sphere expectation per node
-        moments = [_moments(settings, law, settings.gamma * mpmath.sqrt(k2), method, cache) for k2 in kappas]
+    if moments is None:  # not representable: every node by its own sphere expectations
+        moments = [None] * len(kappas)
+    base = moment_tolerance(settings)
+    for i, (k2, slack) in enumerate(zip(kappas, slacks)):
+        if moments[i] is None:  # (below a kinked curve's cap)
+            moments[i] = _moments_at(settings, law, [settings.gamma * mpmath.sqrt(k2)], method, cache,
+                                     min(base * mpmath.mpf(10) ** slack, LOOSEST_NODE_RTOL))[0]
     return ys, ws, kappas, moments
+
+
+#: The loosest relative tolerance asked of a radial node's moments evaluated one by one, however
+#: small its weight (a negligible node still gets a few digits).  The far tail of the chi law
+#: (density 10^-30 of its peak, gains down to 1e-15) then costs a few digits, not the full
+#: precision, which its centred moments cannot reach there: ``phi(gain s + beta) - E phi``
+#: cancels about ``-log10(gain)`` digits.
+LOOSEST_NODE_RTOL = mpmath.mpf("1e-3")
 
 
 def _level_values(settings, a_design, a, ys, ws, kappas, moments, designs) -> RadialLevel:

@@ -74,7 +74,7 @@ from bnsym.meanfield.bsb1 import SLACK_MARGIN, bsb1_state, moment_tolerance
 from bnsym.meanfield.critical import DEGENERATE, degenerate_bracket, local_slopes, psi_values
 from bnsym.numerics.curve import RadialCurve
 from bnsym.numerics.gaussian_kernels import integer_orthant
-from bnsym.numerics.moments import resolve_method, smooth_in_gain
+from bnsym.numerics.moments import gain_floor, resolve_method, smooth_in_gain
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
 from bnsym.numerics.sphere import Integrand, SphereLaw
 
@@ -297,7 +297,8 @@ def _radial_source(settings, law, method):
 
     Closed forms: by homogeneity from the values at ``kappa = 1``.  Quadrature: a
     :class:`~bnsym.numerics.curve.RadialCurve` in ``kappa`` when no kink reaches the sphere
-    support (docs/theory.md section 15.3), else every node's gain evaluated in one shared pass.
+    support, or above a kink's :func:`~bnsym.numerics.moments.gain_floor` (docs/theory.md
+    section 15.3), and the other nodes' gains evaluated in one shared pass.
     """
     b = settings.batch_size
     fields = _radial_fields(b)
@@ -312,15 +313,27 @@ def _radial_source(settings, law, method):
         return [{name: ev.combine(expr, values) for name, expr in fields.items()}
                 for ev, values in zip(evaluators, _values_of(evaluators, _keys_of(fields.values(), b)))]
 
+    names = [(name, name) for name in fields]
     if smooth_in_gain(settings.activation, settings.beta, settings.gamma, b - 1):
-        curve = RadialCurve(evaluate, [(name, name) for name in fields], settings.working_dps, rtol)
+        curve = RadialCurve(evaluate, names, settings.working_dps, rtol)
+    elif (floor := gain_floor(settings.activation, settings.beta, settings.gamma, law)) < 1:
+        # kinked: analytic above the floor; the curve's points one at a time (the kinks of
+        # several gains would split the panels of all)
+        curve = RadialCurve(lambda kappas, tol: [evaluate([k], tol)[0] for k in kappas], names,
+                            settings.working_dps, rtol, floor)
+    else:
+        return lambda kappas, slacks: evaluate(kappas, rtol)
 
-        def from_curve(kappas, slacks):
-            records = curve.at(kappas, slacks)
-            return records if records is not None else evaluate(kappas, rtol)
+    def from_curve(kappas, slacks):
+        records = curve.at(kappas, slacks)
+        if records is None:
+            return evaluate(kappas, rtol)
+        below = [i for i, r in enumerate(records) if r is None]  # (below a kinked curve's cap)
+        for i, r in zip(below, evaluate([kappas[i] for i in below], rtol) if below else []):
+            records[i] = r
+        return records
 
-        return from_curve
-    return lambda kappas, slacks: evaluate(kappas, rtol)
+    return from_curve
 
 
 def _degenerate_values(settings):

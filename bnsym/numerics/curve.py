@@ -33,6 +33,11 @@ CURVE_MAX_LEVEL = 5
 CURVE_MIN_ACCEPT = 1
 #: Tolerances (in digits) up to which the curve is one tier; past it tiers are half that many digits apart.
 ONE_TIER_DIGITS = 40
+#: A curve analytic only on ``(floor, 1]`` has its tiers on ``[lo, 1]`` with ``lo`` at least
+#: ``floor + FLOOR_MARGIN (1 - floor)``: the singularity at ``floor`` is then at least one
+#: half-length from the interval (Bernstein ellipse parameter ``3 + 2 sqrt 2 = 5.8``, about 0.77
+#: digits per point).
+FLOOR_MARGIN = mpmath.mpf(1) / 2
 
 
 class RadialCurve:
@@ -65,6 +70,11 @@ class RadialCurve:
     function: ``r`` is set by its nearest complex singularity) the interpolation error is at
     most ``2 sum_{k > N} |c_k| ~ 2 C r^(N+1) / (1 - r)``, which ``E`` exceeds whenever ``r <= 1/2``.
 
+    A kinked activation's records are analytic only above a ``floor`` (the largest ``kappa`` at
+    which a kink meets the edge of the sphere support,
+    :func:`bnsym.numerics.moments.gain_floor`): its tiers stop at a cap ``floor + FLOOR_MARGIN
+    (1 - floor)``, and a node below the cap that is not negligible is left to the caller.
+
     ``evaluate(kappas, rtol)`` gives the exact records at a list of points to ``rtol`` (all the
     new points of a level in one call); ``fields`` is a tuple of ``(name, reference)``.  Cost:
     ``N + 1`` evaluations per tier (typically 17 to 65 for tier 0, 9 to 17 for the others), then
@@ -72,11 +82,13 @@ class RadialCurve:
     degree above 128 (the caller then evaluates node by node).
     """
 
-    def __init__(self, evaluate, fields, working_dps: int, rtol):
+    def __init__(self, evaluate, fields, working_dps: int, rtol, floor=0):
         self.evaluate = evaluate
         self.fields = tuple(fields)
         self.working_dps = working_dps
         self.rtol = rtol
+        # analytic only on (floor, 1]: no tier reaches below the cap (see `at`)
+        self.cap = mpmath.mpf(0) if floor <= 0 else floor + (1 - floor) * FLOOR_MARGIN
         self.tiers = {}  # slack digits e -> (lo, fit); fit = (points, weights, {field: (values, error)}, first record)
         self.failed = False
         self._values = {}  # nstr(kappa) -> (rtol it was evaluated to, record)
@@ -95,7 +107,9 @@ class RadialCurve:
         """The records at each ``kappa`` in ``(0, 1]``, or ``None`` if not representable.
 
         ``slacks[i] >= 0`` is the number of decimal digits by which node ``i``'s error may exceed
-        ``rtol`` (the caller's bound on its weight: see the class docstring).
+        ``rtol`` (the caller's bound on its weight: see the class docstring).  A curve built with
+        a ``floor`` gives ``None`` in place of the record of a node below its cap whose weight is
+        not negligible: the caller evaluates that node itself.
         """
         with mpmath.workdps(self.working_dps):
             if self.failed:
@@ -103,23 +117,27 @@ class RadialCurve:
             top = int(-mpmath.log10(self.rtol) + mpmath.mpf("1e-9"))  # a slack past this allows an error larger than the values
             step = top if top <= ONE_TIER_DIGITS else top // 2
             wanted = [None if d >= top + 1 else step * (int(d) // step) for d in slacks]
+            direct = [w is not None and kappa < self.cap for kappa, w in zip(kappas, wanted)]
             chosen = [None] * len(kappas)
-            for e in sorted(set(w for w in wanted if w is not None)):
-                members = [i for i, w in enumerate(wanted) if w == e and self._covering(kappas[i], e) is None]
+            for e in sorted({w for w, own in zip(wanted, direct) if w is not None and not own}):
+                members = [i for i, w in enumerate(wanted) if w == e and not direct[i] and self._covering(kappas[i], e) is None]
                 if members:
                     self._extend(e, min(kappas[i] for i in members))
                     if self.failed:
                         return None
                 for i, w in enumerate(wanted):
-                    if w == e:
+                    if w == e and not direct[i]:
                         chosen[i] = self._covering(kappas[i], e)
             if not self.tiers:  # every node negligible: one tight tier still anchors the values
-                self._extend(0, min(kappas))
+                self._extend(0, max(min(kappas), self.cap))
                 if self.failed:
                     return None
             lowest = min(self.tiers, key=lambda e: self.tiers[e][0])
             out = []
-            for kappa, tier in zip(kappas, chosen):
+            for kappa, tier, own in zip(kappas, chosen, direct):
+                if own:
+                    out.append(None)
+                    continue
                 if tier is None:  # negligible weight: any tier that covers it, else the lowest tier's end
                     tier = self._covering(kappa, top)
                     if tier is None:
@@ -139,7 +157,7 @@ class RadialCurve:
     def _extend(self, e, lo):
         """(Re)build tier ``e`` down to ``lo``, with a margin in ``1 - kappa`` (20%, doubled on a rebuild)."""
         rebuild = e in self.tiers
-        lo = max(1 - (1 - lo) * (2 if rebuild else mpmath.mpf("1.2")), lo / (16 if rebuild else 4))
+        lo = max(1 - (1 - lo) * (2 if rebuild else mpmath.mpf("1.2")), lo / (16 if rebuild else 4), self.cap)
         fit = self._build(lo, self.rtol * mpmath.mpf(10) ** e)
         if fit is None:
             self.failed = True

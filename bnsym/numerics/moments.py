@@ -26,6 +26,7 @@ takes the closed form where it exists.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import mpmath
@@ -168,6 +169,44 @@ def smooth_in_gain(act: Activation, shift, gamma, n) -> bool:
     return all(abs(x - shift) > reach for x in act.numeric_kinks())
 
 
+def gain_events(act: Activation, shift, gamma, law: SphereLaw, *, pairs: bool = True) -> list:
+    """The ``kappa`` in ``(0, 1]`` (sorted) at which a sphere moment of ``act`` at gain
+    ``gamma kappa`` may fail to be analytic in ``kappa`` (docs/theory.md section 15.3).
+
+    With kinks ``x_j`` at ``s = u_j / (gamma kappa)``, ``u_j = x_j - shift``, each one-coordinate
+    moment is an integral of pieces analytic in ``(s, kappa)`` against a density analytic inside
+    ``|s| < sqrt(n)``, between breakpoints that move analytically with ``kappa``: it changes form
+    only where a breakpoint meets the edge of the support, ``kappa = |u_j| / (|gamma| sqrt(n))``.
+    A pair moment on the ellipse ``s_a^2 - 2 rho s_a s_b + s_b^2 <= n (1 - rho^2)`` changes form
+    where a kink line touches the ellipse (the same ``kappa``) and where two kink lines meet on
+    it: ``kappa = sqrt(u_j^2 - 2 rho u_j u_k + u_k^2) / (|gamma| sqrt(n (1 - rho^2)))``
+    (``j = k``: ``|u_j| sqrt(2 / (n (1 + rho)))``).  ``B = 3`` (``n = 2``: the pairs lie on the
+    edge itself) gets the one-coordinate events only, ``B = inf`` none; so does ``pairs=False``.
+    Cost ``O(K^2)`` for ``K`` kinks.
+    """
+    n = law.n
+    if n == math.inf:
+        return []
+    scale = abs(gamma)
+    us = [x - shift for x in act.numeric_kinks()]
+    events = [abs(u) / (scale * mpmath.sqrt(n)) for u in us]
+    if pairs and n >= 3:
+        rho = law.rho
+        events += [mpmath.sqrt(u * u - 2 * rho * u * v + v * v) / (scale * mpmath.sqrt(n * (1 - rho * rho)))
+                   for u in us for v in us]
+    return sorted({k for k in events if 0 < k <= 1})
+
+
+def gain_floor(act: Activation, shift, gamma, law: SphereLaw):
+    """The largest of :func:`gain_events` (0 if there is none): above it the sphere moments are
+    analytic in ``kappa`` and a :class:`~bnsym.numerics.curve.RadialCurve` may interpolate them.
+    ``B <= 3`` gives 1: no analytic range is claimed there."""
+    if law.n != math.inf and law.n < 3:
+        return mpmath.mpf(1)
+    events = gain_events(act, shift, gamma, law)
+    return events[-1] if events else mpmath.mpf(0)
+
+
 class MomentCurve(RadialCurve):
     """The :class:`SphereMoments` as functions of ``kappa`` (docs/theory.md section 15.3): a
     :class:`~bnsym.numerics.curve.RadialCurve` whose records are :class:`SphereMoments`, with
@@ -175,8 +214,8 @@ class MomentCurve(RadialCurve):
     ``evaluate(kappas, rtol)`` gives the exact moments at a list of points
     (:func:`moments_at_gains`)."""
 
-    def __init__(self, evaluate, working_dps: int, rtol, gradient: bool = True):
-        super().__init__(evaluate, CURVE_FIELDS if gradient else CURVE_FIELDS[:4], working_dps, rtol)
+    def __init__(self, evaluate, working_dps: int, rtol, gradient: bool = True, floor=0):
+        super().__init__(evaluate, CURVE_FIELDS if gradient else CURVE_FIELDS[:4], working_dps, rtol, floor)
 
     def field(self, record, name):
         return getattr(record, name)

@@ -26,8 +26,6 @@ weights by ``r p_n(r y) / p_n(y) = r^n exp(-(r^2 - 1) y^2 / 2)``.
 
 from __future__ import annotations
 
-import math
-
 import mpmath
 
 from bnsym.numerics.quadrature import panel
@@ -117,15 +115,7 @@ def kappa_squared(a, y, batch_size, eps):
     return r2 / (r2 + batch_size * eps)
 
 
-def entry_radius(kink_distance, gain, n, a, batch_size, eps):
-    """Radius ``y`` at which a kink at distance ``|x_k - beta|`` enters the sphere support.
-
-    The support of ``gamma kappa s`` is ``|.| <= |gamma| kappa sqrt(n)``; the kink enters
-    when ``kappa = kink_distance / (|gamma| sqrt(n))``.  ``None`` if it never does.
-    """
-    if math.isinf(n):
-        return None
-    k = kink_distance / (abs(gain) * mpmath.sqrt(n))
-    if k >= 1 or k <= 0:
-        return None
-    return mpmath.sqrt(batch_size * eps * k * k / (a * (1 - k * k)))
+def radius_at(kappa, a, batch_size, eps):
+    """The radius ``y`` whose radial factor is ``kappa`` (the inverse of :func:`kappa_squared`):
+    ``y = sqrt(B eps kappa^2 / (a (1 - kappa^2)))``, for ``0 < kappa < 1``."""
+    return mpmath.sqrt(batch_size * eps * kappa * kappa / (a * (1 - kappa * kappa)))

@@ -11,7 +11,7 @@ import pytest
 import bnsym
 from bnsym.activations import activation
 from bnsym.meanfield.gradients import rate_from_settings
-from bnsym.numerics.moments import MomentCurve, moments_at_gains, sphere_moments
+from bnsym.numerics.moments import MomentCurve, gain_floor, moments_at_gains, sphere_moments
 from bnsym.numerics.sphere import SphereLaw
 
 
@@ -34,6 +34,60 @@ def test_curve_matches_direct_moments():
                 value, exact = getattr(m, name), getattr(ref, name)
                 assert abs(value.value - exact.value) <= value.error + exact.error + 1e-20
                 assert value.error < 1e-13
+
+
+def test_kinked_curve_above_its_floor_matches_direct_moments():
+    """ReLU at beta = 0.2: the kink is inside the sphere support, and the moments are analytic in
+    kappa above :func:`gain_floor` (docs/theory.md section 15.3).  The curve built above its cap
+    agrees with the direct (kink-split) moments off its Chebyshev points, within the two errors;
+    a node below the cap that is not negligible is left to the caller (None), a negligible one
+    is clamped."""
+    act, b, wdps = activation("relu"), 8, 20
+    law = SphereLaw(b, wdps)
+    rtol = mpmath.mpf(10) ** -12
+    with mpmath.workdps(wdps):
+        shift, gamma = mpmath.mpf("0.2"), mpmath.mpf(1)
+        floor = gain_floor(act, shift, gamma, law)
+
+        def direct(kappa, tol=rtol):
+            return sphere_moments(act, law, gamma * kappa, shift, gamma, tol, gradient=True, method="quadrature")
+
+        curve = MomentCurve(lambda kappas, tol: [direct(k, tol) for k in kappas], wdps, rtol, floor=floor)
+        assert curve.cap == floor + (1 - floor) / 2
+        kappas = [mpmath.mpf(x) for x in ("0.63", "0.871", "0.99")] + [curve.cap / 2, curve.cap / 3]
+        got = curve.at(kappas, [0, 0, 0, 0, 40])
+        assert got[3] is None and got[4] is not None
+        assert all(lo >= curve.cap for lo, _ in curve.tiers.values())
+        for kappa, m in zip(kappas[:3], got[:3]):
+            ref = direct(kappa)
+            for name in ("mean", "q", "c", "spread", "d2", "d11", "sd2", "sd11"):
+                value, exact = getattr(m, name), getattr(ref, name)
+                assert abs(value.value - exact.value) <= value.error + exact.error + mpmath.mpf(10) ** -18, (kappa, name)
+                assert value.error < 1e-11 * max(1, abs(ref.q.value), abs(ref.d2.value))
+
+
+def test_gain_floor_is_where_a_kink_meets_the_edge_of_the_support():
+    """At kappa = gain_floor the two kinks' crossing point (s_j, s_k) = (u_j, u_k) / (gamma kappa)
+    lies on the edge of the pair support, s_a^2 - 2 rho s_a s_b + s_b^2 = n (1 - rho^2), and
+    inside it for larger kappa; smooth activations have no floor, B <= 3 claims no range."""
+    with mpmath.workdps(30):
+        for name, shift, gamma, b in (("relu", "0.2", "1", 4), ("relu", "-0.5", "1.3", 32), ("relu(x+1) - relu(x-1) - 1", "0.1", "2", 9)):
+            act, law = activation(name), SphereLaw(b, 30)
+            shift, gamma = mpmath.mpf(shift), mpmath.mpf(gamma)
+            floor = gain_floor(act, shift, gamma, law)
+            assert 0 < floor < 1
+            n, rho = law.n, law.rho
+            us = [x - shift for x in act.numeric_kinks()]
+
+            def inside(kappa, u, v):
+                sa, sb = u / (gamma * kappa), v / (gamma * kappa)
+                return sa * sa - 2 * rho * sa * sb + sb * sb - n * (1 - rho * rho)
+
+            edges = [inside(floor, u, v) for u in us for v in us]
+            assert min(abs(e) for e in edges) < mpmath.mpf(10) ** -25  # one crossing is on the edge
+            assert all(inside(floor * mpmath.mpf("1.01"), u, v) < 0 for u in us for v in us)  # all inside above it
+        assert gain_floor(activation("tanh"), mpmath.mpf("0.2"), 1, SphereLaw(8, 20)) == 0
+        assert gain_floor(activation("relu"), mpmath.mpf("0.2"), 1, SphereLaw(3, 20)) == 1
 
 
 def test_tiers_give_each_node_the_accuracy_its_slack_allows():
