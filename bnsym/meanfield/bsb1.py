@@ -48,8 +48,9 @@ from bnsym.numerics.moments import MomentCurve, SphereMoments, gain_events, gain
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
 from bnsym.numerics.sphere import SphereLaw
 
-#: Radial rule levels tried before giving up.
-MAX_RADIAL_LEVEL = 9
+#: Radial rule levels tried before giving up (a kinked activation at beta != 0 may converge only
+#: algebraically: ReLU at beta = 0.2, B = 8, eps = 0.01, dps 15 needs level 10; docs/theory.md 15.3).
+MAX_RADIAL_LEVEL = 11
 #: The root may move this far (relatively) from the design scale before the rule is redesigned.
 WINDOW = mpmath.mpf("0.1")
 
