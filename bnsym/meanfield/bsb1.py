@@ -407,18 +407,23 @@ def _design(settings, law, method, level, a_design, cache):
     if moments is None:  # not representable: every node by its own sphere expectations
         moments = [None] * len(kappas)
     base = moment_tolerance(settings)
-    for i, (k2, slack) in enumerate(zip(kappas, slacks)):
-        if moments[i] is None:  # (below a kinked curve's cap)
+    digits = -mpmath.log10(base)
+    for i, (y, k2, slack) in enumerate(zip(ys, kappas, slacks)):
+        if moments[i] is None:  # (below a kinked curve's cap, or no curve)
+            # the rate weights a node by 1/s^2 = 1/(a y^2 + B eps): up to (a n + B eps)/(B eps)
+            # times the chi density's weight near y = 0, which the slack must not spend
+            lift = max(mpmath.log10((a_design * n + beps) / (a_design * y * y + beps)), 0)
+            negligible = slack - lift >= digits + 1  # its error may exceed its values
             moments[i] = _moments_at(settings, law, [settings.gamma * mpmath.sqrt(k2)], method, cache,
-                                     min(base * mpmath.mpf(10) ** slack, LOOSEST_NODE_RTOL))[0]
+                                     LOOSEST_NODE_RTOL if negligible else base)[0]
     return ys, ws, kappas, moments
 
 
-#: The loosest relative tolerance asked of a radial node's moments evaluated one by one, however
-#: small its weight (a negligible node still gets a few digits).  The far tail of the chi law
-#: (density 10^-30 of its peak, gains down to 1e-15) then costs a few digits, not the full
-#: precision, which its centred moments cannot reach there: ``phi(gain s + beta) - E phi``
-#: cancels about ``-log10(gain)`` digits.
+#: The relative tolerance asked of a radial node's moments evaluated one by one when its weight
+#: is negligible (a chi density and 1/s^2 weight below the tolerance by more than its digits):
+#: such a node still gets a few digits, not the full precision, which its centred moments cannot
+#: reach in the far tail (density 10^-30 of its peak, gains down to 1e-15): ``phi(gain s + beta)
+#: - E phi`` cancels about ``-log10(gain)`` digits there.  Other nodes get the full tolerance.
 LOOSEST_NODE_RTOL = mpmath.mpf("1e-3")
 
 

@@ -34,8 +34,8 @@ CURVE_MIN_ACCEPT = 1
 #: Tolerances (in digits) up to which the curve is one tier; past it tiers are half that many digits apart.
 ONE_TIER_DIGITS = 40
 #: A curve analytic only on ``(floor, 1]`` has its tiers on ``[lo, 1]`` with ``lo`` at least
-#: ``floor + FLOOR_MARGIN (1 - floor)``: the singularity at ``floor`` is then at least one
-#: half-length from the interval (Bernstein ellipse parameter ``3 + 2 sqrt 2 = 5.8``, about 0.77
+#: ``floor + FLOOR_MARGIN (1 - floor)``: the singularity at ``floor`` is then at least the
+#: interval's length away from it (Bernstein ellipse parameter ``3 + 2 sqrt 2 = 5.8``, about 0.77
 #: digits per point).
 FLOOR_MARGIN = mpmath.mpf(1) / 2
 
