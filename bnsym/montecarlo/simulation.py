@@ -476,7 +476,7 @@ class _Network:
                 g = w.T @ dh
                 g *= p["sigma_w"] / math.sqrt(fan_ins[layer - 1])
                 pis[layer - 1] = g.T @ g / fan_ins[layer - 1]
-            _check_finite(pis[layer - 1], _gradient_overflow(layer, pis[layer]))
+            _check_finite(pis[layer - 1], lambda: _gradient_overflow(layer, pis[layer]))
             self.flops += 2.0 * width * fan_ins[layer - 1] * m
             if bar is not None:
                 bar.update(0.5)
@@ -753,7 +753,7 @@ class _ConditionalNetworks:
                     if not np.all(np.isfinite(kk)):  # phi' at fault, or the gradient itself
                         _check_finite(self._derivative(xhat), f"backward pass, layer {layer}: phi'(gamma xhat + beta) "
                                       f"is not finite", self._argument(xhat))
-                        _check_finite(kk, _gradient_overflow(layer, pis[:, layer], kk))
+                        _check_finite(kk, lambda: _gradient_overflow(layer, pis[:, layer], kk))
                     # the centred h^l drawn forward (sigma is per unit and per batch, so it does not
                     # cancel from the cross-batch entries of h^T dh)
                     np.divide(xhat, inv_sigma[:, :, None, :], out=xhat)
@@ -776,7 +776,7 @@ class _ConditionalNetworks:
                     gt += ut                                               # U + Q (S^{+T} H^T dh - Q^T U)
                     del ut
                     pis[:, layer - 1] = gt @ np.swapaxes(gt, 1, 2) / n_in
-                _check_finite(pis[:, layer - 1], _gradient_overflow(layer, pis[:, layer], pis[:, layer - 1]))
+                _check_finite(pis[:, layer - 1], lambda: _gradient_overflow(layer, pis[:, layer], pis[:, layer - 1]))
                 self.flops += 2.0 * n_seeds * m * (2 * width * m + n_in * (2 * m + 2 * r))
                 if bar is not None:
                     bar.update(0.5 * n_seeds)
@@ -881,8 +881,12 @@ def _gradient_overflow(layer, above, below=None) -> str:
 
 def _check_finite(values, message, argument=None):
     """Raise :class:`SimulationOverflow` with ``message`` if ``values`` are not all finite, adding
-    how far ``argument`` (phi's argument, if given) reaches: that pass is made only then."""
+    how far ``argument`` (phi's argument, if given) reaches: that pass is made only then.
+    ``message`` may be a function returning it, called only then (a message that inspects
+    arrays stays off the per-layer path)."""
     if not np.all(np.isfinite(values)):
+        if callable(message):
+            message = message()
         if argument is not None:
             message += f" (its argument reaches {np.abs(argument).max():.3g})"
         raise SimulationOverflow(message)
