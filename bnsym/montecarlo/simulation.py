@@ -116,6 +116,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -476,7 +477,7 @@ class _Network:
                 g = w.T @ dh
                 g *= p["sigma_w"] / math.sqrt(fan_ins[layer - 1])
                 pis[layer - 1] = g.T @ g / fan_ins[layer - 1]
-            _check_finite(pis[layer - 1], lambda: _gradient_overflow(layer, pis[layer]))
+            _check_finite(pis[layer - 1], partial(_gradient_overflow, layer, pis[layer]))
             self.flops += 2.0 * width * fan_ins[layer - 1] * m
             if bar is not None:
                 bar.update(0.5)
@@ -753,7 +754,7 @@ class _ConditionalNetworks:
                     if not np.all(np.isfinite(kk)):  # phi' at fault, or the gradient itself
                         _check_finite(self._derivative(xhat), f"backward pass, layer {layer}: phi'(gamma xhat + beta) "
                                       f"is not finite", self._argument(xhat))
-                        _check_finite(kk, lambda: _gradient_overflow(layer, pis[:, layer], kk))
+                        _check_finite(kk, partial(_gradient_overflow, layer, pis[:, layer], kk))
                     # the centred h^l drawn forward (sigma is per unit and per batch, so it does not
                     # cancel from the cross-batch entries of h^T dh)
                     np.divide(xhat, inv_sigma[:, :, None, :], out=xhat)
@@ -776,7 +777,7 @@ class _ConditionalNetworks:
                     gt += ut                                               # U + Q (S^{+T} H^T dh - Q^T U)
                     del ut
                     pis[:, layer - 1] = gt @ np.swapaxes(gt, 1, 2) / n_in
-                _check_finite(pis[:, layer - 1], lambda: _gradient_overflow(layer, pis[:, layer], pis[:, layer - 1]))
+                _check_finite(pis[:, layer - 1], partial(_gradient_overflow, layer, pis[:, layer], pis[:, layer - 1]))
                 self.flops += 2.0 * n_seeds * m * (2 * width * m + n_in * (2 * m + 2 * r))
                 if bar is not None:
                     bar.update(0.5 * n_seeds)
