@@ -11,10 +11,12 @@ from bnsym.errors import BnsymInputError
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "propagate",
-        help="iterate the mean-field Gram map from an input batch (Laplace method or sampling)",
+        help="iterate the mean-field Gram map from an input batch (Laplace method, spherical route or sampling)",
         description="Iterate the mean-field Gram map from an input Gram matrix and print the distance to the "
-        "BSB1 fixed point per layer (total, and its L and M parts).  Exact (Laplace method) for positively "
-        "homogeneous activations at beta = 0 (any eps >= 0); a Monte Carlo estimate with standard errors otherwise.",
+        "BSB1 fixed point per layer (total, and its L and M parts).  To --dps digits by the Laplace method for "
+        "positively homogeneous activations at beta = 0 and by the spherical route for activations without kinks "
+        "(any beta, eps >= 0); a Monte Carlo estimate with standard errors for kinked activations at beta != 0 "
+        "(or --map spherical, exact but about a minute per pair of inputs).",
     )
     add_network_arguments(parser)
     parser.add_argument("--depth", "-L", type=int, required=True, help="number of layers (>= 1)")
@@ -24,7 +26,7 @@ def register(subparsers) -> None:
         "(rank one plus 1%% noise), or a .npy file holding a B x B Gram matrix, or a kB x kB joint Gram matrix of k "
         "batches of B (joint map, float64: positively homogeneous activations at beta = 0, --dps <= 10) (default random)",
     )
-    parser.add_argument("--map", default="auto", choices=("auto", "laplace", "sampling"), help="how the map is evaluated (default auto)")
+    parser.add_argument("--map", default="auto", choices=("auto", "laplace", "spherical", "sampling"), help="how the map is evaluated (default auto)")
     parser.add_argument("--samples", type=int, default=10**5, help="Monte Carlo samples per layer and chain (sampling only)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random input and of sampling")
     parser.add_argument("--plot", default=None, metavar="FILE.png", help="draw distance to the fixed point vs depth, theory and simulation")
@@ -71,7 +73,8 @@ def run(args) -> int:
         print_json(payload)
         return 0
     s = result.settings.as_dict()
-    how = "exact, Laplace method" if result.method == "laplace" else f"Monte Carlo, {result.chains} chains x {result.samples} samples per layer"
+    how = {"laplace": "exact, Laplace method", "spherical": "exact, spherical route"}.get(
+        result.method, f"Monte Carlo, {result.chains} chains x {result.samples} samples per layer")
     print(f"{s['activation']}, B = {s['batch_size']}, input = {args.input}, depth = {result.depth}  ({how})")
     rows = [
         (str(l), f"{result.distance[l]:.6g}", f"{result.distance_error[l]:.2g}", f"{result.distance_L[l]:.6g}", f"{result.distance_M[l]:.6g}")
@@ -117,9 +120,10 @@ def _plot(result, simulated, path, args):
     layers = np.arange(1, result.depth + 1)
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     theory = np.array(result.distance[1:])
-    label = "mean field (Laplace, exact)" if result.method == "laplace" else "mean field (Monte Carlo)"
+    label = {"laplace": "mean field (Laplace, exact)", "spherical": "mean field (spherical route, exact)"}.get(
+        result.method, "mean field (Monte Carlo)")
     ax.semilogy(layers, theory, "-", color="C0", label=label)
-    if result.method != "laplace":
+    if result.method == "sampling":
         err = 3 * np.array(result.distance_error[1:])
         ax.fill_between(layers, np.clip(theory - err, 1e-300, None), theory + err, color="C0", alpha=0.2, label="3 sigma")
     mean, stderr = simulated

@@ -7,7 +7,8 @@
   the degenerate regime past it (``critical_eps``);
 * :mod:`.gradients`: lambda_G; :mod:`.depth`: trainable depth (factor e^16 by default);
 * :mod:`.linearization`: the spectrum of the linearised forward and backward maps;
-* :mod:`.laplace`, :mod:`.propagation`: the Laplace map and propagation of an input batch;
+* :mod:`.laplace`, :mod:`.spherical`, :mod:`.propagation`: the Laplace map, the spherical route (any
+  activation) and propagation of an input batch;
   :mod:`.joint`: the joint map of several batches; :mod:`.kernels`: NNGP and NTK kernels;
 * :mod:`.decorrelation`: the cross-batch fixed point and decorrelation rates (``cross_batch``);
 * :mod:`.symmetry`: symmetry breaking and BSB2; :mod:`.transition`: the alpha-ReLU transition;

@@ -30,7 +30,7 @@ import numpy as np
 from bnsym.errors import BnsymError, BnsymInputError
 from bnsym.meanfield.results import Settings
 from bnsym.numerics import arccos, gaussian_kernels
-from bnsym.numerics.quadrature import SIZES, exponential_rule, tanh_sinh
+from bnsym.numerics.quadrature import SIZES, schwinger_rule
 from bnsym.numerics.sphere import converge, parts_agree
 
 #: Up to this many digits the Laplace integral runs in float64 (integer degrees).
@@ -80,7 +80,7 @@ def laplace_map(settings: Settings, gram, *, entries=None):
         value, error = _laplace_float(settings, np.array(gram.tolist(), dtype=float), coeffs)
         return mpmath.matrix(value.tolist()), mpmath.matrix(error.tolist())
     alpha = coeffs[2]
-    lam, vecs = _centred_spectrum(gram, settings.working_dps)
+    lam, vecs = centred_spectrum(gram, settings.working_dps)
     if entries is None:
         entries = [(a, c) for a in range(b) for c in range(a, b)]
     rate = decay_rate(settings)
@@ -114,7 +114,7 @@ def _centred(matrix):
     return (k + k.T) / 2
 
 
-def _centred_spectrum(gram, working_dps):
+def centred_spectrum(gram, working_dps):
     """``(lam, vecs)``: the eigenvalues of ``K = G Sigma G`` above ``10^-(working_dps - 5)`` of the
     largest (none when ``K = 0``) and their eigenvectors as rows ``vecs[a][i]``."""
     lam, q = mpmath.eigsy(_centred(gram))
@@ -153,7 +153,7 @@ def backward_term(settings: Settings, gram, theta):
     """
     b = gram.rows
     coeffs = gaussian_kernels.homogeneous_coefficients(settings.activation, settings.gamma)
-    lam, vecs = _centred_spectrum(gram, settings.working_dps)
+    lam, vecs = centred_spectrum(gram, settings.working_dps)
     if not lam:
         raise BnsymInputError("inputs: a batch has identical rows (G Sigma G = 0); the high-precision NTK needs a "
                               "nonzero centred Gram matrix in every batch")
@@ -188,7 +188,7 @@ def _backward_level(lam, vecs, t, coeffs, scale, rate, level, working_dps):
     # the rule reaches 10^-(2 working_dps) from its ends: at B = 4 the integrand decays only like s^(-3/2)
     # (E|G h|^-2 with |G h|^2 ~ chi^2_3), so a tail cut where the weights fall to 10^-working_dps leaves
     # 10^-(working_dps/2) of it (measured: 30 digits unreachable at B = 4 with the cut of laplace_map)
-    for s, jac in zip(*_rule(scale, rate, alpha, SIZES[level], working_dps if rate else 2 * working_dps)):
+    for s, jac in zip(*schwinger_rule(scale, rate, alpha, SIZES[level], working_dps if rate else 2 * working_dps)):
         factors = [1 + 2 * s * v for v in lam]
         weight = jac * s ** (alpha - 1) / mpmath.sqrt(mpmath.fprod(factors))
         if rate:
@@ -236,7 +236,7 @@ def _laplace_float(settings, gram, coeffs):
     def level_values(level):
         with mpmath.workdps(20):
             s, jac = (np.array([float(v) for v in arr])
-                      for arr in _rule(mpmath.mpf(scale), mpmath.mpf(rate), alpha, SIZES[level], 17))
+                      for arr in schwinger_rule(mpmath.mpf(scale), mpmath.mpf(rate), alpha, SIZES[level], 17))
         factors = 1 + 2 * s[:, None] * lam[None, :]
         weight = jac * s ** (alpha - 1) * np.exp(-rate * s - 0.5 * np.log(factors).sum(axis=1))
         m = np.einsum("ai,ci,ni->nac", q, q, lam[None, :] / factors)
@@ -263,20 +263,9 @@ def _refuse_zero(settings):
         raise BnsymError("G Sigma G = 0 at eps = 0: batch norm is undefined (every input is the same up to a constant)")
 
 
-def _rule(scale, rate, alpha, n, working_dps):
-    """Nodes ``s`` and weights (Jacobian included) of the Laplace integral with ``n`` nodes: the
-    double-exponential rule for ``e^{-rate s}`` when ``rate > 0``, else tanh-sinh after
-    ``s = scale (1 + x)/(1 - x)`` (see the module docstring)."""
-    if rate:
-        return exponential_rule(scale, rate, alpha, n, working_dps)
-    left, right, weights = tanh_sinh(n, working_dps)
-    return ([scale * lo / hi for lo, hi in zip(left, right)],
-            [w * 2 * scale / (hi * hi) for hi, w in zip(right, weights)])
-
-
 def _laplace_level(lam, vecs, entries, coeffs, scale, rate, level, working_dps):
     alpha = coeffs[2]
-    rule = zip(*_rule(scale, rate, alpha, SIZES[level], working_dps))
+    rule = zip(*schwinger_rule(scale, rate, alpha, SIZES[level], working_dps))
     diag_needed = sorted({a for key in entries for a in key})
     sums = {key: mpmath.mpf(0) for key in entries}
     for s, jac in rule:

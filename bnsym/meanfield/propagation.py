@@ -6,7 +6,7 @@ the distance to the BSB1 fixed point ``Sigma*`` and its parts on the
 invariant subspaces ``L`` and ``M`` of docs/theory.md section 6 (whose per-layer
 ratios tend to the forward eigenvalues of :func:`bnsym.spectrum`).
 
-Two methods:
+Three methods:
 
 * ``"laplace"`` (positively homogeneous ``phi`` of degree ``alpha`` at
   ``beta = 0``, any ``eps >= 0``): docs/theory.md sections 7 and 15,
@@ -22,7 +22,15 @@ Two methods:
   iterates tend to the degenerate point ``G Sigma G = 0`` (where the map is exactly 0).  The rule level is raised
   until two consecutive levels agree to ``dps`` digits (their difference is
   the error).  ``V_phi`` is :func:`bnsym.numerics.gaussian_kernels.homogeneous_kernel`.
-* ``"sampling"`` (every other case): ``R`` independent Monte Carlo chains of
+* ``"spherical"`` (any activation, ``beta``, ``eps >= 0``, an input whose ``G Sigma G`` has rank ``B - 1``):
+  docs/theory.md section 7.1, :mod:`bnsym.meanfield.spherical`; every entry a two-dimensional
+  integral against the law of a pair of batch-normalized coordinates, which has a closed form; to
+  ``dps`` digits, with the error of the rule.  ``"auto"`` takes it for activations without kinks
+  (seconds per pair of inputs at 15 digits); for kinked ones (ReLU at ``beta != 0``, ``elu``...) its rule
+  costs about thirty times more (a minute a pair), so ``"auto"`` samples and ``method="spherical"`` asks
+  for it.
+* ``"sampling"`` (every other case, and collapsed or nearly collapsed inputs: ``G Sigma G`` of rank
+  below ``B - 1`` or condition number above 100): ``R`` independent Monte Carlo chains of
   :func:`bnsym.montecarlo.sampling.gram_map`; the mean over chains is reported with its
   standard error over chains (which includes the compounding of earlier
   layers' noise) and the result says so (``method``, ``stderr``).
@@ -55,9 +63,10 @@ from bnsym.meanfield.bsb1 import bsb1_state
 from bnsym.meanfield.kernels import high_precision_layers, input_gram, joint_layers
 from bnsym.meanfield.laplace import laplace_applies, laplace_map, laplace_obstacle
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
+from bnsym.meanfield.spherical import AUTO_CONDITION, spherical_map, spherical_obstacle
 from bnsym.subspaces import subspace_parts
 
-METHODS = ("auto", "laplace", "sampling")
+METHODS = ("auto", "laplace", "spherical", "sampling")
 INPUTS = ("random", "orthogonal", "collinear")
 
 
@@ -162,11 +171,12 @@ def propagate(
     (``B >= 4``; checked: square, finite, symmetric, PSD, ``G Sigma G != 0``);
     ``batch_size``, if given, must equal ``B``.  ``depth``: integer >= 1.
     ``method``: ``"auto"`` (Laplace where it applies: positively homogeneous ``phi`` at ``beta = 0``,
-    any ``eps``; else sampling),
-    ``"laplace"`` (refused with :class:`~bnsym.errors.BnsymInputError` where
-    it does not apply) or ``"sampling"`` (``samples`` per layer and chain,
-    ``chains`` independent chains, seeds from ``seed``).  Laplace values are
-    promised to ``dps`` digits relative to the largest entry.
+    any ``eps``; else the spherical route for activations without kinks when ``G Sigma G`` has rank
+    ``B - 1`` and condition number at most ``AUTO_CONDITION`` = 100; else sampling), ``"laplace"``, ``"spherical"`` (each refused with
+    :class:`~bnsym.errors.BnsymInputError` where it does not apply) or ``"sampling"`` (``samples``
+    per layer and chain, ``chains`` independent chains, seeds from ``seed``).  Laplace and spherical
+    values are promised to ``dps`` digits relative to the largest entry; ``method`` on the result
+    says which ran.
 
     >>> p = propagate("relu", np.diag([1.0, 2.0, 3.0, 4.0]), 3, dps=10)
     >>> p.method, [round(float(d), 6) for d in p.distance_L[1:]]
@@ -186,15 +196,25 @@ def propagate(
         raise BnsymInputError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
     exact = laplace_applies(settings)
     if method == "laplace" and not exact:
-        raise BnsymInputError(f"method='laplace' does not apply: {laplace_obstacle(settings)}; use method='sampling' or 'auto'")
-    use_laplace = method == "laplace" or (method == "auto" and exact)
+        raise BnsymInputError(f"method='laplace' does not apply: {laplace_obstacle(settings)}; use method='spherical', "
+                              "'sampling' or 'auto'")
+    if method == "spherical" or (method == "auto" and not exact):
+        with mpmath.workdps(settings.working_dps):
+            blocked = spherical_obstacle(settings, mpmath.matrix(gram.tolist()),
+                                         condition=AUTO_CONDITION if method == "auto" else None)
+        if method == "spherical" and blocked is not None:
+            raise BnsymInputError(f"method='spherical' does not apply: {blocked}; use method='sampling'")
+    if method == "auto":
+        kinked = bool(settings.activation.numeric_kinks())
+        method = "laplace" if exact else ("spherical" if blocked is None and not kinked else "sampling")
     fp = bsb1_state(settings).fixed_point
     star = fp.array()
-    if use_laplace:
+    if method in ("laplace", "spherical"):
+        layer_map = laplace_map if method == "laplace" else spherical_map
         grams_mp, errors_mp = [mpmath.matrix(gram.tolist())], [mpmath.matrix(b, b)]
         with mpmath.workdps(settings.working_dps):
             for _ in range(depth):
-                value, error = laplace_map(settings, grams_mp[-1])
+                value, error = layer_map(settings, grams_mp[-1])
                 grams_mp.append(value)
                 errors_mp.append(error)
         grams = [np.array(g.tolist(), dtype=float) for g in grams_mp]
@@ -202,7 +222,7 @@ def propagate(
         dist = [_distances(g, star) for g in grams]
         dist_err = [float(np.sqrt((e**2).sum())) for e in errors]
         return Propagation(
-            settings, "laplace", tuple(grams), tuple(errors), *_columns(dist), tuple(dist_err), fp, grams_mp=tuple(grams_mp)
+            settings, method, tuple(grams), tuple(errors), *_columns(dist), tuple(dist_err), fp, grams_mp=tuple(grams_mp)
         )
     return _sampled(settings, gram, depth, star, fp, samples, chains, seed)
 

@@ -1,4 +1,4 @@
-"""The numerical engine (``docs/theory.md`` sections 3, 4, 7, 8, 13, 14 and 16):
+"""The numerical engine (``docs/theory.md`` sections 3, 4, 7, 7.1, 8, 13, 14 and 16):
 
 * :mod:`.quadrature`: Gauss rules (nodes by Newton on the recurrence, cached);
 * :mod:`.sphere`: the one sphere-expectation routine (one convergence loop) and :mod:`.radial`,
@@ -6,6 +6,8 @@
   of the forward and backward maps built on them; :mod:`.curve`, analytic functions of the
   radial factor interpolated in tiers (the moments and the spectrum at eps > 0); :mod:`.memo`,
   values memoised with the tolerance they were computed to;
+* :mod:`.angular_gaussian`: the law of a pair of batch-normalized coordinates at a general Gram
+  matrix, in closed form, and its polar rule (the spherical route of propagate, section 7.1);
 * :mod:`.closed_forms`, :mod:`.gaussian_kernels`, :mod:`.power_moments`, :mod:`.arccos`: closed
   forms of positively homogeneous activations (integer and real degree, arc-cosine kernels);
 * :mod:`.gegenbauer_basis`: the normalised Gegenbauer basis of the sphere law;

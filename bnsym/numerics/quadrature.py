@@ -247,3 +247,15 @@ def exponential_rule(scale, rate, alpha, n, working_dps):
         nodes.append(s)
         weights.append(h * s * (1 + e) * (mpmath.mpf(1) / 2 if k in (0, n) else 1))
     return nodes, weights
+
+
+def schwinger_rule(scale, rate, alpha, n, working_dps):
+    """Nodes ``s`` and weights (Jacobian included) for ``int_0^inf s^(alpha-1) e^{-rate s} g(s) ds`` with about
+    ``n`` nodes: :func:`exponential_rule` when ``rate > 0``, else tanh-sinh after ``s = scale (1 + x)/(1 - x)``
+    (for algebraic decay; the rule of the Laplace method, docs/theory.md section 7, and of the spherical
+    route, section 7.1).  ``scale`` should be the width of the integrand's bulk."""
+    if rate:
+        return exponential_rule(scale, rate, alpha, n, working_dps)
+    left, right, weights = tanh_sinh(n, working_dps)
+    return ([scale * lo / hi for lo, hi in zip(left, right)],
+            [w * 2 * scale / (hi * hi) for hi, w in zip(right, weights)])

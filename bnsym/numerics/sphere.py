@@ -47,6 +47,7 @@ bound), and the level is raised until it is below the tolerance asked for.
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 from dataclasses import dataclass
@@ -155,6 +156,11 @@ class _Values:
 #: below it instead of climbing from the bottom (the error estimate is still
 #: the difference of two consecutive levels).
 _LEVEL_HINTS: dict = {}
+
+
+def hinted_level(key, default):
+    """One level below the one at which the last expectation stored under ``key`` converged, else ``default``."""
+    return max(_LEVEL_HINTS[key] - 1, 0) if key in _LEVEL_HINTS else default
 
 
 def _hint_key(law, kind, funcs):
@@ -354,7 +360,8 @@ class SphereLaw:
             if kinked:
                 distinct = _distinct([f for _, pair_f, pair_g in kinked for f in (pair_f, pair_g)])
                 norms = dict(zip(map(id, distinct), self.expect_with_norms(distinct, rtol)))
-                values = self._nested([(f, g) for _, f, g in kinked], norms, rtol, start_level)
+                scales = [mpmath.sqrt(norms[id(f)][1].value * norms[id(g)][1].value) for _, f, g in kinked]
+                values = self._nested([((f,), (g,)) for _, f, g in kinked], scales, rtol, start_level)
                 for (i, _, _), v in zip(kinked, values):
                     results[i] = v
             return results
@@ -364,7 +371,7 @@ class SphereLaw:
         if start_level is not None:
             return start_level
         if key is not None and key in _LEVEL_HINTS:
-            return max(_LEVEL_HINTS[key] - 1, 0)
+            return hinted_level(key, None)
         wanted = 0.45 * self.working_dps if two_d else 0.8 * self.working_dps
         level = 0
         while SIZES[level] < wanted and level < MAX_LEVEL_1D:
@@ -465,25 +472,44 @@ class SphereLaw:
             p_prev, p_curr = p_curr, [(t * pc - a0 * pp) // a1 for t, pc, pp in zip(fixed_t, p_curr, p_prev)]
         return [(st["total"], st["tail"], st["scale"]) for st in state]
 
+    def expect_weighted(self, pairs, density, rtol, size, start_level=None):
+        """``[E[F(s_a) G(s_b) w(s_a, s_b)]]`` under the sphere law, for a density ratio ``w = density``.
+
+        ``F`` and ``G`` are tuples of integrands, each standing for their product (``()`` is 1), so
+        ``((f, f), ())`` gives the second moment of ``f`` under the weighted law.  Every pair takes the
+        nested-angle rule (the weight couples the coordinates); each error is at most ``rtol * size``.
+        ``size=None``: relative to the largest of the values.  ``density(s_a, s_b)`` must be analytic on the ellipse (:class:`~bnsym.numerics.angular_gaussian.PairDensity`
+        is, at ``eps = 0``).  Finite ``B >= 4`` only.
+        """
+        if self.infinite or self.batch_size < 4:
+            raise ValueError("expect_weighted needs a finite batch size >= 4")
+        pairs = [(tuple(f), tuple(g)) for f, g in pairs]
+        with mpmath.workdps(self.working_dps):
+            return self._nested(pairs, None if size is None else [size] * len(pairs), rtol, start_level, density)
+
     # --------------------------------------------------------- nested angles
-    def _nested(self, pairs, norms, rtol, start_level):
-        key = _hint_key(self, "nested", [f for pair in pairs for f in pair])
+    def _nested(self, pairs, scales, rtol, start_level, density=None):
+        """The nested-angle rule for pairs ``(F, G)`` of factor tuples, each error at most ``rtol`` times its scale
+        (``scales=None``: the largest of the values)."""
+        funcs = [f for pair in pairs for factors in pair for f in factors]
+        key = _hint_key(self, "nested" if density is None else "weighted", funcs)
         level = self._start_level(start_level, two_d=True, key=key)
         def judge(current, previous):
             out = [self._floored(value, abs(value - old)) for value, old in zip(current, previous)]
-            scales = [mpmath.sqrt(norms[id(f)][1].value * norms[id(g)][1].value) for f, g in pairs]
-            return out if all(e.error <= rtol * s for e, s in zip(out, scales)) else None
+            sizes = [max(abs(v) for v in current)] * len(current) if scales is None else scales
+            return out if all(e.error <= rtol * s for e, s in zip(out, sizes)) else None
 
         return converge(
-            lambda n: self._nested_level(pairs, n), judge, key, level, MAX_LEVEL_2D,
+            lambda n: self._nested_level(pairs, n, density), judge, key, level, MAX_LEVEL_2D,
             f"two-coordinate expectation did not converge to {mpmath.nstr(rtol, 3)} "
             f"with {SIZES[MAX_LEVEL_2D]}^2 nodes per panel (B={self.batch_size})",
         )
 
-    def _nested_level(self, pairs, level):
+    def _nested_level(self, pairs, level, density=None):
         n, root_n, rho, c = self.n, self.root_n, self.rho, self.c
-        outer_funcs = _distinct([f for f, _ in pairs])
-        inner_funcs = _distinct([g for _, g in pairs])
+        outer_funcs = _distinct([f for factors, _ in pairs for f in factors])
+        inner_funcs = _distinct([g for _, factors in pairs for g in factors])
+        inner_products = _distinct([factors for _, factors in pairs], key=_product_key)
         f_cuts = _merged_cuts((self._inner_cuts(f) for f in outer_funcs), self.working_dps)
         g_cuts = _merged_cuts((self._inner_cuts(g) for g in inner_funcs), self.working_dps)
         # outer breakpoints in psi: kinks of F, and tangencies of the kink lines of G
@@ -513,23 +539,26 @@ class SphereLaw:
                 s1 = root_n * sin_psi
                 memo = _Values()
                 f_values = {id(f): memo.get(f, f_pieces[id(f)], s1) for f in outer_funcs}
-                inner = self._inner_integrals(inner_funcs, g_cuts, sin_psi, cos_psi, level, inner_norm)
-                for i, (f, g) in enumerate(pairs):
-                    totals[i] += wo * f_values[id(f)] * inner[id(g)]
+                weight = None if density is None else (lambda s2, s1=s1: density(s1, s2))
+                inner = self._inner_integrals(inner_funcs, inner_products, g_cuts, sin_psi, cos_psi, level, inner_norm,
+                                              weight)
+                for i, (factors_f, factors_g) in enumerate(pairs):
+                    totals[i] += wo * _product(f_values, factors_f) * inner[_product_key(factors_g)]
         return totals
 
-    def _inner_integrals(self, funcs, g_cuts, sin_psi, cos_psi, level, inner_norm):
-        """``{id(G): E[G(s_b) | psi]}`` for the inner integrands."""
+    def _inner_integrals(self, funcs, products, g_cuts, sin_psi, cos_psi, level, inner_norm, weight=None):
+        """``{key: E[prod G(s_b) w | psi]}`` for each product of inner integrands (key :func:`_product_key`)."""
         n, root_n, rho, c = self.n, self.root_n, self.rho, self.c
         base = rho * sin_psi
         spread = c * cos_psi
-        sums = {id(g): mpmath.mpf(0) for g in funcs}
+        sums = {_product_key(p): mpmath.mpf(0) for p in products}
         if n == 2:
             for sin_phi in (mpmath.mpf(1), mpmath.mpf(-1)):
                 s2 = root_n * (base + spread * sin_phi)
                 memo = _Values()
-                for g in funcs:
-                    sums[id(g)] += memo.get(g, g.piece(s2), s2) / 2
+                values = {id(g): memo.get(g, g.piece(s2), s2) for g in funcs}
+                for p in products:
+                    sums[_product_key(p)] += _product(values, p) / 2
             return sums
         phi_cuts = []
         if spread > 0:
@@ -546,9 +575,12 @@ class SphereLaw:
             for phi, w in zip(nodes, weights):
                 wi = w * inner_norm * mpmath.cos(phi) ** (n - 3)
                 s2 = root_n * (base + spread * mpmath.sin(phi))
+                if weight is not None:
+                    wi = wi * weight(s2)
                 memo = _Values()
-                for g in funcs:
-                    sums[id(g)] += wi * memo.get(g, g_pieces[id(g)], s2)
+                values = {id(g): memo.get(g, g_pieces[id(g)], s2) for g in funcs}
+                for p in products:
+                    sums[_product_key(p)] += wi * _product(values, p)
         return sums
 
 
@@ -607,12 +639,28 @@ def _fixed(x, bits):
     return int(mpmath.nint(mpmath.ldexp(x, bits)))
 
 
-def _distinct(funcs):
+def _product_key(factors):
+    """Key of a product of integrands (their ids in order; ``()`` is the constant 1)."""
+    return tuple(map(id, factors))
+
+
+def _product(values, factors):
+    """``prod values[id(f)]`` over ``factors`` (1 for no factor)."""
+    if len(factors) == 1:
+        return values[id(factors[0])]
+    result = mpmath.mpf(1)
+    for f in factors:
+        result = result * values[id(f)]
+    return result
+
+
+def _distinct(items, key=id):
+    """``items`` without repeats (by ``key``, the identity by default), in order."""
     seen, out = set(), []
-    for f in funcs:
-        if id(f) not in seen:
-            seen.add(id(f))
-            out.append(f)
+    for item in items:
+        if key(item) not in seen:
+            seen.add(key(item))
+            out.append(item)
     return out
 
 
@@ -652,7 +700,7 @@ def _edges(lo, hi, cuts, working_dps):
     points = sorted(inside.values(), key=lambda item: item[0])
     bounds = [(lo, True)] + points + [(hi, True)]
     edges = []
-    for (a, fa), (b, fb) in zip(bounds[:-1], bounds[1:]):
+    for (a, fa), (b, fb) in itertools.pairwise(bounds):
         if fa is False or fb is False:
             edges.append((a, b, "tanh-sinh", (False, False)))
         else:

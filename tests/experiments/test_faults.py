@@ -135,21 +135,32 @@ def _ensure_two_workers(cluster):
     cluster.wait_for_workers(2)
 
 
-def _kill_mid_run(store, cluster, victim):
+def _kill_mid_run(store, cluster, victim, attempts=3):
     """Start a client on the 10-cell grid; once 3 cells are stored (and not all), SIGKILL
-    ``victim(client)``; return the client (running, or killed)."""
-    _ensure_two_workers(cluster)
-    client = _client(store, cluster)
-    try:
-        _wait(lambda: len(_rows(store)) >= 3, 60, "three finished cells")
-        assert len(_rows(store)) < 10  # the grid is not finished: the kill is mid-run
-        process = victim(client)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
-    except BaseException:
+    ``victim(client)``; return the client (running, or killed).
+
+    A client that stored the whole grid before the poll saw 3 rows did not give a mid-run moment:
+    on a loaded 2-core machine the client can be starved while the workers finish every cell, and
+    then write its backlog at once (seen once in the full suite).  That run is discarded and
+    repeated on a fresh store, up to ``attempts`` times, so the verdict does not depend on the load.
+    """
+    for _ in range(attempts):
+        _ensure_two_workers(cluster)
+        client = _client(store, cluster)
+        try:
+            _wait(lambda: len(_rows(store)) >= 3, 60, "three finished cells")
+            if len(_rows(store)) < 10:  # the grid is not finished: the kill is mid-run
+                process = victim(client)
+                process.send_signal(signal.SIGKILL)
+                process.wait(timeout=10)
+                return client
+        except BaseException:
+            _stop(client)
+            raise
         _stop(client)
-        raise
-    return client
+        for path in (store, store.with_name(store.name + "-wal"), store.with_name(store.name + "-shm")):
+            path.unlink(missing_ok=True)
+    raise AssertionError(f"the whole grid was stored before a mid-run kill, {attempts} times")
 
 
 def test_a_killed_client_loses_no_finished_cell_and_the_rerun_completes(cluster, tmp_path):

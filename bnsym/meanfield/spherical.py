@@ -1,0 +1,122 @@
+r"""The one-batch Gram map of any activation at any input batch: the spherical route (docs/theory.md section 7.1).
+
+    V(Sigma)_ab = E[ phi(gamma x_a + beta) phi(gamma x_b + beta) ],   x = sqrt(B) G h / sqrt(|G h|^2 + B eps),
+    h ~ N(0, sigma_w^2 Sigma),
+
+for every activation (kinks included), ``gamma``, ``beta``, ``eps >= 0``, ``sigma_w > 0``, and every
+``Sigma`` whose ``K = G Sigma G`` has rank ``B - 1``.  Each pair ``(a, b)`` is one two-dimensional integral
+against the law of the pair ``(x_a, x_b)`` of :class:`bnsym.numerics.angular_gaussian.PairDensity` (closed
+form); one such integral gives ``V_ab``, ``V_aa`` and ``V_bb`` together, so every diagonal entry is computed
+``B - 1`` times and the spread of those values is added to its error.  Two rules:
+
+* activations without kinks: the polar rule (:meth:`PairDensity.expect_polar`), whose radial coordinate
+  is the Schwinger parameter itself, so no equation is solved; the law's total mass is integrated
+  beside the entries and its distance from 1 is added to their errors;
+* kinked activations: the sphere law's nested-angle rule, cut at the kinks, weighted by the density
+  ratio (:meth:`bnsym.numerics.sphere.SphereLaw.expect_weighted`, :meth:`PairDensity.ratio`: one
+  warm-started Newton solve per node, some thirty times slower).
+
+Precision: each pair's rule level is raised until two levels agree to ``10^-dps / 10`` of the pair's
+largest entry; the largest of the pair's three level differences is the error of each of its entries.  The density ratio is at most ``(lambda_max / g)^(n/2)`` (``g`` the geometric mean of the
+nonzero eigenvalues of ``K``, ``n = B - 1``), so the sphere law runs with that many more digits (its
+truncation of the angles stays below the promise).  At ``eps = 0`` the ratio is analytic on the ellipse
+and the rule converges geometrically; at ``eps > 0`` it vanishes to all orders at the ellipse's edge
+and the convergence is slower.
+
+Cost: ``B (B - 1) / 2`` two-dimensional rules per layer of ``O(N^2)`` nodes, ``O(B)`` operations a node:
+measured (one pair, 15 digits) tanh B = 4 1.4 s, B = 8 2 s, B = 8 at eps = 1e-3 9 s; gelu B = 5, 30 digits,
+eps = 0.1: 11 s; the kinked rule 34-50 s for one pair at B = 4.
+
+May import: :mod:`bnsym.numerics`, :mod:`bnsym.meanfield.laplace` (the centred spectrum),
+:mod:`bnsym.meanfield.results`, :mod:`bnsym.errors`, mpmath.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+
+from bnsym.errors import BnsymError
+from bnsym.estimate import Estimate
+from bnsym.meanfield.laplace import centred_spectrum
+from bnsym.meanfield.results import Settings
+from bnsym.numerics.angular_gaussian import PairDensity
+from bnsym.numerics.sphere import Integrand, SphereLaw
+
+#: Largest condition number of ``G Sigma G`` (on ``1^perp``) for which ``propagate``'s ``"auto"`` takes the
+#: spherical route: the pair law concentrates as it grows (measured, tanh, B = 4, one layer: 1 s at 10,
+#: 12 s at 100, 60 s at 1000 for 6 digits; at 15 digits 6 s, 55 s and a PrecisionError).
+AUTO_CONDITION = 100
+
+
+def spherical_obstacle(settings: Settings, gram, *, condition=None):
+    """Why the spherical route cannot take ``gram`` (None when it can): ``K = G Sigma G`` must have rank
+    ``B - 1``, and, when ``condition`` is given, a condition number on ``1^perp`` of at most ``condition``."""
+    b = gram.rows
+    if b < 4:
+        return f"the spherical route needs B >= 4, got {b}"
+    with mpmath.workdps(settings.working_dps):
+        lam, _ = centred_spectrum(gram, settings.working_dps)
+    if len(lam) < b - 1:
+        return (f"G Sigma G has rank {len(lam)} < B - 1 = {b - 1} (inputs collapsed onto fewer directions), "
+                "where the pair law has no density")
+    ratio = max(lam) / min(lam)
+    if condition is not None and ratio > condition:
+        return (f"G Sigma G has condition number {mpmath.nstr(ratio, 3)} > {condition} (a nearly collapsed batch, "
+                "whose pair law concentrates and costs the rule minutes)")
+    return None
+
+
+def spherical_map(settings: Settings, gram):
+    """``(V(Sigma), error)`` by the spherical route, as mpmath matrices (see the module docstring).
+
+    Runs at ``settings.working_dps`` plus the digits the density ratio's bound takes; raises
+    :class:`~bnsym.errors.BnsymError` when ``G Sigma G`` has rank below ``B - 1`` and
+    :class:`~bnsym.errors.PrecisionError` when a pair does not converge.
+    """
+    obstacle = spherical_obstacle(settings, gram)
+    if obstacle is not None:
+        raise BnsymError(obstacle)
+    b = gram.rows
+    n = b - 1
+    lam, vecs = centred_spectrum(gram, settings.working_dps)
+    geometric = mpmath.exp(mpmath.fsum(mpmath.log(v) for v in lam) / n)
+    extra = max(0, math.ceil(float(n / 2 * mpmath.log10(max(lam) / geometric))))
+    working = settings.working_dps + extra
+    rate = settings.eps / settings.sigma_w**2
+    with mpmath.workdps(working):
+        f = Integrand(settings.activation, mpmath.mpf(settings.gamma), mpmath.mpf(settings.beta))
+        rtol = mpmath.mpf(10) ** -settings.dps / 10
+        kinked = bool(settings.activation.numeric_kinks())
+        law = SphereLaw(b, working) if kinked else None
+        value, error = mpmath.matrix(b, b), mpmath.matrix(b, b)
+        diagonal = {}  # a -> [estimates of V_aa]
+        for a in range(b):
+            for c in range(a + 1, b):
+                density = PairDensity(lam, (vecs[a], vecs[c]), b, rate)
+                if kinked:
+                    cross, first, second = law.expect_weighted(_pair_integrands(f), density.ratio, rtol, None)
+                else:
+                    cross, first, second, mass = density.expect_polar(_pair_integrands(f) + [((), ())], rtol, working)
+                    # the law's total mass is 1 exactly: its distance from 1 is a check on the rule
+                    slack = abs(mass.value - 1) + mass.error
+                    cross, first, second = (Estimate(e.value, e.error + slack) for e in (cross, first, second))
+                # the rule's level was accepted on the largest of the three differences; one entry's own
+                # difference can be small by accident (levels need not converge monotonically)
+                bound = max(cross.error, first.error, second.error)
+                cross, first, second = (Estimate(e.value, bound) for e in (cross, first, second))
+                value[a, c] = value[c, a] = cross.value
+                error[a, c] = error[c, a] = cross.error
+                diagonal.setdefault(a, []).append(first)
+                diagonal.setdefault(c, []).append(second)
+        for a, estimates in diagonal.items():
+            value[a, a] = estimates[0].value
+            spread = max(abs(e.value - estimates[0].value) for e in estimates)
+            error[a, a] = max(e.error for e in estimates) + spread
+    return value, error
+
+
+def _pair_integrands(f):
+    """The pair integrands giving ``V_ab``, ``V_aa`` and ``V_bb`` from the law of ``(x_a, x_b)``."""
+    return [((f,), (f,)), ((f, f), ()), ((), (f, f))]

@@ -1,0 +1,258 @@
+r"""The law of two batch-normalized coordinates at a general Gram matrix (docs/theory.md section 7.1).
+
+For ``u ~ N(0, K)`` on ``1^perp`` (``K = G Sigma G``, rank ``n = B - 1``), ``T = |u|^2`` and a rate
+``r = eps / sigma_w^2 >= 0``, the batch-normalized pair ``x = (u_a, u_b) / sqrt(T/B + r)`` has, inside the
+ellipse ``x^T G_ab^-1 x < B``, the density
+
+    rho_K(x) = -(1/2 pi) Res_{s = s*} Psi(s) [ 1/(B h(s)^2) + r / h(s) ],
+    S(s) = [K (I + 2 s K)^-1]_ab = sum_i c_i v_i v_i^T,   c_i = lambda_i / (1 + 2 s lambda_i),   v_i = (e_a, e_b) . w_i,
+    q(s) = x^T S(s)^-1 x,   h(s) = q(s)/(2B) - s,
+    Psi(s) = prod_i (1 + 2 s lambda_i)^(-1/2) det S(s)^(-1/2) e^{-r q(s)/2},
+
+where ``s*`` is the real zero of ``h`` right of ``-1/(2 lambda_max)`` (``h`` falls from positive to
+``-inf`` there).  The residue at that simple zero of ``h`` is
+
+    Res = (Psi' h' - Psi h'') / (B h'^3) + r Psi / h'.
+
+Derivation: the joint Laplace-Fourier transform of ``(u_a, u_b, T)`` is ``prod (1 + 2 s lambda_i)^(-1/2)``
+times a Gaussian of covariance ``S(s)``; the Bromwich inversion in ``T``, integrated against the change
+of variables ``Y = sqrt(T/B + r) x`` before inverting, leaves a rational-exponential function of ``s``
+whose only singularity right of the branch points is the pole at ``h = 0`` (``S(s)`` has a
+positive-definite Hermitian part there).  For ``K = G`` and ``r = 0`` it gives the sphere law
+``(n-2)/(2 pi B sqrt(det G_ab)) (1 - x^T G_ab^-1 x / B)^((n-4)/2)``.
+
+:class:`PairDensity` returns ``rho_K / rho_G`` (the density against the sphere law of
+:mod:`bnsym.numerics.sphere`), which at ``r = 0`` is analytic up to the ellipse's edge.  Cost per point:
+a bracketed Newton solve for ``s*`` (warm-started at the previous point's root) of ``O(n)``
+operations per step, then ``O(n)`` for the residue.
+
+May import: :mod:`bnsym.errors`, :mod:`bnsym.estimate`, :mod:`bnsym.numerics.quadrature`,
+:mod:`bnsym.numerics.sphere` (its convergence loop), mpmath.
+"""
+
+from __future__ import annotations
+
+import mpmath
+
+from bnsym.errors import PrecisionError
+from bnsym.estimate import Estimate, rounding_error
+from bnsym.numerics.quadrature import SIZES, panel, schwinger_rule
+from bnsym.numerics.sphere import converge, hinted_level
+
+#: Highest level of the polar rule (``SIZES[level]`` nodes in each coordinate).
+MAX_POLAR_LEVEL = SIZES.index(256)
+
+
+class PairDensity:
+    """``rho_K(x) / rho_G(x)`` for the pair ``(a, b)``: see the module docstring.
+
+    ``eigenvalues``: the positive eigenvalues ``lambda_i`` of ``K`` (exactly ``n = B - 1`` of them);
+    ``rows``: ``(v_a, v_b)``, the entries ``a`` and ``b`` of the matching unit eigenvectors;
+    ``rate``: ``eps / sigma_w^2``.  Arithmetic at the caller's precision.
+    """
+
+    def __init__(self, eigenvalues, rows, batch_size: int, rate):
+        self.lam = list(eigenvalues)
+        va, vb = rows
+        self.paa = [x * x for x in va]
+        self.pab = [x * y for x, y in zip(va, vb)]
+        self.pbb = [y * y for y in vb]
+        self.b = mpmath.mpf(batch_size)
+        self.rate = mpmath.mpf(rate)
+        n = len(self.lam)
+        self.mean = mpmath.exp(mpmath.fsum(mpmath.log(x) for x in self.lam) / n)
+        # the sphere law: (n-2)/(2 pi B sqrt(det G_ab)) (1 - x^T G_ab^-1 x / B)^((n-4)/2)
+        g_diag, g_off = 1 - 1 / self.b, -1 / self.b
+        det_g = g_diag * g_diag - g_off * g_off
+        self.g_inv = (g_diag / det_g, -g_off / det_g)
+        self.iso_norm = (n - 2) / (2 * mpmath.pi * self.b * mpmath.sqrt(det_g))
+        self.iso_power = mpmath.mpf(n - 4) / 2
+        self.root = mpmath.mpf(0)
+
+    def _local(self, s, xa, xb, order):
+        """``(q, q')`` at ``s`` for ``q = x^T S(s)^-1 x``; with ``order == 2`` also ``q''``,
+        ``prod (1 + 2 s lambda_i)^(-1/2) det S^(-1/2)`` and its logarithmic derivative (``Psi`` without ``e^{-r q/2}``)."""
+        c = [lam / (1 + 2 * s * lam) for lam in self.lam]
+        s11, s12, s22 = mpmath.fdot(c, self.paa), mpmath.fdot(c, self.pab), mpmath.fdot(c, self.pbb)
+        c2 = [-2 * x * x for x in c]  # dc/ds
+        d11, d12, d22 = mpmath.fdot(c2, self.paa), mpmath.fdot(c2, self.pab), mpmath.fdot(c2, self.pbb)
+        det = s11 * s22 - s12 * s12
+        ya, yb = (s22 * xa - s12 * xb) / det, (s11 * xb - s12 * xa) / det  # S^-1 x
+        q = xa * ya + xb * yb
+        za, zb = d11 * ya + d12 * yb, d12 * ya + d22 * yb  # S' y
+        q1 = -(ya * za + yb * zb)  # q' = -y^T S' y
+        if order == 1:
+            return q, q1
+        c3 = [8 * x * x * x for x in c]  # d2c/ds2
+        e11, e12, e22 = mpmath.fdot(c3, self.paa), mpmath.fdot(c3, self.pab), mpmath.fdot(c3, self.pbb)
+        # q'' = 2 (S'y)^T S^-1 (S'y) - y^T S'' y
+        wa, wb = (s22 * za - s12 * zb) / det, (s11 * zb - s12 * za) / det
+        q2 = 2 * (za * wa + zb * wb) - (ya * (e11 * ya + e12 * yb) + yb * (e12 * ya + e22 * yb))
+        prod = mpmath.fprod(lam / ci for lam, ci in zip(self.lam, c))  # prod (1 + 2 s lambda_i)
+        trace = (s22 * d11 - 2 * s12 * d12 + s11 * d22) / det  # tr(S^-1 S')
+        return q, q1, q2, 1 / mpmath.sqrt(prod * det), -mpmath.fsum(c) - trace / 2
+
+    def _solve(self, xa, xb):
+        """The zero ``s*`` of ``h`` right of ``-1/(2 lambda_max)``.
+
+        Solved as ``F(u) = 2 B s / q(s) - 1 = 0`` in ``u = 1 / (1 + 2 s g)`` (``g`` the geometric mean of the
+        ``lambda_i``): ``F`` falls through ``(0, 1)`` (``u -> 0`` is the ellipse's edge, ``F(1) = -1``), it is linear
+        in ``u`` for ``K`` proportional to ``G``, and ``u`` keeps its relative precision near the edge.
+        Newton from the previous point's root, kept inside a bracket (bisection when a step leaves it).
+        """
+        if xa == 0 and xb == 0:
+            return mpmath.mpf(0)
+        g = self.mean
+        lo, hi = mpmath.mpf(0), mpmath.mpf(1)  # F(lo) > 0 > F(hi) = -1 (s* > 0: h(0) = q(0)/(2B) > 0)
+        u = min(max(1 / (1 + 2 * self.root * g), hi / 2**40), hi * (1 - mpmath.mpf(2) ** -40))
+        tol = mpmath.eps * 16
+        two_b = 2 * self.b
+        for _ in range(200):
+            s = (1 - u) / (2 * g * u)
+            q, q1 = self._local(s, xa, xb, 1)
+            f = two_b * s / q - 1
+            if f > 0:
+                lo = u
+            else:
+                hi = u
+            # dF/du = dF/ds ds/du,  dF/ds = 2B (q - s q') / q^2,  ds/du = -1 / (2 g u^2)
+            slope = -two_b * (q - s * q1) / (q * q) / (2 * g * u * u)
+            step = f / slope if slope else hi - lo
+            # converged: a step below the rounding of u, or F at its own rounding (near the edge, where
+            # u* is below the rounding of F, u* is known to an absolute, not relative, precision)
+            if abs(step) <= tol * u or abs(f) <= tol:
+                u = u - step
+                self.root = (1 - u) / (2 * g * u)
+                return self.root
+            u = u - step if lo < u - step < hi else (lo + hi) / 2
+        raise PrecisionError(f"the angular Gaussian pair density: no root of h at x = ({mpmath.nstr(xa, 8)}, {mpmath.nstr(xb, 8)})")
+
+    def ratio(self, xa, xb):
+        """``rho_K(x) / rho_G(x)`` at ``x = (xa, xb)`` inside the ellipse (0 on and outside it)."""
+        ga, gb = self.g_inv
+        inside = 1 - (ga * (xa * xa + xb * xb) + 2 * gb * xa * xb) / self.b
+        if inside <= 0:
+            return mpmath.mpf(0)
+        s = self._solve(xa, xb)
+        q, q1, q2, psi, dlog = self._local(s, xa, xb, 2)
+        two_b = 2 * self.b
+        h1, h2 = q1 / two_b - 1, q2 / two_b
+        psi, dlog = psi * mpmath.exp(-self.rate * q / 2), dlog - self.rate * q1 / 2
+        residue = (psi * dlog * h1 - psi * h2) / (self.b * h1**3) + self.rate * psi / h1
+        return -residue / (2 * mpmath.pi) / (self.iso_norm * inside**self.iso_power)
+
+    # ------------------------------------------------------------------ polar rule
+    def polar_weight(self, u, ca, cb):
+        """``(r, W)`` of the polar coordinates ``x = r theta``, ``theta = (ca, cb)`` a unit vector, ``u in (0, 1]``:
+        ``u = 1 / (1 + 2 s g)`` is the zero of ``h`` at ``x`` written as ``u`` (``g`` the geometric mean of
+        the ``lambda_i``), so no root is solved, and ``rho_K(x) dx = W du dtheta`` (docs/theory.md section 7.1):
+
+            S(s) = u S^(u),  S^ = sum_i gamma_i v_i v_i^T,  gamma_i = lambda_i g / D_i,  D_i = lambda_i + u (g - lambda_i),
+            p = theta^T S^-1 theta,  r^2 = B (1 - u) / (g p),  H' = g r^2 p' + B,  H'' = g r^2 p'',
+            Psi = g^(n/2) u^(n/2 - 1) prod D_i^(-1/2) det S^^(-1/2) e^{-r B (1 - u) / (2 g u)},
+            W = B Psi / (4 pi g p) [ 2 g ((log Psi)' H' - H'') / H'^2 + rate / u ]
+
+        (primes are ``d/du``).  Every factor is analytic in ``u`` on ``[0, 1]`` up to the explicit power of
+        ``u``; nothing cancels as ``u -> 0`` (the ellipse's edge), where the same formula in ``s`` would.
+        """
+        return self._polar_weight(self._radial_terms(u), u, ca, cb)
+
+    def _radial_terms(self, u):
+        """The parts of :meth:`polar_weight` that do not depend on ``theta``: the entries of ``S^``, ``S^'``,
+        ``S^''``, ``det S^``, ``Psi`` and the ``theta``-free part of ``(log Psi)'`` (``O(n)`` operations)."""
+        g, n = self.mean, len(self.lam)
+        d = [lam + u * (g - lam) for lam in self.lam]
+        ratio = [(g - lam) / di for lam, di in zip(self.lam, d)]  # D_i' / D_i
+        gam = [lam * g / di for lam, di in zip(self.lam, d)]
+        gam1 = [-x * y for x, y in zip(gam, ratio)]
+        gam2 = [2 * x * y * y for x, y in zip(gam, ratio)]
+        entries = [mpmath.fdot(c, w) for c in (gam, gam1, gam2) for w in (self.paa, self.pab, self.pbb)]
+        s11, s12, s22, d11, d12, d22 = entries[:6]
+        det = s11 * s22 - s12 * s12
+        trace = (s22 * d11 - 2 * s12 * d12 + s11 * d22) / det  # tr(S^-1 S^')
+        half = mpmath.mpf(n) / 2
+        dlog = (half - 1) / u - mpmath.fsum(ratio) / 2 - trace / 2
+        psi = g**half * u ** (half - 1) / mpmath.sqrt(mpmath.fprod(d) * det)
+        if self.rate:
+            psi *= mpmath.exp(-self.rate * self.b * (1 - u) / (2 * g * u))
+        return entries, det, dlog, psi
+
+    def _polar_weight(self, terms, u, ca, cb):
+        """:meth:`polar_weight` from the ``theta``-free :meth:`_radial_terms` (``O(1)`` operations)."""
+        (s11, s12, s22, d11, d12, d22, e11, e12, e22), det, dlog, psi = terms
+        g, rate, b = self.mean, self.rate, self.b
+        ya, yb = (s22 * ca - s12 * cb) / det, (s11 * cb - s12 * ca) / det
+        p = ca * ya + cb * yb
+        za, zb = d11 * ya + d12 * yb, d12 * ya + d22 * yb
+        p1 = -(ya * za + yb * zb)
+        wa, wb = (s22 * za - s12 * zb) / det, (s11 * zb - s12 * za) / det
+        p2 = 2 * (za * wa + zb * wb) - (ya * (e11 * ya + e12 * yb) + yb * (e12 * ya + e22 * yb))
+        r2 = b * (1 - u) / (g * p)
+        h1, h2 = g * r2 * p1 + b, g * r2 * p2
+        if rate:
+            dlog = dlog - rate * (r2 * p1 / u - b * (1 - u) / (g * u * u)) / 2
+        bracket = 2 * g * (dlog * h1 - h2) / (h1 * h1)
+        if rate:
+            bracket += rate / u
+        return mpmath.sqrt(r2), b * psi / (4 * mpmath.pi * g * p) * bracket
+
+    def expect_polar(self, pairs, rtol, working_dps):
+        """``[E_K[F(x_a) G(x_b)]]`` for pairs of factor tuples (``()`` is 1) of integrands analytic on the
+        ellipse, by the polar rule: the trapezoidal rule in ``theta`` on ``[0, pi)`` (``x -> -x`` folds the
+        circle: ``rho_K`` is even) and Gauss-Legendre in ``u`` on ``[0, 1]`` with both ends smoothed (square-root
+        behaviour at ``u = 1``, the origin, and ``u^((n-4)/2)`` at ``u = 0``) at ``eps = 0``; at ``eps > 0`` the
+        double-exponential rule of :func:`~bnsym.numerics.quadrature.schwinger_rule` in ``s`` for the factor
+        ``e^{-rate B s}`` (the weight still computed in ``u``); both with ``SIZES[level]`` nodes
+        (:func:`~bnsym.numerics.quadrature.panel`), the level raised by the engine's
+        convergence loop until two levels agree to ``rtol`` of the largest value.
+        """
+        from bnsym.numerics.sphere import (  # the one loop; sphere imports nothing from here
+            converge,
+            hinted_level,
+        )
+
+        def judge(current, previous):
+            size = max(abs(v) for v in current)
+            out = [Estimate(v, max(abs(v - w), rounding_error(v, working_dps))) for v, w in zip(current, previous)]
+            return out if all(e.error <= rtol * size for e in out) else None
+
+        funcs = {id(f): f for pair in pairs for factors in pair for f in factors}
+        key = ("polar", len(self.lam) + 1, working_dps, tuple(sorted({f.activation.label for f in funcs.values()})))
+        start = hinted_level(key, next(i for i, n in enumerate(SIZES) if n >= working_dps // 2))
+        return converge(lambda level: self._polar_level(pairs, funcs, level, working_dps), judge, key, start,
+                        MAX_POLAR_LEVEL, f"the polar rule of the pair law did not converge to {mpmath.nstr(rtol, 3)} with "
+                        f"{SIZES[MAX_POLAR_LEVEL]}^2 nodes (B={len(self.lam) + 1}; a nearly collapsed input batch "
+                        "concentrates the law: use fewer digits or method='sampling')")
+
+    def _polar_level(self, pairs, funcs, level, working_dps):
+        m = SIZES[level]
+        if self.rate:  # e^{-rate B s}: the double-exponential rule in s (it stops where the factor is negligible)
+            g, decay = self.mean, self.rate * self.b
+            ss, ws = schwinger_rule(1 / (2 * g + decay), decay, 1, m, working_dps)
+            nodes = [1 / (1 + 2 * g * x) for x in ss]
+            weights = [w * 2 * g * u * u for w, u in zip(ws, nodes)]  # du = -2 g u^2 ds
+        else:
+            nodes, weights = panel(mpmath.mpf(0), mpmath.mpf(1), level, working_dps, smooth_lo=True, smooth_hi=True)
+        totals = [mpmath.mpf(0) for _ in pairs]
+        step = mpmath.pi / m
+        radial = [self._radial_terms(u) for u in nodes]
+        for k in range(m):
+            angle = step * k
+            ca, cb = mpmath.cos(angle), mpmath.sin(angle)
+            for u, w, terms in zip(nodes, weights, radial):
+                r, density = self._polar_weight(terms, u, ca, cb)
+                factor = w * step * density
+                if not factor:
+                    continue
+                for sign in (1, -1):
+                    xa, xb = sign * r * ca, sign * r * cb
+                    values_a = {i: f.evaluate(xa) for i, f in funcs.items()}
+                    values_b = {i: f.evaluate(xb) for i, f in funcs.items()}
+                    for index, (fa, gb) in enumerate(pairs):
+                        term = factor
+                        for f in fa:
+                            term = term * values_a[id(f)]
+                        for g in gb:
+                            term = term * values_b[id(g)]
+                        totals[index] += term
+        return totals

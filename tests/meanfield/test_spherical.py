@@ -1,0 +1,165 @@
+"""The spherical route (docs/theory.md section 7.1): the Gram map of any activation at any input batch.
+
+Independent witnesses: the sphere law itself (the pair law at BSB1 input), the Laplace method on
+positively homogeneous activations (a different formula: one Schwinger integral of closed-form
+Gaussian kernels), the Monte Carlo map :func:`bnsym.montecarlo.sampling.gram_map`, and the rule run
+again at more digits.
+"""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import pytest
+from statistical import seed, sigmas
+
+import bnsym
+from bnsym.errors import BnsymInputError
+from bnsym.meanfield.laplace import centred_spectrum, laplace_map
+from bnsym.meanfield.propagation import example_input, propagate
+from bnsym.meanfield.results import make_settings
+from bnsym.meanfield.spherical import spherical_map
+from bnsym.montecarlo import sampling
+from bnsym.numerics.angular_gaussian import PairDensity
+from bnsym.numerics.sphere import Integrand, SphereLaw
+
+
+def _gram(b, seed_, extra=2):
+    x = np.random.default_rng(seed_).standard_normal((b, b + extra))
+    return x @ x.T / (b + extra)
+
+
+def _pair(gram, a, c, rate, dps):
+    """The PairDensity of entries (a, c) of a Gram matrix, at ``dps`` digits (call inside workdps)."""
+    lam, vecs = centred_spectrum(mpmath.matrix(gram.tolist()), dps)
+    return PairDensity(lam, (vecs[a], vecs[c]), gram.shape[0], rate)
+
+
+def test_pair_law_at_bsb1_input_is_the_sphere_law():
+    """K proportional to G: the ratio against the sphere law is 1 everywhere on the ellipse
+    (B = 4, where the sphere law's pair density is infinite at the edge, and B = 7)."""
+    with mpmath.workdps(30):
+        for b in (4, 7):
+            gram = 2.5 * np.eye(b) + 0.3
+            density = _pair(gram, 1, 2, 0, 30)
+            rng = np.random.default_rng(1)
+            for _ in range(20):
+                # a point of the ellipse x^T G_ab^-1 x < B, up to 1e-6 of its edge
+                t, r = rng.uniform(0, 2 * np.pi), np.sqrt(rng.uniform(0, 1 - 1e-6))
+                chol = np.linalg.cholesky(np.array([[1 - 1 / b, -1 / b], [-1 / b, 1 - 1 / b]]))
+                xa, xb = np.sqrt(b) * r * chol @ np.array([np.cos(t), np.sin(t)])
+                assert abs(density.ratio(mpmath.mpf(xa), mpmath.mpf(xb)) - 1) < mpmath.mpf(10) ** -20
+
+
+@pytest.mark.parametrize("eps", [0, "0.02"])
+def test_pair_law_has_mass_one_and_matches_the_root_solved_density(eps):
+    """At a random Gram matrix the polar rule integrates the law to 1, and its radial coordinate
+    (no equation solved) gives the density of the root-solved residue formula at the same point."""
+    gram = _gram(6, 4)
+    with mpmath.workdps(30):
+        density = _pair(gram, 0, 3, mpmath.mpf(eps), 30)
+        (mass,) = density.expect_polar([((), ())], mpmath.mpf(10) ** -20, 30)
+        assert abs(mass.value - 1) <= max(mass.error, mpmath.mpf(10) ** -25)
+        # rho_K(x) r dr dtheta = W du dtheta: compare W with the ratio route's rho_K times r |dr/du|
+        u, ca, cb = mpmath.mpf("0.3"), mpmath.cos(0.7), mpmath.sin(0.7)
+        r, weight = density.polar_weight(u, ca, cb)
+        step = mpmath.mpf(10) ** -12
+        r_up, _ = density.polar_weight(u + step, ca, cb)
+        r_down, _ = density.polar_weight(u - step, ca, cb)
+        drdu = abs(r_up - r_down) / (2 * step)
+        b = gram.shape[0]
+        g_ab = mpmath.matrix([[1 - mpmath.mpf(1) / b, -mpmath.mpf(1) / b], [-mpmath.mpf(1) / b, 1 - mpmath.mpf(1) / b]])
+        x = mpmath.matrix([r * ca, r * cb])
+        inside = 1 - (x.T * mpmath.inverse(g_ab) * x)[0] / b
+        iso = (b - 3) / (2 * mpmath.pi * b * mpmath.sqrt(mpmath.det(g_ab))) * inside ** (mpmath.mpf(b - 5) / 2)
+        rho = density.ratio(x[0], x[1]) * iso
+        assert abs(rho * r * drdu - weight) < 1e-18 * weight
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("activation, b, eps, entries", [
+    ("x**2", 4, "0", [(0, 3)]),
+    ("identity", 4, "0.05", [(1, 2)]),
+])
+def test_polar_rule_against_laplace_to_30_digits(activation, b, eps, entries):
+    """Smooth positively homogeneous activations: one pair's V_ab, V_aa, V_bb by the polar rule
+    against the Laplace method, both at 30 digits (about 5 s each)."""
+    gram = _gram(b, 5)
+    settings = make_settings(activation, b, eps=eps, sigma_w=1.3, dps=30)
+    with mpmath.workdps(settings.working_dps):
+        want = laplace_map(settings, mpmath.matrix(gram.tolist()))[0]
+        f = Integrand(settings.activation, mpmath.mpf(1), mpmath.mpf(0))
+        for a, c in entries:
+            density = _pair(gram, a, c, settings.eps / settings.sigma_w**2, settings.working_dps)
+            got = density.expect_polar([((f,), (f,)), ((f, f), ()), ((), (f, f))], mpmath.mpf(10) ** -31, settings.working_dps)
+            for estimate, exact in zip(got, (want[a, c], want[a, a], want[c, c])):
+                assert abs(estimate.value - exact) <= mpmath.mpf(10) ** -30 * abs(want[a, a])
+                assert estimate.error <= mpmath.mpf(10) ** -30 * abs(want[a, a])
+
+
+@pytest.mark.slow
+def test_kinked_rule_against_laplace():
+    """ReLU (kinked: the sphere law's nested rule weighted by the root-solved density ratio) against
+    the Laplace method, one pair at 10 digits."""
+    gram = _gram(4, 6)
+    settings = make_settings("relu", 4, dps=10)
+    with mpmath.workdps(settings.working_dps):
+        want = laplace_map(settings, mpmath.matrix(gram.tolist()))[0]
+        f = Integrand(settings.activation, mpmath.mpf(1), mpmath.mpf(0))
+        law = SphereLaw(4, settings.working_dps)
+        density = _pair(gram, 0, 2, 0, settings.working_dps)
+        got = law.expect_weighted([((f,), (f,)), ((f, f), ())], density.ratio, mpmath.mpf(10) ** -11, None)
+        for estimate, exact in zip(got, (want[0, 2], want[0, 0])):
+            assert abs(estimate.value - exact) <= mpmath.mpf(10) ** -10 * want[0, 0]
+
+
+@pytest.mark.statistical
+def test_tanh_map_against_sampling():
+    """tanh at beta = 0.3, eps = 0.02, sigma_w = 1.2, B = 4: the spherical map against
+    4 x 10^6 samples of the Monte Carlo map, 10 entries compared (Bonferroni), false-failure
+    probability <= 1e-4; the map's own error (< 1e-7) is negligible beside the standard errors (> 1e-5)."""
+    gram = _gram(4, 7)
+    kw = {"beta": 0.3, "eps": 0.02, "sigma_w": 1.2}
+    settings = make_settings("tanh", 4, dps=7, **kw)
+    with mpmath.workdps(settings.working_dps):
+        value, error = spherical_map(settings, mpmath.matrix(gram.tolist()))
+    exact = np.array(value.tolist(), dtype=float)
+    assert float(max(error)) < 1e-7
+    sampled = sampling.gram_map("tanh", gram, samples=4 * 10**6, seed=seed(31), **kw)
+    upper = np.triu_indices(4)
+    assert np.all(np.abs(sampled.mean - exact)[upper] <= sigmas(10) * sampled.stderr[upper])
+
+
+@pytest.mark.slow
+def test_propagate_chooses_the_spherical_route_and_keeps_its_promise():
+    """propagate('tanh', ...) says it used the spherical route; its 6-digit first layer agrees with a
+    run at 12 digits within the reported errors (the precision promise), which are below 10^-6 of the
+    largest entry; the second layer (whose input carries the first layer's error) to 10^-6 (10 s)."""
+    gram = _gram(4, 8)
+    low = propagate("tanh", gram, 2, beta=0.2, dps=6)
+    high = propagate("tanh", gram, 2, beta=0.2, dps=12)
+    assert low.method == high.method == "spherical"
+    for layer in (1, 2):
+        diff = np.abs(np.array(low.grams_mp[layer].tolist(), dtype=float) - np.array(high.grams_mp[layer].tolist(), dtype=float))
+        size = np.abs(high.grams[layer]).max()
+        assert np.all(diff <= 1e-6 * size)
+        assert low.errors[layer].max() <= 1e-6 * size
+        if layer == 1:
+            assert np.all(diff <= low.errors[layer] + high.errors[layer] + 1e-15 * size)
+
+
+def test_propagate_kinked_activation_samples_unless_asked():
+    """ReLU at beta != 0: 'auto' samples (and says so); asking for the spherical route of a collapsed
+    input is refused in one line."""
+    p = propagate("relu", _gram(4, 9), 1, beta=0.5, samples=2000, chains=2)
+    assert p.method == "sampling"
+    collapsed = np.outer(np.arange(1.0, 5.0), np.arange(1.0, 5.0)) + np.diag([1.0, 0, 0, 0])  # G Sigma G has rank 2
+    with pytest.raises(BnsymInputError, match="spherical.*rank 2 < B - 1 = 3"):
+        propagate("tanh", collapsed, 1, method="spherical")
+    assert propagate("tanh", collapsed, 1, samples=2000, chains=2).method == "sampling"
+    # nearly collapsed (the example 'collinear' input, condition number ~ 2e4): 'auto' samples too
+    assert propagate("tanh", example_input("collinear", 4), 1, samples=2000, chains=2).method == "sampling"
+
+
+def test_public_api_reaches_it():
+    assert "spherical" in bnsym.meanfield.propagation.METHODS
