@@ -206,11 +206,6 @@ class PairDensity:
         (:func:`~bnsym.numerics.quadrature.panel`), the level raised by the engine's
         convergence loop until two levels agree to ``rtol`` of the largest value.
         """
-        from bnsym.numerics.sphere import (  # the one loop; sphere imports nothing from here
-            converge,
-            hinted_level,
-        )
-
         def judge(current, previous):
             size = max(abs(v) for v in current)
             out = [Estimate(v, max(abs(v - w), rounding_error(v, working_dps))) for v, w in zip(current, previous)]
