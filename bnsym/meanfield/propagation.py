@@ -29,8 +29,8 @@ Three methods:
   (seconds per pair of inputs at 15 digits); for kinked ones (ReLU at ``beta != 0``, ``elu``...) its rule
   costs about thirty times more (a minute a pair), so ``"auto"`` samples and ``method="spherical"`` asks
   for it.
-* ``"sampling"`` (every other case, and collapsed or nearly collapsed inputs: ``G Sigma G`` of rank
-  below ``B - 1`` or condition number above 100): ``R`` independent Monte Carlo chains of
+* ``"sampling"`` (every other case: kinks reached, ``G Sigma G`` of rank below ``B - 1`` or condition
+  number above 100, or eps more than ``10^6`` away from its scale): ``R`` independent Monte Carlo chains of
   :func:`bnsym.montecarlo.sampling.gram_map`; the mean over chains is reported with its
   standard error over chains (which includes the compounding of earlier
   layers' noise) and the result says so (``method``, ``stderr``).
@@ -63,7 +63,12 @@ from bnsym.meanfield.bsb1 import bsb1_state
 from bnsym.meanfield.kernels import high_precision_layers, input_gram, joint_layers
 from bnsym.meanfield.laplace import laplace_applies, laplace_map, laplace_obstacle
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
-from bnsym.meanfield.spherical import AUTO_CONDITION, spherical_map, spherical_obstacle
+from bnsym.meanfield.spherical import (
+    AUTO_CONDITION,
+    kinks_in_support,
+    spherical_map,
+    spherical_obstacle,
+)
 from bnsym.subspaces import subspace_parts
 
 METHODS = ("auto", "laplace", "spherical", "sampling")
@@ -76,12 +81,12 @@ class Propagation:
     """The Gram matrix per layer and its distance to the BSB1 point.
 
     ``grams[l]`` (NumPy, ``l = 0..depth``; ``grams[0]`` the input) with
-    ``errors[l]`` (Laplace: quadrature error estimate; sampling: standard error over
-    chains, entrywise); ``grams_mp`` the Laplace trajectory at full precision (None for
-    sampling).  ``distance[l] = ||Sigma^l - Sigma*||_F``; ``distance_L``/``distance_M``
+    ``errors[l]`` (Laplace and spherical: the quadrature error made at layer ``l``, entrywise, not
+    counting what earlier layers' errors carry in; sampling: standard error over chains, entrywise);
+    ``grams_mp`` the Laplace or spherical trajectory at full precision (None for sampling).  ``distance[l] = ||Sigma^l - Sigma*||_F``; ``distance_L``/``distance_M``
     the Frobenius norms of the ``L`` and ``M`` parts of ``G (Sigma^l - Sigma*) G``;
     ``*_error`` their error estimates (one standard error for sampling, zero-based
-    quadrature error for Laplace).  Layer 0 is the raw input (not normalised).
+    quadrature error for Laplace and spherical).  Layer 0 is the raw input (not normalised).
     """
 
     settings: Settings
@@ -171,8 +176,9 @@ def propagate(
     (``B >= 4``; checked: square, finite, symmetric, PSD, ``G Sigma G != 0``);
     ``batch_size``, if given, must equal ``B``.  ``depth``: integer >= 1.
     ``method``: ``"auto"`` (Laplace where it applies: positively homogeneous ``phi`` at ``beta = 0``,
-    any ``eps``; else the spherical route for activations without kinks when ``G Sigma G`` has rank
-    ``B - 1`` and condition number at most ``AUTO_CONDITION`` = 100; else sampling), ``"laplace"``, ``"spherical"`` (each refused with
+    any ``eps``; else the spherical route when ``gamma x + beta`` reaches no kink of ``phi`` and
+    ``G Sigma G`` has rank ``B - 1``, condition number at most ``AUTO_CONDITION`` = 100 and, at
+    ``eps > 0``, a scale within ``10^6`` of ``eps B / sigma_w^2``; else sampling), ``"laplace"``, ``"spherical"`` (each refused with
     :class:`~bnsym.errors.BnsymInputError` where it does not apply) or ``"sampling"`` (``samples``
     per layer and chain, ``chains`` independent chains, seeds from ``seed``).  Laplace and spherical
     values are promised to ``dps`` digits relative to the largest entry; ``method`` on the result
@@ -205,7 +211,7 @@ def propagate(
         if method == "spherical" and blocked is not None:
             raise BnsymInputError(f"method='spherical' does not apply: {blocked}; use method='sampling'")
     if method == "auto":
-        kinked = bool(settings.activation.numeric_kinks())
+        kinked = bool(kinks_in_support(settings))
         method = "laplace" if exact else ("spherical" if blocked is None and not kinked else "sampling")
     fp = bsb1_state(settings).fixed_point
     star = fp.array()

@@ -9,7 +9,7 @@ against the law of the pair ``(x_a, x_b)`` of :class:`bnsym.numerics.angular_gau
 form); one such integral gives ``V_ab``, ``V_aa`` and ``V_bb`` together, so every diagonal entry is computed
 ``B - 1`` times and the spread of those values is added to its error.  Two rules:
 
-* activations without kinks: the polar rule (:meth:`PairDensity.expect_polar`), whose radial coordinate
+* activations with no kink that ``gamma x + beta`` reaches (:func:`kinks_in_support`): the polar rule (:meth:`PairDensity.expect_polar`), whose radial coordinate
   is the Schwinger parameter itself, so no equation is solved; the law's total mass is integrated
   beside the entries and its distance from 1 is added to their errors;
 * kinked activations: the sphere law's nested-angle rule, cut at the kinks, weighted by the density
@@ -17,9 +17,12 @@ form); one such integral gives ``V_ab``, ``V_aa`` and ``V_bb`` together, so ever
   warm-started Newton solve per node, some thirty times slower).
 
 Precision: each pair's rule level is raised until two levels agree to ``10^-dps / 10`` of the pair's
-largest entry; the largest of the pair's three level differences is the error of each of its entries.  The density ratio is at most ``(lambda_max / g)^(n/2)`` (``g`` the geometric mean of the
-nonzero eigenvalues of ``K``, ``n = B - 1``), so the sphere law runs with that many more digits (its
-truncation of the angles stays below the promise).  At ``eps = 0`` the ratio is analytic on the ellipse
+largest entry; the largest of the pair's three level differences is the error of each of its entries.
+For the kinked rule: at ``eps = 0`` the density ratio is at most ``(lambda_max / g)^(n/2)`` (``g`` the
+geometric mean of the nonzero eigenvalues of ``K``, ``n = B - 1``), so the sphere law runs with that many
+more digits (its truncation of the angles stays below the promise); at ``eps > 0`` the ratio can be
+larger (161 at the origin for ``K = G`` and ``eps / sigma_w^2 = 100``), which the extra digits do not
+cover.  At ``eps = 0`` the ratio is analytic on the ellipse
 and the rule converges geometrically; at ``eps > 0`` it vanishes to all orders at the ellipse's edge
 and the convergence is slower.
 
@@ -28,7 +31,7 @@ measured (one pair, 15 digits) tanh B = 4 1.4 s, B = 8 2 s, B = 8 at eps = 1e-3 
 eps = 0.1: 11 s; the kinked rule 34-50 s for one pair at B = 4.
 
 May import: :mod:`bnsym.numerics`, :mod:`bnsym.meanfield.laplace` (the centred spectrum),
-:mod:`bnsym.meanfield.results`, :mod:`bnsym.errors`, mpmath.
+:mod:`bnsym.meanfield.results`, :mod:`bnsym.errors`, :mod:`bnsym.estimate`, mpmath.
 """
 
 from __future__ import annotations
@@ -52,43 +55,62 @@ AUTO_CONDITION = 100
 
 def spherical_obstacle(settings: Settings, gram, *, condition=None):
     """Why the spherical route cannot take ``gram`` (None when it can): ``K = G Sigma G`` must have rank
-    ``B - 1``, and, when ``condition`` is given, a condition number on ``1^perp`` of at most ``condition``."""
+    ``B - 1``.  With ``condition`` (``propagate``'s ``"auto"``) also: condition number of ``K`` on ``1^perp``
+    at most ``condition``, and at ``eps > 0`` a rate ``eps B / sigma_w^2`` within ``10^6`` of the geometric
+    mean ``g`` of ``K``'s eigenvalues either way (the polar rule's span, :meth:`PairDensity.expect_polar`).
+    Cost: one eigen-decomposition of ``K`` in mpmath."""
     b = gram.rows
     if b < 4:
         return f"the spherical route needs B >= 4, got {b}"
     with mpmath.workdps(settings.working_dps):
         lam, _ = centred_spectrum(gram, settings.working_dps)
-    if len(lam) < b - 1:
-        return (f"G Sigma G has rank {len(lam)} < B - 1 = {b - 1} (inputs collapsed onto fewer directions), "
-                "where the pair law has no density")
-    ratio = max(lam) / min(lam)
-    if condition is not None and ratio > condition:
-        return (f"G Sigma G has condition number {mpmath.nstr(ratio, 3)} > {condition} (a nearly collapsed batch, "
-                "whose pair law concentrates and costs the rule minutes)")
+        if len(lam) < b - 1:
+            return (f"G Sigma G has rank {len(lam)} < B - 1 = {b - 1} (inputs collapsed onto fewer directions), "
+                    "where the pair law has no density")
+        if condition is None:
+            return None
+        ratio = max(lam) / min(lam)
+        if ratio > condition:
+            return (f"G Sigma G has condition number {mpmath.nstr(ratio, 3)} > {condition} (a nearly collapsed batch, "
+                    "whose pair law concentrates and costs the rule minutes)")
+        spread = settings.eps * b / settings.sigma_w**2 / _geometric_mean(lam)
+        if settings.eps and not mpmath.mpf(10) ** -6 <= spread <= mpmath.mpf(10) ** 6:
+            return (f"eps B / sigma_w^2 is {mpmath.nstr(spread, 3)} times the scale of G Sigma G, beyond the polar "
+                    "rule's span of 10^6 either way")
     return None
+
+
+def kinks_in_support(settings: Settings):
+    """The activation's kinks that the batch-normalized pre-activation ``gamma x + beta`` reaches:
+    ``|(k - beta) / gamma| < sqrt(B - 1)`` (every coordinate of ``x`` lies in that interval, at any eps)."""
+    limit = mpmath.sqrt(settings.batch_size - 1)
+    return [k for k in settings.activation.numeric_kinks() if abs((k - settings.beta) / settings.gamma) < limit]
 
 
 def spherical_map(settings: Settings, gram):
     """``(V(Sigma), error)`` by the spherical route, as mpmath matrices (see the module docstring).
 
-    Runs at ``settings.working_dps`` plus the digits the density ratio's bound takes; raises
-    :class:`~bnsym.errors.BnsymError` when ``G Sigma G`` has rank below ``B - 1`` and
-    :class:`~bnsym.errors.PrecisionError` when a pair does not converge.
+    Sets its own precision: ``settings.working_dps`` plus, for kinked activations, the digits the
+    density ratio's bound takes.  Raises :class:`~bnsym.errors.BnsymError` when ``G Sigma G`` has rank
+    below ``B - 1`` and :class:`~bnsym.errors.PrecisionError` when a pair does not converge.
     """
     obstacle = spherical_obstacle(settings, gram)
     if obstacle is not None:
         raise BnsymError(obstacle)
     b = gram.rows
     n = b - 1
-    lam, vecs = centred_spectrum(gram, settings.working_dps)
-    geometric = mpmath.exp(mpmath.fsum(mpmath.log(v) for v in lam) / n)
-    extra = max(0, math.ceil(float(n / 2 * mpmath.log10(max(lam) / geometric))))
+    kinked = bool(kinks_in_support(settings))
+    with mpmath.workdps(settings.working_dps):
+        lam, _ = centred_spectrum(gram, settings.working_dps)
+        # the nested rule truncates the sphere law's angles at 10^-working_dps of its weight; the ratio
+        # rho_K / rho_G is at most (lambda_max / g)^(n/2) at eps = 0 (more at eps > 0, see the docstring)
+        extra = max(0, math.ceil(float(n / 2 * mpmath.log10(max(lam) / _geometric_mean(lam))))) if kinked else 0
     working = settings.working_dps + extra
-    rate = settings.eps / settings.sigma_w**2
     with mpmath.workdps(working):
+        lam, vecs = centred_spectrum(gram, working)
+        rate = settings.eps / settings.sigma_w**2
         f = Integrand(settings.activation, mpmath.mpf(settings.gamma), mpmath.mpf(settings.beta))
         rtol = mpmath.mpf(10) ** -settings.dps / 10
-        kinked = bool(settings.activation.numeric_kinks())
         law = SphereLaw(b, working) if kinked else None
         value, error = mpmath.matrix(b, b), mpmath.matrix(b, b)
         diagonal = {}  # a -> [estimates of V_aa]
@@ -99,8 +121,10 @@ def spherical_map(settings: Settings, gram):
                     cross, first, second = law.expect_weighted(_pair_integrands(f), density.ratio, rtol, None)
                 else:
                     cross, first, second, mass = density.expect_polar(_pair_integrands(f) + [((), ())], rtol, working)
-                    # the law's total mass is 1 exactly: its distance from 1 is a check on the rule
-                    slack = abs(mass.value - 1) + mass.error
+                    # the law's total mass is 1 exactly: its distance from 1, a relative error of the rule,
+                    # is added in units of the pair's largest entry
+                    size = max(abs(e.value) for e in (cross, first, second))
+                    slack = (abs(mass.value - 1) + mass.error) * size
                     cross, first, second = (Estimate(e.value, e.error + slack) for e in (cross, first, second))
                 # the rule's level was accepted on the largest of the three differences; one entry's own
                 # difference can be small by accident (levels need not converge monotonically)
@@ -115,6 +139,10 @@ def spherical_map(settings: Settings, gram):
             spread = max(abs(e.value - estimates[0].value) for e in estimates)
             error[a, a] = max(e.error for e in estimates) + spread
     return value, error
+
+
+def _geometric_mean(values):
+    return mpmath.exp(mpmath.fsum(mpmath.log(v) for v in values) / len(values))
 
 
 def _pair_integrands(f):

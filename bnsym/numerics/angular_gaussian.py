@@ -73,22 +73,16 @@ class PairDensity:
         """``(q, q')`` at ``s`` for ``q = x^T S(s)^-1 x``; with ``order == 2`` also ``q''``,
         ``prod (1 + 2 s lambda_i)^(-1/2) det S^(-1/2)`` and its logarithmic derivative (``Psi`` without ``e^{-r q/2}``)."""
         c = [lam / (1 + 2 * s * lam) for lam in self.lam]
-        s11, s12, s22 = mpmath.fdot(c, self.paa), mpmath.fdot(c, self.pab), mpmath.fdot(c, self.pbb)
-        c2 = [-2 * x * x for x in c]  # dc/ds
-        d11, d12, d22 = mpmath.fdot(c2, self.paa), mpmath.fdot(c2, self.pab), mpmath.fdot(c2, self.pbb)
-        det = s11 * s22 - s12 * s12
-        ya, yb = (s22 * xa - s12 * xb) / det, (s11 * xb - s12 * xa) / det  # S^-1 x
-        q = xa * ya + xb * yb
-        za, zb = d11 * ya + d12 * yb, d12 * ya + d22 * yb  # S' y
-        q1 = -(ya * za + yb * zb)  # q' = -y^T S' y
+        derivatives = [c, [-2 * x * x for x in c]]  # c and dc/ds
+        if order == 2:
+            derivatives.append([8 * x * x * x for x in c])  # d2c/ds2
+        entries = [mpmath.fdot(d, w) for d in derivatives for w in (self.paa, self.pab, self.pbb)]
+        det = entries[0] * entries[2] - entries[1] * entries[1]
+        q, q1, q2 = _forms(entries, det, xa, xb)
         if order == 1:
             return q, q1
-        c3 = [8 * x * x * x for x in c]  # d2c/ds2
-        e11, e12, e22 = mpmath.fdot(c3, self.paa), mpmath.fdot(c3, self.pab), mpmath.fdot(c3, self.pbb)
-        # q'' = 2 (S'y)^T S^-1 (S'y) - y^T S'' y
-        wa, wb = (s22 * za - s12 * zb) / det, (s11 * zb - s12 * za) / det
-        q2 = 2 * (za * wa + zb * wb) - (ya * (e11 * ya + e12 * yb) + yb * (e12 * ya + e22 * yb))
         prod = mpmath.fprod(lam / ci for lam, ci in zip(self.lam, c))  # prod (1 + 2 s lambda_i)
+        s11, s12, s22, d11, d12, d22 = entries[:6]
         trace = (s22 * d11 - 2 * s12 * d12 + s11 * d22) / det  # tr(S^-1 S')
         return q, q1, q2, 1 / mpmath.sqrt(prod * det), -mpmath.fsum(c) - trace / 2
 
@@ -121,14 +115,21 @@ class PairDensity:
             # converged: a step below the rounding of u, or F at its own rounding (near the edge, where
             # u* is below the rounding of F, u* is known to an absolute, not relative, precision)
             if abs(step) <= tol * u or abs(f) <= tol:
-                u = u - step
+                u = min(max(u - step, lo), hi)
+                if not u > 0:
+                    break
                 self.root = (1 - u) / (2 * g * u)
                 return self.root
             u = u - step if lo < u - step < hi else (lo + hi) / 2
         raise PrecisionError(f"the angular Gaussian pair density: no root of h at x = ({mpmath.nstr(xa, 8)}, {mpmath.nstr(xb, 8)})")
 
     def ratio(self, xa, xb):
-        """``rho_K(x) / rho_G(x)`` at ``x = (xa, xb)`` inside the ellipse (0 on and outside it)."""
+        """``rho_K(x) / rho_G(x)`` at ``x = (xa, xb)`` inside the ellipse (0 on and outside it).
+
+        ``F(u)`` cancels about ``-log10(inside)`` digits (``inside = 1 - x^T G_ab^-1 x / B``), so within about
+        ``10^-working_dps`` of the edge the value loses its digits (a PrecisionError where that is detected);
+        the sphere law's angle truncation keeps its nodes farther in for generic kinks.  Cost: a Newton
+        solve of a few ``O(n)`` steps from the previous point's root."""
         ga, gb = self.g_inv
         inside = 1 - (ga * (xa * xa + xb * xb) + 2 * gb * xa * xb) / self.b
         if inside <= 0:
@@ -138,6 +139,9 @@ class PairDensity:
         two_b = 2 * self.b
         h1, h2 = q1 / two_b - 1, q2 / two_b
         psi, dlog = psi * mpmath.exp(-self.rate * q / 2), dlog - self.rate * q1 / 2
+        if not (h1 and mpmath.isfinite(psi) and isinstance(psi, mpmath.mpf)):
+            raise PrecisionError(f"the angular Gaussian pair density lost its precision at x = ({mpmath.nstr(xa, 8)}, "
+                                 f"{mpmath.nstr(xb, 8)}), {mpmath.nstr(inside, 3)} from the ellipse's edge")
         residue = (psi * dlog * h1 - psi * h2) / (self.b * h1**3) + self.rate * psi / h1
         return -residue / (2 * mpmath.pi) / (self.iso_norm * inside**self.iso_power)
 
@@ -157,10 +161,13 @@ class PairDensity:
         """
         return self._polar_weight(self._radial_terms(u), u, ca, cb)
 
-    def _radial_terms(self, u):
+    def _radial_terms(self, u, s=None):
         """The parts of :meth:`polar_weight` that do not depend on ``theta``: the entries of ``S^``, ``S^'``,
-        ``S^''``, ``det S^``, ``Psi`` and the ``theta``-free part of ``(log Psi)'`` (``O(n)`` operations)."""
+        ``S^''``, ``det S^``, ``Psi``, the ``theta``-free part of ``(log Psi)'`` and ``1 - u`` (``O(n)``
+        operations).  Given the Schwinger parameter ``s`` of ``u``, ``1 - u = 2 g s u`` and the factor
+        ``e^{-rate B s}`` are taken from it, not from ``u`` (where ``1 - u`` cancels when ``rate >> g``)."""
         g, n = self.mean, len(self.lam)
+        one_minus = 1 - u if s is None else 2 * g * s * u
         d = [lam + u * (g - lam) for lam in self.lam]
         ratio = [(g - lam) / di for lam, di in zip(self.lam, d)]  # D_i' / D_i
         gam = [lam * g / di for lam, di in zip(self.lam, d)]
@@ -174,23 +181,18 @@ class PairDensity:
         dlog = (half - 1) / u - mpmath.fsum(ratio) / 2 - trace / 2
         psi = g**half * u ** (half - 1) / mpmath.sqrt(mpmath.fprod(d) * det)
         if self.rate:
-            psi *= mpmath.exp(-self.rate * self.b * (1 - u) / (2 * g * u))
-        return entries, det, dlog, psi
+            psi *= mpmath.exp(-self.rate * self.b * (one_minus / (2 * g * u) if s is None else s))
+        return entries, det, dlog, psi, one_minus
 
     def _polar_weight(self, terms, u, ca, cb):
         """:meth:`polar_weight` from the ``theta``-free :meth:`_radial_terms` (``O(1)`` operations)."""
-        (s11, s12, s22, d11, d12, d22, e11, e12, e22), det, dlog, psi = terms
+        entries, det, dlog, psi, one_minus = terms
         g, rate, b = self.mean, self.rate, self.b
-        ya, yb = (s22 * ca - s12 * cb) / det, (s11 * cb - s12 * ca) / det
-        p = ca * ya + cb * yb
-        za, zb = d11 * ya + d12 * yb, d12 * ya + d22 * yb
-        p1 = -(ya * za + yb * zb)
-        wa, wb = (s22 * za - s12 * zb) / det, (s11 * zb - s12 * za) / det
-        p2 = 2 * (za * wa + zb * wb) - (ya * (e11 * ya + e12 * yb) + yb * (e12 * ya + e22 * yb))
-        r2 = b * (1 - u) / (g * p)
+        p, p1, p2 = _forms(entries, det, ca, cb)
+        r2 = b * one_minus / (g * p)
         h1, h2 = g * r2 * p1 + b, g * r2 * p2
         if rate:
-            dlog = dlog - rate * (r2 * p1 / u - b * (1 - u) / (g * u * u)) / 2
+            dlog = dlog - rate * (r2 * p1 / u - b * one_minus / (g * u * u)) / 2
         bracket = 2 * g * (dlog * h1 - h2) / (h1 * h1)
         if rate:
             bracket += rate / u
@@ -204,20 +206,27 @@ class PairDensity:
         double-exponential rule of :func:`~bnsym.numerics.quadrature.schwinger_rule` in ``s`` for the factor
         ``e^{-rate B s}`` (the weight still computed in ``u``); both with ``SIZES[level]`` nodes
         (:func:`~bnsym.numerics.quadrature.panel`), the level raised by the engine's
-        convergence loop until two levels agree to ``rtol`` of the largest value.
+        convergence loop until two levels agree to ``rtol`` of the largest value (the pair ``((), ())``, the
+        law's mass, to ``rtol``).  Cost ``O(N^2)`` nodes of ``O(1)`` operations plus ``O(N n)``.  At
+        ``eps > 0`` the ``s`` rule spans ``log(g / (rate B))``: far from ``rate B ~ g`` (below ``1e-6`` or above
+        ``1e6`` of it) it needs many levels or fails with a PrecisionError.
         """
+        mass = [p == ((), ()) for p in pairs]  # the law's total mass: judged against 1, apart from the entries
+
         def judge(current, previous):
-            size = max(abs(v) for v in current)
+            size = max((abs(v) for v, m in zip(current, mass) if not m), default=mpmath.mpf(1))
             out = [Estimate(v, max(abs(v - w), rounding_error(v, working_dps))) for v, w in zip(current, previous)]
-            return out if all(e.error <= rtol * size for e in out) else None
+            return out if all(e.error <= rtol * (1 if m else size) for e, m in zip(out, mass)) else None
 
         funcs = {id(f): f for pair in pairs for factors in pair for f in factors}
         key = ("polar", len(self.lam) + 1, working_dps, tuple(sorted({f.activation.label for f in funcs.values()})))
         start = hinted_level(key, next(i for i, n in enumerate(SIZES) if n >= working_dps // 2))
         return converge(lambda level: self._polar_level(pairs, funcs, level, working_dps), judge, key, start,
                         MAX_POLAR_LEVEL, f"the polar rule of the pair law did not converge to {mpmath.nstr(rtol, 3)} with "
-                        f"{SIZES[MAX_POLAR_LEVEL]}^2 nodes (B={len(self.lam) + 1}; a nearly collapsed input batch "
-                        "concentrates the law: use fewer digits or method='sampling')")
+                        f"{SIZES[MAX_POLAR_LEVEL]}^2 nodes (B={len(self.lam) + 1}, eigenvalues of G Sigma G from "
+                        f"{mpmath.nstr(min(self.lam), 3)} to {mpmath.nstr(max(self.lam), 3)}, eps B / sigma_w^2 = "
+                        f"{mpmath.nstr(self.rate * self.b, 3)}; a nearly collapsed batch, or eps far from the scale of "
+                        "G Sigma G, concentrates the law: use fewer digits or method='sampling')")
 
     def _polar_level(self, pairs, funcs, level, working_dps):
         m = SIZES[level]
@@ -226,11 +235,12 @@ class PairDensity:
             ss, ws = schwinger_rule(1 / (2 * g + decay), decay, 1, m, working_dps)
             nodes = [1 / (1 + 2 * g * x) for x in ss]
             weights = [w * 2 * g * u * u for w, u in zip(ws, nodes)]  # du = -2 g u^2 ds
+            radial = [self._radial_terms(u, x) for u, x in zip(nodes, ss)]
         else:
             nodes, weights = panel(mpmath.mpf(0), mpmath.mpf(1), level, working_dps, smooth_lo=True, smooth_hi=True)
+            radial = [self._radial_terms(u) for u in nodes]
         totals = [mpmath.mpf(0) for _ in pairs]
         step = mpmath.pi / m
-        radial = [self._radial_terms(u) for u in nodes]
         for k in range(m):
             angle = step * k
             ca, cb = mpmath.cos(angle), mpmath.sin(angle)
@@ -251,3 +261,19 @@ class PairDensity:
                             term = term * values_b[id(g)]
                         totals[index] += term
         return totals
+
+
+def _forms(entries, det, xa, xb):
+    """``(q, q', q'')`` of ``q = x^T S^-1 x`` for a 2 x 2 matrix function: ``q' = -y^T S' y``,
+    ``q'' = 2 (S' y)^T S^-1 (S' y) - y^T S'' y`` with ``y = S^-1 x``.  ``entries``: ``(S_11, S_12, S_22)``,
+    the same of ``S'``, and (or not, then ``q''`` is None) of ``S''``; ``det = det S``."""
+    s11, s12, s22, d11, d12, d22 = entries[:6]
+    ya, yb = (s22 * xa - s12 * xb) / det, (s11 * xb - s12 * xa) / det
+    q = xa * ya + xb * yb
+    za, zb = d11 * ya + d12 * yb, d12 * ya + d22 * yb  # S' y
+    q1 = -(ya * za + yb * zb)
+    if len(entries) < 9:
+        return q, q1, None
+    e11, e12, e22 = entries[6:]
+    wa, wb = (s22 * za - s12 * zb) / det, (s11 * zb - s12 * za) / det  # S^-1 S' y
+    return q, q1, 2 * (za * wa + zb * wb) - (ya * (e11 * ya + e12 * yb) + yb * (e12 * ya + e22 * yb))

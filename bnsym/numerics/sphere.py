@@ -478,8 +478,10 @@ class SphereLaw:
         ``F`` and ``G`` are tuples of integrands, each standing for their product (``()`` is 1), so
         ``((f, f), ())`` gives the second moment of ``f`` under the weighted law.  Every pair takes the
         nested-angle rule (the weight couples the coordinates); each error is at most ``rtol * size``.
-        ``size=None``: relative to the largest of the values.  ``density(s_a, s_b)`` must be analytic on the ellipse (:class:`~bnsym.numerics.angular_gaussian.PairDensity`
-        is, at ``eps = 0``).  Finite ``B >= 4`` only.
+        ``size=None``: relative to the largest of the values.  ``density(s_a, s_b)`` should be analytic on the
+        ellipse for geometric convergence (:class:`~bnsym.numerics.angular_gaussian.PairDensity` is at
+        ``eps = 0``; at ``eps > 0`` it is smooth but flat at the edge, and the rule converges more slowly).
+        Finite ``B >= 4`` only.
         """
         if self.infinite or self.batch_size < 4:
             raise ValueError("expect_weighted needs a finite batch size >= 4")
@@ -591,8 +593,9 @@ def converge(evaluate, judge, key, level, max_level, failure):
     Used by the sphere laws, by :class:`bnsym.numerics.moments.MomentCurve` (the
     interpolation degree of the moments in the radial gain, docs/theory.md section 15), and by
     the high-precision joint map (:func:`bnsym.meanfield.joint.cross_block`,
-    :func:`bnsym.meanfield.laplace.backward_term`, both judged by :func:`parts_agree`) and its
-    single-batch map (:func:`bnsym.meanfield.laplace.laplace_map`).
+    :func:`bnsym.meanfield.laplace.backward_term`, both judged by :func:`parts_agree`), its
+    single-batch map (:func:`bnsym.meanfield.laplace.laplace_map`) and the polar rule of the pair law
+    (:meth:`bnsym.numerics.angular_gaussian.PairDensity.expect_polar`).
 
     ``evaluate(level)`` gives the values at one rule level; ``judge(current, previous)`` returns
     the Estimates when the two consecutive levels agree to the tolerance, else ``None``.  The

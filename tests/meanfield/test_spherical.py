@@ -100,17 +100,17 @@ def test_polar_rule_against_laplace_to_30_digits(activation, b, eps, entries):
 @pytest.mark.slow
 def test_kinked_rule_against_laplace():
     """ReLU (kinked: the sphere law's nested rule weighted by the root-solved density ratio) against
-    the Laplace method, one pair at 10 digits."""
+    the Laplace method, one pair at 8 digits."""
     gram = _gram(4, 6)
-    settings = make_settings("relu", 4, dps=10)
+    settings = make_settings("relu", 4, dps=8)
     with mpmath.workdps(settings.working_dps):
         want = laplace_map(settings, mpmath.matrix(gram.tolist()))[0]
         f = Integrand(settings.activation, mpmath.mpf(1), mpmath.mpf(0))
         law = SphereLaw(4, settings.working_dps)
         density = _pair(gram, 0, 2, 0, settings.working_dps)
-        got = law.expect_weighted([((f,), (f,)), ((f, f), ())], density.ratio, mpmath.mpf(10) ** -11, None)
+        got = law.expect_weighted([((f,), (f,)), ((f, f), ())], density.ratio, mpmath.mpf(10) ** -9, None)
         for estimate, exact in zip(got, (want[0, 2], want[0, 0])):
-            assert abs(estimate.value - exact) <= mpmath.mpf(10) ** -10 * want[0, 0]
+            assert abs(estimate.value - exact) <= mpmath.mpf(10) ** -8 * want[0, 0]
 
 
 @pytest.mark.statistical
@@ -132,18 +132,18 @@ def test_tanh_map_against_sampling():
 
 @pytest.mark.slow
 def test_propagate_chooses_the_spherical_route_and_keeps_its_promise():
-    """propagate('tanh', ...) says it used the spherical route; its 6-digit first layer agrees with a
-    run at 12 digits within the reported errors (the precision promise), which are below 10^-6 of the
-    largest entry; the second layer (whose input carries the first layer's error) to 10^-6 (10 s)."""
+    """propagate('tanh', ...) says it used the spherical route; its 5-digit first layer agrees with a
+    run at 10 digits within the reported errors (the precision promise), which are below 10^-5 of the
+    largest entry; the second layer (whose input carries the first layer's error) to 10^-5 (6 s)."""
     gram = _gram(4, 8)
-    low = propagate("tanh", gram, 2, beta=0.2, dps=6)
-    high = propagate("tanh", gram, 2, beta=0.2, dps=12)
+    low = propagate("tanh", gram, 2, beta=0.2, dps=5)
+    high = propagate("tanh", gram, 2, beta=0.2, dps=10)
     assert low.method == high.method == "spherical"
     for layer in (1, 2):
         diff = np.abs(np.array(low.grams_mp[layer].tolist(), dtype=float) - np.array(high.grams_mp[layer].tolist(), dtype=float))
         size = np.abs(high.grams[layer]).max()
-        assert np.all(diff <= 1e-6 * size)
-        assert low.errors[layer].max() <= 1e-6 * size
+        assert np.all(diff <= 1e-5 * size)
+        assert low.errors[layer].max() <= 1e-5 * size
         if layer == 1:
             assert np.all(diff <= low.errors[layer] + high.errors[layer] + 1e-15 * size)
 
@@ -163,3 +163,30 @@ def test_propagate_kinked_activation_samples_unless_asked():
 
 def test_public_api_reaches_it():
     assert "spherical" in bnsym.meanfield.propagation.METHODS
+
+
+@pytest.mark.slow
+def test_map_at_the_callers_precision_and_small_or_kink_free_activations():
+    """Found by review, each measured before its fix:
+
+    * ``spherical_map`` sets its own precision: called at mpmath's default 15 digits with ``dps = 20``
+      it agrees with the Laplace method to 20 digits (it was 3.6e-15 off, reporting 7e-28);
+    * the mass check is relative: tanh at ``gamma = 1e-3`` (entries ~ 1e-6) reports an error below
+      ``10^-8`` of its largest entry (it reported 6.6e-5);
+    * a kink that ``gamma x + beta`` never reaches is no kink: ReLU at ``beta = 5`` (B = 4, ``|x| < sqrt 3``)
+      takes the polar rule and equals the identity at ``beta = 5``;
+    * ``"auto"`` samples at an eps far below the scale of the input (tanh, ``eps = 1e-16``), where the
+      polar rule's double-exponential rule fails."""
+    gram = _gram(4, 10)
+    settings = make_settings("x**2", 4, eps="0.05", dps=20)
+    value, _ = spherical_map(settings, mpmath.matrix(gram.tolist()))  # at mpmath's default precision
+    with mpmath.workdps(settings.working_dps):
+        want = laplace_map(settings, mpmath.matrix(gram.tolist()))[0]
+        assert max(abs(value[i, j] - want[i, j]) for i in range(4) for j in range(4)) <= mpmath.mpf(10) ** -20 * abs(want[0, 0])
+    small = propagate("tanh", gram, 1, gamma=1e-3, dps=8)
+    assert small.method == "spherical"
+    assert small.errors[1].max() <= 1e-8 * np.abs(small.grams[1]).max()
+    relu, identity = (propagate(a, gram, 1, beta=5, dps=8) for a in ("relu", "identity"))
+    assert relu.method == identity.method == "spherical"
+    np.testing.assert_allclose(relu.grams[1], identity.grams[1], rtol=1e-8)
+    assert propagate("tanh", gram, 1, eps=1e-16, samples=2000, chains=2).method == "sampling"
