@@ -44,7 +44,7 @@ from bnsym.errors import BnsymError, PrecisionError
 from bnsym.estimate import ROUNDING, Estimate, combined_meaning, rounding_error, weighted_sum
 from bnsym.meanfield.critical import DEGENERATE, regime
 from bnsym.numerics.memo import cached_at_tolerance
-from bnsym.numerics.moments import MomentCurve, SphereMoments, gain_events, gain_floor, moments_at_gains, resolve_method, smooth_in_gain
+from bnsym.numerics.moments import MomentCurve, SphereMoments, curve_evaluation, gain_events, moments_at_gains, resolve_method
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
 from bnsym.numerics.sphere import SphereLaw
 
@@ -274,20 +274,13 @@ class RadialLevel:
 def _radial(settings, law, method):
     b, eps, sw2 = settings.batch_size, settings.eps, settings.sigma_w**2
     cache = {}
-    if method == "quadrature" and smooth_in_gain(settings.activation, settings.beta, settings.gamma, b - 1):
-        # analytic in kappa: interpolate the moments along the radius (docs/theory.md section 15)
-        cache[CURVE] = MomentCurve(
-            lambda kappas, rtol: _moments_at(settings, law, [settings.gamma * kappa for kappa in kappas], method, cache, rtol),
-            settings.working_dps, moment_tolerance(settings),
-        )
-    elif method == "quadrature" and (floor := gain_floor(settings.activation, settings.beta, settings.gamma, law)) < 1:
-        # kinked: analytic above the floor; one gain at a time (the kinks of several gains
-        # would split the panels of all)
-        cache[CURVE] = MomentCurve(
-            lambda kappas, rtol: [_moments_at(settings, law, [settings.gamma * kappa], method, cache, rtol)[0]
-                                  for kappa in kappas],
-            settings.working_dps, moment_tolerance(settings), floor=floor,
-        )
+    # analytic in kappa (above a kink's floor): interpolate the moments along the radius (docs/theory.md section 15)
+    plan = curve_evaluation(
+        lambda kappas, rtol: _moments_at(settings, law, [settings.gamma * kappa for kappa in kappas], method, cache, rtol),
+        settings.activation, settings.beta, settings.gamma, law,
+    ) if method == "quadrature" else None
+    if plan is not None:
+        cache[CURVE] = MomentCurve(plan[0], settings.working_dps, moment_tolerance(settings), floor=plan[1])
     a = sw2 * _moments(settings, law, settings.gamma, method, cache).spread.value
     tol = mpmath.mpf(10) ** -(settings.dps + 2)
     level = _start_level(settings, a, tol)

@@ -74,7 +74,7 @@ from bnsym.meanfield.bsb1 import SLACK_MARGIN, bsb1_state, moment_tolerance
 from bnsym.meanfield.critical import DEGENERATE, degenerate_bracket, local_slopes, psi_values
 from bnsym.numerics.curve import RadialCurve
 from bnsym.numerics.gaussian_kernels import integer_orthant
-from bnsym.numerics.moments import gain_floor, resolve_method, smooth_in_gain
+from bnsym.numerics.moments import curve_evaluation, resolve_method
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
 from bnsym.numerics.sphere import Integrand, SphereLaw
 
@@ -313,16 +313,10 @@ def _radial_source(settings, law, method):
         return [{name: ev.combine(expr, values) for name, expr in fields.items()}
                 for ev, values in zip(evaluators, _values_of(evaluators, _keys_of(fields.values(), b)))]
 
-    names = [(name, name) for name in fields]
-    if smooth_in_gain(settings.activation, settings.beta, settings.gamma, b - 1):
-        curve = RadialCurve(evaluate, names, settings.working_dps, rtol)
-    elif (floor := gain_floor(settings.activation, settings.beta, settings.gamma, law)) < 1:
-        # kinked: analytic above the floor; the curve's points one at a time (the kinks of
-        # several gains would split the panels of all)
-        curve = RadialCurve(lambda kappas, tol: [evaluate([k], tol)[0] for k in kappas], names,
-                            settings.working_dps, rtol, floor)
-    else:
+    plan = curve_evaluation(evaluate, settings.activation, settings.beta, settings.gamma, law)
+    if plan is None:
         return lambda kappas, slacks: evaluate(kappas, rtol)
+    curve = RadialCurve(plan[0], [(name, name) for name in fields], settings.working_dps, rtol, plan[1])
 
     def from_curve(kappas, slacks):
         records = curve.at(kappas, slacks)

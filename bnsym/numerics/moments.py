@@ -207,6 +207,21 @@ def gain_floor(act: Activation, shift, gamma, law: SphereLaw):
     return events[-1] if events else mpmath.mpf(0)
 
 
+def curve_evaluation(evaluate, act: Activation, shift, gamma, law: SphereLaw):
+    """How a :class:`~bnsym.numerics.curve.RadialCurve` of sphere moments at gains ``gamma kappa``
+    evaluates its points (docs/theory.md section 15.3): ``(evaluate, 0)`` when no kink reaches the
+    support for any ``kappa`` in ``(0, 1]`` (:func:`smooth_in_gain`: all points in one pass, their
+    panels coincide); ``(one at a time, floor)`` above a kink's :func:`gain_floor` (the kinks of
+    several gains would split the panels of all); ``None`` when no range is analytic (floor 1).
+    ``evaluate(kappas, rtol)`` gives one record per ``kappa``."""
+    if smooth_in_gain(act, shift, gamma, law.n):
+        return evaluate, 0
+    floor = gain_floor(act, shift, gamma, law)
+    if floor >= 1:
+        return None
+    return (lambda kappas, rtol: [evaluate([kappa], rtol)[0] for kappa in kappas]), floor
+
+
 class MomentCurve(RadialCurve):
     """The :class:`SphereMoments` as functions of ``kappa`` (docs/theory.md section 15.3): a
     :class:`~bnsym.numerics.curve.RadialCurve` whose records are :class:`SphereMoments`, with
