@@ -30,7 +30,7 @@ import numpy as np
 from bnsym.errors import BnsymError, BnsymInputError
 from bnsym.meanfield.results import Settings
 from bnsym.numerics import arccos, gaussian_kernels
-from bnsym.numerics.quadrature import SIZES, schwinger_rule
+from bnsym.numerics.quadrature import SIZES, schwinger_rule, schwinger_scale
 from bnsym.numerics.sphere import converge, parts_agree
 
 #: Up to this many digits the Laplace integral runs in float64 (integer degrees).
@@ -54,11 +54,6 @@ def laplace_obstacle(settings: Settings):
 def decay_rate(settings: Settings):
     """``B eps / sigma_w^2``: the rate of the factor ``e^{-s B eps / sigma_w^2}`` of the Laplace integrand."""
     return settings.batch_size * settings.eps / settings.sigma_w**2
-
-
-def _scale(geometric_mean, rate):
-    """``c = 1 / (2 g + B eps / sigma_w^2)`` of the substitution ``s = c (1 + x)/(1 - x)``."""
-    return 1 / (2 * geometric_mean + rate)
 
 
 def laplace_map(settings: Settings, gram, *, entries=None):
@@ -88,7 +83,7 @@ def laplace_map(settings: Settings, gram, *, entries=None):
         _refuse_zero(settings)
         zeros = {key: mpmath.mpf(0) for key in entries}
         return _as_output(b, zeros, dict(zeros), entries)
-    scale = _scale(mpmath.exp(mpmath.fsum(mpmath.log(v) for v in lam) / len(lam)), rate)
+    scale = schwinger_scale(lam, rate)
     prefactor = mpmath.mpf(b) ** alpha / mpmath.gamma(alpha)
     tol = mpmath.mpf(10) ** -settings.dps
 
@@ -159,7 +154,7 @@ def backward_term(settings: Settings, gram, theta):
                               "nonzero centred Gram matrix in every batch")
     t = _centred(theta)
     rate = decay_rate(settings)
-    scale = _scale(mpmath.exp(mpmath.fsum(mpmath.log(v) for v in lam) / len(lam)), rate)
+    scale = schwinger_scale(lam, rate)
     prefactor = mpmath.mpf(b) ** coeffs[2] / mpmath.gamma(coeffs[2])
     tol = mpmath.mpf(10) ** -settings.dps
 
@@ -229,7 +224,7 @@ def _laplace_float(settings, gram, coeffs):
         return np.zeros((b, b)), np.zeros((b, b))
     keep = lam > lam.max() * 1e-13
     lam, q = lam[keep], q[:, keep]
-    scale = _scale(math.exp(np.log(lam).mean()), rate)
+    scale = float(schwinger_scale(lam.tolist(), rate))
     prefactor = b**alpha / math.gamma(alpha)
     tol = 10.0 ** -settings.dps
 

@@ -45,6 +45,7 @@ from bnsym.estimate import Estimate
 from bnsym.meanfield.laplace import centred_spectrum
 from bnsym.meanfield.results import Settings
 from bnsym.numerics.angular_gaussian import PairDensity
+from bnsym.numerics.quadrature import geometric_mean
 from bnsym.numerics.sphere import Integrand, SphereLaw
 
 #: Largest condition number of ``G Sigma G`` (on ``1^perp``) for which ``propagate``'s ``"auto"`` takes the
@@ -59,24 +60,28 @@ def spherical_obstacle(settings: Settings, gram, *, condition=None):
     at most ``condition``, and at ``eps > 0`` a rate ``eps B / sigma_w^2`` within ``10^6`` of the geometric
     mean ``g`` of ``K``'s eigenvalues either way (the polar rule's span, :meth:`PairDensity.expect_polar`).
     Cost: one eigen-decomposition of ``K`` in mpmath."""
-    b = gram.rows
-    if b < 4:
-        return f"the spherical route needs B >= 4, got {b}"
     with mpmath.workdps(settings.working_dps):
         lam, _ = centred_spectrum(gram, settings.working_dps)
-        if len(lam) < b - 1:
-            return (f"G Sigma G has rank {len(lam)} < B - 1 = {b - 1} (inputs collapsed onto fewer directions), "
-                    "where the pair law has no density")
-        if condition is None:
-            return None
-        ratio = max(lam) / min(lam)
-        if ratio > condition:
-            return (f"G Sigma G has condition number {mpmath.nstr(ratio, 3)} > {condition} (a nearly collapsed batch, "
-                    "whose pair law concentrates and costs the rule minutes)")
-        spread = settings.eps * b / settings.sigma_w**2 / _geometric_mean(lam)
-        if settings.eps and not mpmath.mpf(10) ** -6 <= spread <= mpmath.mpf(10) ** 6:
-            return (f"eps B / sigma_w^2 is {mpmath.nstr(spread, 3)} times the scale of G Sigma G, beyond the polar "
-                    "rule's span of 10^6 either way")
+        return _spectrum_obstacle(settings, lam, gram.rows, condition)
+
+
+def _spectrum_obstacle(settings, lam, b, condition):
+    """:func:`spherical_obstacle` from the nonzero eigenvalues ``lam`` of ``K``."""
+    if b < 4:
+        return f"the spherical route needs B >= 4, got {b}"
+    if len(lam) < b - 1:
+        return (f"G Sigma G has rank {len(lam)} < B - 1 = {b - 1} (inputs collapsed onto fewer directions), "
+                "where the pair law has no density")
+    if condition is None:
+        return None
+    ratio = max(lam) / min(lam)
+    if ratio > condition:
+        return (f"G Sigma G has condition number {mpmath.nstr(ratio, 3)} > {condition} (a nearly collapsed batch, "
+                "whose pair law concentrates and costs the rule minutes)")
+    spread = settings.eps * b / settings.sigma_w**2 / geometric_mean(lam)
+    if settings.eps and not mpmath.mpf(10) ** -6 <= spread <= mpmath.mpf(10) ** 6:
+        return (f"eps B / sigma_w^2 is {mpmath.nstr(spread, 3)} times the scale of G Sigma G, beyond the polar "
+                "rule's span of 10^6 either way")
     return None
 
 
@@ -94,20 +99,21 @@ def spherical_map(settings: Settings, gram):
     density ratio's bound takes.  Raises :class:`~bnsym.errors.BnsymError` when ``G Sigma G`` has rank
     below ``B - 1`` and :class:`~bnsym.errors.PrecisionError` when a pair does not converge.
     """
-    obstacle = spherical_obstacle(settings, gram)
-    if obstacle is not None:
-        raise BnsymError(obstacle)
     b = gram.rows
-    n = b - 1
     kinked = bool(kinks_in_support(settings))
-    with mpmath.workdps(settings.working_dps):
-        lam, _ = centred_spectrum(gram, settings.working_dps)
-        # the nested rule truncates the sphere law's angles at 10^-working_dps of its weight; the ratio
-        # rho_K / rho_G is at most (lambda_max / g)^(n/2) at eps = 0 (more at eps > 0, see the docstring)
-        extra = max(0, math.ceil(float(n / 2 * mpmath.log10(max(lam) / _geometric_mean(lam))))) if kinked else 0
-    working = settings.working_dps + extra
+    working = settings.working_dps
     with mpmath.workdps(working):
         lam, vecs = centred_spectrum(gram, working)
+        obstacle = _spectrum_obstacle(settings, lam, b, None)
+        if obstacle is not None:
+            raise BnsymError(obstacle)
+        # the nested rule truncates the sphere law's angles at 10^-working_dps of its weight; the ratio
+        # rho_K / rho_G is at most (lambda_max / g)^(n/2) at eps = 0 (more at eps > 0, see the docstring)
+        extra = max(0, math.ceil(float((b - 1) / 2 * mpmath.log10(max(lam) / geometric_mean(lam))))) if kinked else 0
+    working += extra
+    with mpmath.workdps(working):
+        if extra:
+            lam, vecs = centred_spectrum(gram, working)
         rate = settings.eps / settings.sigma_w**2
         f = Integrand(settings.activation, mpmath.mpf(settings.gamma), mpmath.mpf(settings.beta))
         rtol = mpmath.mpf(10) ** -settings.dps / 10
@@ -139,10 +145,6 @@ def spherical_map(settings: Settings, gram):
             spread = max(abs(e.value - estimates[0].value) for e in estimates)
             error[a, a] = max(e.error for e in estimates) + spread
     return value, error
-
-
-def _geometric_mean(values):
-    return mpmath.exp(mpmath.fsum(mpmath.log(v) for v in values) / len(values))
 
 
 def _pair_integrands(f):

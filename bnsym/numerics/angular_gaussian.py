@@ -36,7 +36,13 @@ import mpmath
 
 from bnsym.errors import PrecisionError
 from bnsym.estimate import Estimate, rounding_error
-from bnsym.numerics.quadrature import SIZES, panel, schwinger_rule
+from bnsym.numerics.quadrature import (
+    SIZES,
+    geometric_mean,
+    panel,
+    schwinger_rule,
+    schwinger_scale,
+)
 from bnsym.numerics.sphere import converge, hinted_level
 
 #: Highest level of the polar rule (``SIZES[level]`` nodes in each coordinate).
@@ -60,7 +66,7 @@ class PairDensity:
         self.b = mpmath.mpf(batch_size)
         self.rate = mpmath.mpf(rate)
         n = len(self.lam)
-        self.mean = mpmath.exp(mpmath.fsum(mpmath.log(x) for x in self.lam) / n)
+        self.mean = geometric_mean(self.lam)
         # the sphere law: (n-2)/(2 pi B sqrt(det G_ab)) (1 - x^T G_ab^-1 x / B)^((n-4)/2)
         g_diag, g_off = 1 - 1 / self.b, -1 / self.b
         det_g = g_diag * g_diag - g_off * g_off
@@ -232,7 +238,7 @@ class PairDensity:
         m = SIZES[level]
         if self.rate:  # e^{-rate B s}: the double-exponential rule in s (it stops where the factor is negligible)
             g, decay = self.mean, self.rate * self.b
-            ss, ws = schwinger_rule(1 / (2 * g + decay), decay, 1, m, working_dps)
+            ss, ws = schwinger_rule(schwinger_scale(self.lam, decay), decay, 1, m, working_dps)
             nodes = [1 / (1 + 2 * g * x) for x in ss]
             weights = [w * 2 * g * u * u for w, u in zip(ws, nodes)]  # du = -2 g u^2 ds
             radial = [self._radial_terms(u, x) for u, x in zip(nodes, ss)]

@@ -259,3 +259,14 @@ def schwinger_rule(scale, rate, alpha, n, working_dps):
     left, right, weights = tanh_sinh(n, working_dps)
     return ([scale * lo / hi for lo, hi in zip(left, right)],
             [w * 2 * scale / (hi * hi) for hi, w in zip(right, weights)])
+
+
+def geometric_mean(values):
+    """``exp(mean(log v))`` of positive mpf values."""
+    return mpmath.exp(mpmath.fsum(mpmath.log(v) for v in values) / len(values))
+
+
+def schwinger_scale(eigenvalues, rate):
+    """``c = 1 / (2 g + rate)``, ``g`` the :func:`geometric_mean` of the (positive) eigenvalues of ``K``: the
+    width of the bulk of ``det(I + 2 s K)^(-1/2) e^{-rate s}``, the ``scale`` of :func:`schwinger_rule`."""
+    return 1 / (2 * geometric_mean(eigenvalues) + rate)
