@@ -1,7 +1,8 @@
 """Cost of one layer of the exact Gram map at a general input batch (docs/theory.md sections 7 and 7.1).
 
-Run: ``python benchmarks/bench_propagate.py [--batch-sizes 4,8] [--dps 15]``.  For each batch size it
-times one layer of ``bnsym.propagate`` from the same random input Gram matrix by
+Run: ``python benchmarks/bench_propagate.py [--batch-sizes 4,8] [--dps 15] [--condition C]``.  For each
+batch size it times one layer of ``bnsym.propagate`` from the same random input Gram matrix (with
+``--condition``, one whose centred part ``G Sigma G`` has eigenvalues from 1 down to ``1/C``) by
 
 * the Laplace method, ReLU at beta = 0 (the baseline: the exact route that existed before),
 * the spherical route, tanh and gelu at beta = 0.2, eps = 0 and eps = 1e-3 (polar rule),
@@ -40,15 +41,28 @@ def timed(activation, gram, dps, **kw):
     return result, time.perf_counter() - start
 
 
+def random_gram(b, condition=None):
+    """``X X^T / (B + 2)`` for a standard normal ``X`` (B x (B + 2)), or with ``condition``: ``V diag V^T + 0.4``
+    with ``V`` a random orthonormal basis of ``1^perp`` and the diagonal log-spaced from 1 to ``1/condition``."""
+    rng = np.random.default_rng(0)
+    if condition is None:
+        x = rng.standard_normal((b, b + 2))
+        return x @ x.T / (b + 2)
+    basis = np.linalg.qr(np.column_stack([np.ones(b), rng.standard_normal((b, b - 1))]))[0][:, 1:]
+    vectors = basis @ np.linalg.qr(rng.standard_normal((b - 1, b - 1)))[0]
+    return (vectors * np.logspace(0, -np.log10(condition), b - 1)) @ vectors.T + 0.4
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", default="4,8", help="comma-separated batch sizes (default 4,8)")
     parser.add_argument("--dps", type=int, default=15, help="digits (default 15)")
+    parser.add_argument("--condition", type=float, default=None,
+                        help="condition number of G Sigma G (default: a random Gram matrix of B + 2 features)")
     args = parser.parse_args(argv)
     print(f"{'B':>3} {'case':34} {'method':10} {'s/layer':>9} {'s/pair':>8} {'x Laplace':>10}  largest error (relative)")
     for b in (int(x) for x in args.batch_sizes.split(",")):
-        x = np.random.default_rng(0).standard_normal((b, b + 2))
-        gram = x @ x.T / (b + 2)
+        gram = random_gram(b, args.condition)
         pairs = b * (b - 1) // 2
         baseline = timed("relu", gram, args.dps)
         base = baseline[1]

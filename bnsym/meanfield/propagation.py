@@ -30,7 +30,7 @@ Three methods:
   costs about thirty times more (a minute a pair), so ``"auto"`` samples and ``method="spherical"`` asks
   for it.
 * ``"sampling"`` (every other case: kinks reached, ``G Sigma G`` of rank below ``B - 1`` or condition
-  number above 100, or eps more than ``10^6`` away from its scale): ``R`` independent Monte Carlo chains of
+  number above 1000, or eps more than ``10^6`` away from its scale): ``R`` independent Monte Carlo chains of
   :func:`bnsym.montecarlo.sampling.gram_map`; the mean over chains is reported with its
   standard error over chains (which includes the compounding of earlier
   layers' noise) and the result says so (``method``, ``stderr``).
@@ -177,7 +177,7 @@ def propagate(
     ``batch_size``, if given, must equal ``B``.  ``depth``: integer >= 1.
     ``method``: ``"auto"`` (Laplace where it applies: positively homogeneous ``phi`` at ``beta = 0``,
     any ``eps``; else the spherical route when ``gamma x + beta`` reaches no kink of ``phi`` and
-    ``G Sigma G`` has rank ``B - 1``, condition number at most ``AUTO_CONDITION`` = 100 and, at
+    ``G Sigma G`` has rank ``B - 1``, condition number at most ``AUTO_CONDITION`` = 1000 and, at
     ``eps > 0``, a scale within ``10^6`` of ``eps B / sigma_w^2``; else sampling), ``"laplace"``, ``"spherical"`` (each refused with
     :class:`~bnsym.errors.BnsymInputError` where it does not apply) or ``"sampling"`` (``samples``
     per layer and chain, ``chains`` independent chains, seeds from ``seed``).  Laplace and spherical

@@ -49,9 +49,11 @@ from bnsym.numerics.quadrature import geometric_mean
 from bnsym.numerics.sphere import Integrand, SphereLaw
 
 #: Largest condition number of ``G Sigma G`` (on ``1^perp``) for which ``propagate``'s ``"auto"`` takes the
-#: spherical route: the pair law concentrates as it grows (measured, tanh, B = 4, one layer: 1 s at 10,
-#: 12 s at 100, 60 s at 1000 for 6 digits; at 15 digits 6 s, 55 s and a PrecisionError).
-AUTO_CONDITION = 100
+#: spherical route: the pair law concentrates as it grows, in angle more than in radius (measured, tanh,
+#: B = 4, one layer with the polar rule's adaptive angle, ``ADAPTIVE_ANGLE_CONDITION``: 6 digits 5.5 s at
+#: 1000 and 8.5 s at 10^4; 15 digits 4 s at 10, 17 s at 100, 26 s at 1000, 55 s at 10^4; 30 digits 142 s
+#: at 1000).  Before the adaptive angle, 1000 failed at 15 digits and this was 100.
+AUTO_CONDITION = 1000
 
 
 def spherical_obstacle(settings: Settings, gram, *, condition=None):

@@ -190,3 +190,31 @@ def test_map_at_the_callers_precision_and_small_or_kink_free_activations():
     assert relu.method == identity.method == "spherical"
     np.testing.assert_allclose(relu.grams[1], identity.grams[1], rtol=1e-8)
     assert propagate("tanh", gram, 1, eps=1e-16, samples=2000, chains=2).method == "sampling"
+
+
+def _conditioned_gram(b, condition, seed_):
+    """A Gram matrix whose centred part G Sigma G has eigenvalues 1 down to 1 / condition on 1^perp."""
+    rng = np.random.default_rng(seed_)
+    basis = np.linalg.qr(np.column_stack([np.ones(b), rng.standard_normal((b, b - 1))]))[0][:, 1:]
+    vectors = basis @ np.linalg.qr(rng.standard_normal((b - 1, b - 1)))[0]
+    return (vectors * np.logspace(0, -np.log10(condition), b - 1)) @ vectors.T + 0.4
+
+
+@pytest.mark.slow
+def test_adaptive_angle_on_an_ill_conditioned_batch_against_laplace():
+    """Condition number 1000 (past ADAPTIVE_ANGLE_CONDITION: each radial node's own angular rule; the
+    square rule fails there with 256^2 nodes): x^2 at B = 4, eps = 0.01, against the Laplace method at
+    15 digits, on the pair whose 2 x 2 block of G Sigma G is the worst conditioned (about 16 s)."""
+    gram = _conditioned_gram(4, 1000, 1)
+    settings = make_settings("x**2", 4, eps="0.01", dps=15)
+    with mpmath.workdps(settings.working_dps):
+        want = laplace_map(settings, mpmath.matrix(gram.tolist()))[0]
+        centred = (np.eye(4) - 0.25) @ gram @ (np.eye(4) - 0.25)
+        a, c = max(((a, c) for a in range(4) for c in range(a + 1, 4)),
+                   key=lambda p: (centred[p[0], p[0]] + centred[p[1], p[1]]) ** 2 / np.linalg.det(centred[np.ix_(p, p)]))
+        density = _pair(gram, a, c, settings.eps, settings.working_dps)
+        f = Integrand(settings.activation, mpmath.mpf(1), mpmath.mpf(0))
+        got = density.expect_polar([((f,), (f,)), ((f, f), ()), ((), (f, f))], mpmath.mpf(10) ** -16, settings.working_dps)
+        for estimate, exact in zip(got, (want[a, c], want[a, a], want[c, c])):
+            assert abs(estimate.value - exact) <= mpmath.mpf(10) ** -15 * abs(want[a, a])
+            assert estimate.error <= mpmath.mpf(10) ** -15 * abs(want[a, a])
