@@ -26,8 +26,10 @@ positive-definite Hermitian part there).  For ``K = G`` and ``r = 0`` it gives t
 a bracketed Newton solve for ``s*`` (warm-started at the previous point's root) of ``O(n)``
 operations per step, then ``O(n)`` for the residue.
 
+:func:`polar_map_float` is the polar rule in float64 for every pair of a batch at once (up to 12 digits).
+
 May import: :mod:`bnsym.errors`, :mod:`bnsym.estimate`, :mod:`bnsym.numerics.quadrature`,
-:mod:`bnsym.numerics.sphere` (its convergence loop), mpmath.
+:mod:`bnsym.numerics.sphere` (its convergence loop), mpmath, numpy.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import mpmath
+import numpy as np
 
 from bnsym.errors import PrecisionError
 from bnsym.estimate import Estimate, rounding_error
@@ -194,17 +197,8 @@ class PairDensity:
 
     def _polar_weight(self, terms, u, ca, cb):
         """:meth:`polar_weight` from the ``theta``-free :meth:`_radial_terms` (``O(1)`` operations)."""
-        entries, det, dlog, psi, one_minus = terms
-        g, rate, b = self.mean, self.rate, self.b
-        p, p1, p2 = _forms(entries, det, ca, cb)
-        r2 = b * one_minus / (g * p)
-        h1, h2 = g * r2 * p1 + b, g * r2 * p2
-        if rate:
-            dlog = dlog - rate * (r2 * p1 / u - b * one_minus / (g * u * u)) / 2
-        bracket = 2 * g * (dlog * h1 - h2) / (h1 * h1)
-        if rate:
-            bracket += rate / u
-        return mpmath.sqrt(r2), b * psi / (4 * mpmath.pi * g * p) * bracket
+        r2, weight = _weight(terms, u, ca, cb, self.mean, self.rate, self.b, mpmath.pi)
+        return mpmath.sqrt(r2), weight
 
     def expect_polar(self, pairs, rtol, working_dps):
         """``[E_K[F(x_a) G(x_b)]]`` for pairs of factor tuples (``()`` is 1) of integrands analytic on the
@@ -354,6 +348,22 @@ def _angles(points, working_dps):
         return tuple((mpmath.cospi(mpmath.mpf(k) / points), mpmath.sinpi(mpmath.mpf(k) / points)) for k in range(points))
 
 
+def _weight(terms, u, ca, cb, g, rate, b, pi):
+    """``(r^2, W)`` of :meth:`PairDensity.polar_weight` from its ``theta``-free terms ``(entries of S^, S^',
+    S^'', det S^, theta-free (log Psi)', Psi, 1 - u)``; arithmetic only, so mpf scalars or broadcasting
+    numpy arrays (``pi`` is mpmath's or numpy's)."""
+    entries, det, dlog, psi, one_minus = terms
+    p, p1, p2 = _forms(entries, det, ca, cb)
+    r2 = b * one_minus / (g * p)
+    h1, h2 = g * r2 * p1 + b, g * r2 * p2
+    if rate:
+        dlog = dlog - rate * (r2 * p1 / u - b * one_minus / (g * u * u)) / 2
+    bracket = 2 * g * (dlog * h1 - h2) / (h1 * h1)
+    if rate:
+        bracket = bracket + rate / u
+    return r2, b * psi / (4 * pi * g * p) * bracket
+
+
 def _forms(entries, det, xa, xb):
     """``(q, q', q'')`` of ``q = x^T S^-1 x`` for a 2 x 2 matrix function: ``q' = -y^T S' y``,
     ``q'' = 2 (S' y)^T S^-1 (S' y) - y^T S'' y`` with ``y = S^-1 x``.  ``entries``: ``(S_11, S_12, S_22)``,
@@ -368,3 +378,113 @@ def _forms(entries, det, xa, xb):
     e11, e12, e22 = entries[6:]
     wa, wb = (s22 * za - s12 * zb) / det, (s11 * zb - s12 * za) / det  # S^-1 S' y
     return q, q1, 2 * (za * wa + zb * wb) - (ya * (e11 * ya + e12 * yb) + yb * (e12 * ya + e22 * yb))
+
+
+# ---------------------------------------------------------------------------------- float64, all pairs
+#: Nodes per chunk of the float64 polar rule (pairs x radial x angular), bounding its memory (about 30
+#: arrays of this many float64).
+FLOAT_CHUNK = 2**18
+
+
+def polar_map_float(eigenvalues, vectors, batch_size: int, rate: float, phi, tolerance: float):
+    """``(V, error)``, ``B x B`` float64 arrays: ``V_ab = E[phi(x_a) phi(x_b)]`` over the pair law of every pair
+    by the square polar rule of :meth:`PairDensity.expect_polar` in float64, all pairs at once.
+
+    ``eigenvalues`` (``n = B - 1`` positive values) and ``vectors`` (``B x n``, unit columns) are ``K``'s;
+    ``rate = eps / sigma_w^2``; ``phi`` maps a float64 array to an array of the same shape (the activation
+    with its gain and shift).  The weight is the formula of :meth:`PairDensity.polar_weight`, with ``Psi``
+    in logarithms (``prod D_i`` overflows past B ~ 300).  The level (``SIZES[level]`` radial nodes, and
+    ``(lambda_max / lambda_min)^(1/4)`` times as many angles, rounded: the angle is what an ill-conditioned
+    ``K`` makes hard) is raised by the engine's loop from 16 until two levels agree to ``tolerance`` of the
+    largest entry and every pair's mass is within ``tolerance`` of 1; the error is the level difference
+    plus the mass's distance from 1 times the entry's size, plus ``1e-15`` of the largest entry, and each
+    diagonal entry gets the spread of its ``B - 1`` values.  Cost ``O(B^2 N^2)`` nodes of ``O(1)`` flops plus
+    ``O(B^2 n N)`` per level.  Promises at most 12 digits (the float64 rounding of the weight's sums).
+    """
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    vecs = np.asarray(vectors, dtype=np.float64)
+    b, n = batch_size, lam.size
+    g = float(np.exp(np.log(lam).mean()))
+    first, second = np.triu_indices(b, 1)
+    # the angle needs more nodes than the radius as K grows ill-conditioned (see expect_polar): about
+    # (lambda_max / lambda_min)^(1/4) times as many
+    stretch = max(1, round(float(lam.max() / lam.min()) ** 0.25))
+
+    def level_values(level):
+        m = SIZES[level]
+        if rate:
+            decay = rate * b
+            with mpmath.workdps(20):
+                ss, ws = (np.array([float(v) for v in arr]) for arr in
+                          schwinger_rule(mpmath.mpf(float(schwinger_scale(lam.tolist(), decay))), mpmath.mpf(decay), 1, m, 17))
+            u = 1 / (1 + 2 * g * ss)
+            weights = ws * 2 * g * u * u
+            one_minus = 2 * g * ss * u
+        else:
+            with mpmath.workdps(20):
+                nodes, ws = panel(mpmath.mpf(0), mpmath.mpf(1), level, 17, smooth_lo=True, smooth_hi=True)
+            u, weights = np.array([float(v) for v in nodes]), np.array([float(v) for v in ws])
+            ss, one_minus = None, 1 - u
+        keep = weights > 0
+        u, weights, one_minus = u[keep], weights[keep], one_minus[keep]
+        if ss is not None:
+            ss = ss[keep]
+        d = lam[None, :] + u[:, None] * (g - lam[None, :])  # D_i(u)
+        ratio = (g - lam[None, :]) / d
+        gam = lam[None, :] * g / d
+        # S^, S^', S^'' for every pair: V diag(c) V^T at each radial node
+        mats = [np.einsum("ai,ui,ci->uac", vecs, c, vecs, optimize=True) for c in (gam, -gam * ratio, 2 * gam * ratio**2)]
+        log_d = np.log(d).sum(axis=1)
+        points = stretch * m
+        angles = np.pi * np.arange(points) / points
+        ca, cb = np.cos(angles), np.sin(angles)
+        totals = np.zeros((4, first.size))  # V_ab, V_aa, V_bb, mass per pair
+        per_pair = u.size * points
+        step = max(1, FLOAT_CHUNK // per_pair)
+        for lo in range(0, first.size, step):
+            a, c = first[lo:lo + step], second[lo:lo + step]
+            s11, s12, s22 = (mats[0][:, i, j].T[:, :, None] for i, j in ((a, a), (a, c), (c, c)))  # pairs x u x 1
+            d11, d12, d22 = (mats[1][:, i, j].T[:, :, None] for i, j in ((a, a), (a, c), (c, c)))
+            e11, e12, e22 = (mats[2][:, i, j].T[:, :, None] for i, j in ((a, a), (a, c), (c, c)))
+            det = s11 * s22 - s12 * s12
+            trace = (s22 * d11 - 2 * s12 * d12 + s11 * d22) / det
+            uu, om = u[None, :, None], one_minus[None, :, None]
+            dlog = (n / 2 - 1) / uu - ratio.sum(axis=1)[None, :, None] / 2 - trace / 2
+            log_psi = n / 2 * np.log(g) + (n / 2 - 1) * np.log(uu) - (log_d[None, :, None] + np.log(det)) / 2
+            if rate:
+                log_psi = log_psi - rate * b * ss[None, :, None]
+            terms = ((s11, s12, s22, d11, d12, d22, e11, e12, e22), det, dlog, np.exp(log_psi), om)
+            r2, density = _weight(terms, uu, ca, cb, g, rate, b, np.pi)
+            factor = density * (weights[None, :, None] * np.pi / points)
+            r = np.sqrt(r2)
+            xa, xb = r * ca, r * cb
+            fa, fb, ga, gb = phi(xa), phi(xb), phi(-xa), phi(-xb)
+            totals[0, lo:lo + step] = np.einsum("puk,puk->p", factor, fa * fb + ga * gb)
+            totals[1, lo:lo + step] = np.einsum("puk,puk->p", factor, fa * fa + ga * ga)
+            totals[2, lo:lo + step] = np.einsum("puk,puk->p", factor, fb * fb + gb * gb)
+            totals[3, lo:lo + step] = 2 * factor.sum(axis=(1, 2))
+        return totals
+
+    def judge(current, previous):
+        size = np.abs(current[:3]).max()
+        diff = np.abs(current - previous)
+        if not np.all(np.isfinite(current)) or diff[:3].max() > tolerance * size or diff[3].max() > tolerance:
+            return None
+        slack = (np.abs(current[3] - 1) + diff[3]) * np.abs(current[:3]).max(axis=0)  # per pair, in its entries' units
+        return current, diff[:3].max(axis=0) + slack + 1e-15 * size
+
+    start = SIZES.index(16)
+    values, errors = converge(level_values, judge, ("polar, float64", b), start, MAX_POLAR_LEVEL,
+                              f"the float64 polar rule of the pair law did not converge to {tolerance:.1e} with "
+                              f"{SIZES[MAX_POLAR_LEVEL]}^2 nodes (B={b}, eigenvalues of G Sigma G from {lam.min():.3g} "
+                              f"to {lam.max():.3g}, eps B / sigma_w^2 = {rate * b:.3g}): ask for more digits "
+                              "(the mpmath rule adapts its angles) or method='sampling'")
+    v, e = np.zeros((b, b)), np.zeros((b, b))
+    v[first, second] = v[second, first] = values[0]
+    e[first, second] = e[second, first] = errors
+    for index in range(b):  # V_aa from its B - 1 pairs: the first value, their spread in the error
+        own = np.concatenate([values[1][first == index], values[2][second == index]])
+        own_errors = np.concatenate([errors[first == index], errors[second == index]])
+        v[index, index] = own[0]
+        e[index, index] = own_errors.max() + np.abs(own - own[0]).max()
+    return v, e
