@@ -19,8 +19,8 @@ then ``x^l = phi(gamma xhat + beta)``.  At infinite width:
 
 Exact (to the quadrature error, estimated per layer) for positively homogeneous ``phi`` of integer
 degree at ``beta = 0``, any ``eps >= 0`` and ``sigma_w > 0``; every other ``phi`` and ``beta`` by
-sampling the same joint map (``method="sampling"``: Monte Carlo, with its standard error; there
-is no exact reduction of a batch's map at a general Gram matrix for a non-homogeneous ``phi``,
+sampling the same joint map (``method="sampling"``: Monte Carlo, with its standard error; bnsym
+has no exact route for a cross block, whose pair has two batches' normalizers, at a non-homogeneous ``phi``:
 docs/theory.md section 14.5).  Cost per layer of the Laplace path:
 ``k (k + 1)/2`` pairs, each ``O(n_w n_rho B^2 r)`` flops (``O(n_w n_rho B^3)`` for the NTK) with
 ``n_w = 16``, ``n_rho = 32`` nodes at the first rule level (raised where the error estimate asks); memory ``(depth + 1) M^2`` floats per kernel kind.
