@@ -27,9 +27,13 @@ and the rule converges geometrically; at ``eps > 0`` it vanishes to all orders a
 and the convergence is slower.
 
 Up to :data:`FLOAT_DPS` digits the polar rule runs in float64 for every pair at once
-(:func:`~bnsym.numerics.angular_gaussian.polar_map_float`): one layer of tanh at B = 32 in about 2 s.
+(:func:`~bnsym.numerics.angular_gaussian.polar_map_float`), kinked activations included (the circle and
+each ray cut at the kink lines): one layer of tanh at B = 32 in about 2 s, of ReLU at ``beta = 0.2`` in
+about 1 s at B = 4 (the mpmath nested rule: 50 s at 11 digits) and 40 s at B = 16.  Where the float64
+rule does not converge (values beyond its range, nearly collapsed batches) the mpmath rules take over.
 
-Cost: ``B (B - 1) / 2`` two-dimensional rules per layer of ``O(N^2)`` nodes, ``O(B)`` operations a node:
+Cost (mpmath): ``B (B - 1) / 2`` two-dimensional rules per layer of ``O(N M)`` nodes (``N`` radial, ``M``
+angular), ``O(1)`` operations a node plus ``O(B)`` per radial node (the nested rule: ``O(B)`` a node):
 measured (one pair, 15 digits) tanh B = 4 1.4 s, B = 8 2 s, B = 8 at eps = 1e-3 9 s; gelu B = 5, 30 digits,
 eps = 0.1: 11 s; the kinked rule 34-50 s for one pair at B = 4.
 
@@ -44,7 +48,7 @@ import math
 import mpmath
 import numpy as np
 
-from bnsym.errors import BnsymError
+from bnsym.errors import BnsymError, PrecisionError
 from bnsym.estimate import Estimate
 from bnsym.meanfield.laplace import centred_spectrum
 from bnsym.meanfield.results import Settings
@@ -57,9 +61,10 @@ FLOAT_DPS = 10
 
 #: Largest condition number of ``G Sigma G`` (on ``1^perp``) for which ``propagate``'s ``"auto"`` takes the
 #: spherical route: the pair law concentrates as it grows, in angle more than in radius (measured, tanh,
-#: B = 4, one layer with the polar rule's adaptive angle, ``ADAPTIVE_ANGLE_CONDITION``: 6 digits 5.5 s at
-#: 1000 and 8.5 s at 10^4; 15 digits 4 s at 10, 17 s at 100, 26 s at 1000, 55 s at 10^4; 30 digits 142 s
-#: at 1000).  Before the adaptive angle, 1000 failed at 15 digits and this was 100.
+#: B = 4, one layer with the mpmath polar rule's adaptive angle, ``ADAPTIVE_ANGLE_CONDITION``: 6 digits
+#: 5.5 s at 1000 and 8.5 s at 10^4 (measured before 10 digits and fewer ran in float64, 0.2 s at 1000);
+#: 15 digits 4 s at 10, 17 s at 100, 26 s at 1000, 55 s at 10^4; 30 digits 142 s at 1000).  Before the
+#: adaptive angle, 1000 failed at 15 digits and this was 100.
 AUTO_CONDITION = 1000
 
 
@@ -109,10 +114,14 @@ def spherical_map(settings: Settings, gram):
     below ``B - 1`` and :class:`~bnsym.errors.PrecisionError` when a pair does not converge.
     """
     b = gram.rows
-    kinked = bool(kinks_in_support(settings))
-    if not kinked and settings.dps <= FLOAT_DPS:
-        value, error = _spherical_float(settings, np.array(gram.tolist(), dtype=float))
-        return mpmath.matrix(value.tolist()), mpmath.matrix(error.tolist())
+    kinks = kinks_in_support(settings)
+    kinked = bool(kinks)
+    if settings.dps <= FLOAT_DPS:
+        try:
+            value, error = _spherical_float(settings, np.array(gram.tolist(), dtype=float), kinks)
+            return mpmath.matrix(value.tolist()), mpmath.matrix(error.tolist())
+        except PrecisionError:  # not reached in float64 (values beyond its range, a nearly collapsed batch)
+            pass  # the mpmath rules below
     working = settings.working_dps
     with mpmath.workdps(working):
         lam, vecs = centred_spectrum(gram, working)
@@ -159,9 +168,9 @@ def spherical_map(settings: Settings, gram):
     return value, error
 
 
-def _spherical_float(settings, gram):
-    """:func:`spherical_map` in float64 (kink-free activations, ``dps <= FLOAT_DPS``): the polar rule for every
-    pair at once (:func:`~bnsym.numerics.angular_gaussian.polar_map_float`)."""
+def _spherical_float(settings, gram, kinks):
+    """:func:`spherical_map` in float64 (``dps <= FLOAT_DPS``): the polar rule for every pair at once, cut at the
+    lines ``x_a, x_b = (k - beta) / gamma`` of the ``kinks`` (:func:`~bnsym.numerics.angular_gaussian.polar_map_float`)."""
     b = gram.shape[0]
     centring = np.eye(b) - 1 / b
     lam, vecs = np.linalg.eigh(centring @ gram @ centring)
@@ -171,7 +180,8 @@ def _spherical_float(settings, gram):
         raise BnsymError(obstacle)
     activation, gamma, beta = settings.activation, float(settings.gamma), float(settings.beta)
     return polar_map_float(lam[keep], vecs[:, keep], b, float(settings.eps / settings.sigma_w**2),
-                           lambda x: activation.np(gamma * x + beta), 10.0 ** -settings.dps / 10)
+                           lambda x: activation.np(gamma * x + beta), 10.0 ** -settings.dps / 10,
+                           kinks=[float((k - settings.beta) / settings.gamma) for k in kinks])
 
 
 def _pair_integrands(f):

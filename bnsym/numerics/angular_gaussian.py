@@ -26,7 +26,8 @@ positive-definite Hermitian part there).  For ``K = G`` and ``r = 0`` it gives t
 a bracketed Newton solve for ``s*`` (warm-started at the previous point's root) of ``O(n)``
 operations per step, then ``O(n)`` for the residue.
 
-:func:`polar_map_float` is the polar rule in float64 for every pair of a batch at once (up to 12 digits).
+:func:`polar_map_float` is the polar rule in float64 for every pair of a batch at once, kinks included
+(:mod:`bnsym.meanfield.spherical` uses it up to 10 digits).
 
 May import: :mod:`bnsym.errors`, :mod:`bnsym.estimate`, :mod:`bnsym.numerics.quadrature`,
 :mod:`bnsym.numerics.sphere` (its convergence loop), mpmath, numpy.
@@ -35,6 +36,7 @@ May import: :mod:`bnsym.errors`, :mod:`bnsym.estimate`, :mod:`bnsym.numerics.qua
 from __future__ import annotations
 
 from functools import lru_cache
+from itertools import pairwise
 
 import mpmath
 import numpy as np
@@ -50,7 +52,7 @@ from bnsym.numerics.quadrature import (
 )
 from bnsym.numerics.sphere import converge, hinted_level
 
-#: Highest level of the polar rule (``SIZES[level]`` nodes in each coordinate).
+#: Highest level of the polar rule (``SIZES[level]`` radial nodes).
 MAX_POLAR_LEVEL = SIZES.index(256)
 
 
@@ -381,89 +383,56 @@ def _forms(entries, det, xa, xb):
 
 
 # ---------------------------------------------------------------------------------- float64, all pairs
-#: Nodes per chunk of the float64 polar rule (pairs x radial x angular), bounding its memory (about 30
-#: arrays of this many float64).
-FLOAT_CHUNK = 2**18
+#: Nodes per chunk of the float64 polar rules (pairs x angles x radial nodes), bounding their memory
+#: (a few dozen arrays of this many float64, times ``n`` for the radial terms).
+FLOAT_CHUNK = 2**17
 
 
-def polar_map_float(eigenvalues, vectors, batch_size: int, rate: float, phi, tolerance: float):
+def polar_map_float(eigenvalues, vectors, batch_size: int, rate: float, phi, tolerance: float, kinks=()):
     """``(V, error)``, ``B x B`` float64 arrays: ``V_ab = E[phi(x_a) phi(x_b)]`` over the pair law of every pair
-    by the square polar rule of :meth:`PairDensity.expect_polar` in float64, all pairs at once.
+    by the polar rule of :meth:`PairDensity.expect_polar` in float64, all pairs at once.
 
     ``eigenvalues`` (``n = B - 1`` positive values) and ``vectors`` (``B x n``, unit columns) are ``K``'s;
     ``rate = eps / sigma_w^2``; ``phi`` maps a float64 array to an array of the same shape (the activation
-    with its gain and shift).  The weight is the formula of :meth:`PairDensity.polar_weight`, with ``Psi``
-    in logarithms (``prod D_i`` overflows past B ~ 300).  The level (``SIZES[level]`` radial nodes, and
-    ``(lambda_max / lambda_min)^(1/4)`` times as many angles, rounded: the angle is what an ill-conditioned
-    ``K`` makes hard) is raised by the engine's loop from 16 until two levels agree to ``tolerance`` of the
-    largest entry and every pair's mass is within ``tolerance`` of 1; the error is the level difference
-    plus the mass's distance from 1 times the entry's size, plus ``1e-15`` of the largest entry, and each
-    diagonal entry gets the spread of its ``B - 1`` values.  Cost ``O(B^2 N^2)`` nodes of ``O(1)`` flops plus
-    ``O(B^2 n N)`` per level.  Promises at most 12 digits (the float64 rounding of the weight's sums).
+    with its gain and shift); ``kinks``: the points of the ``x`` axis where ``phi`` has a kink (``(k - beta)
+    / gamma`` for the activation's kinks ``k`` within reach).  The weight is the formula of
+    :meth:`PairDensity.polar_weight`, with ``Psi`` in logarithms (``prod D_i`` overflows past B ~ 300).
+
+    Without kinks, the square rule: ``SIZES[level]`` radial nodes (Gauss in ``u`` with both ends smoothed at
+    ``eps = 0``, the double-exponential rule in ``s`` at ``eps > 0``) and ``(lambda_max / lambda_min)^(1/4)``
+    times as many angles, rounded, at most 8 times (the angle is what an ill-conditioned ``K`` makes hard),
+    trapezoidal.  With kinks (docs/theory.md section 7.1), the circle is cut where a kink line meets the
+    ellipse's edge and where two kink lines cross (the same angles for every pair: the edge is
+    ``x^T G_ab^-1 x = B``), with a tanh-sinh rule on each arc (as many more angles); along each ray the
+    radius is cut where the ray crosses a kink line (:func:`_ray_crossing`: ``r^2(u) = B (1 - u) / (g p(u))``
+    falls from the edge to 0), and at ``eps > 0``
+    at ``u = c 4^j`` (``c = rate B / (2 g)`` below 1: the factor ``e^{-c (1 - u) / u}`` has a layer of width
+    ``c`` at the edge); Gauss-Legendre in ``v = sqrt(u)`` on each piece (``u^((n-4)/2) du`` is analytic in
+    ``v``), the last smoothed at ``v = 1`` (the origin).
+
+    The level is raised by the engine's loop from 16 nodes until two levels agree to ``tolerance`` of the
+    largest entry and every pair's mass to ``tolerance``; the error is the level difference
+    plus the mass's distance from 1 times the entry's size, plus ``1e-14`` of the largest entry (the float64
+    rounding of sums of up to ``10^6`` terms), and each diagonal entry gets the spread of its ``B - 1``
+    values.  Cost per level: ``O(B^2 N^2)`` nodes of ``O(1)`` flops plus ``O(B^2 n N)`` (square rule),
+    ``O(B^2 n N^2)`` (kinked: each ray has its own radial nodes).  Memory: chunks of :data:`FLOAT_CHUNK`
+    nodes (times ``n``).  Promises at most 12 digits (the float64 rounding of the weight's sums); raises
+    :class:`~bnsym.errors.PrecisionError` past :data:`MAX_POLAR_LEVEL` or on non-finite values.
     """
     lam = np.asarray(eigenvalues, dtype=np.float64)
     vecs = np.asarray(vectors, dtype=np.float64)
-    b, n = batch_size, lam.size
+    b = batch_size
     g = float(np.exp(np.log(lam).mean()))
     first, second = np.triu_indices(b, 1)
-    # the angle needs more nodes than the radius as K grows ill-conditioned (see expect_polar): about
-    # (lambda_max / lambda_min)^(1/4) times as many
-    stretch = max(1, round(float(lam.max() / lam.min()) ** 0.25))
+    rows = (vecs[first] ** 2, vecs[first] * vecs[second], vecs[second] ** 2)  # per pair: v_a^2, v_a v_b, v_b^2
+    law = (lam, g, float(rate), b)
+    kinks = tuple(float(k) for k in kinks)
 
     def level_values(level):
-        m = SIZES[level]
-        if rate:
-            decay = rate * b
-            with mpmath.workdps(20):
-                ss, ws = (np.array([float(v) for v in arr]) for arr in
-                          schwinger_rule(mpmath.mpf(float(schwinger_scale(lam.tolist(), decay))), mpmath.mpf(decay), 1, m, 17))
-            u = 1 / (1 + 2 * g * ss)
-            weights = ws * 2 * g * u * u
-            one_minus = 2 * g * ss * u
-        else:
-            with mpmath.workdps(20):
-                nodes, ws = panel(mpmath.mpf(0), mpmath.mpf(1), level, 17, smooth_lo=True, smooth_hi=True)
-            u, weights = np.array([float(v) for v in nodes]), np.array([float(v) for v in ws])
-            ss, one_minus = None, 1 - u
-        keep = weights > 0
-        u, weights, one_minus = u[keep], weights[keep], one_minus[keep]
-        if ss is not None:
-            ss = ss[keep]
-        d = lam[None, :] + u[:, None] * (g - lam[None, :])  # D_i(u)
-        ratio = (g - lam[None, :]) / d
-        gam = lam[None, :] * g / d
-        # S^, S^', S^'' for every pair: V diag(c) V^T at each radial node
-        mats = [np.einsum("ai,ui,ci->uac", vecs, c, vecs, optimize=True) for c in (gam, -gam * ratio, 2 * gam * ratio**2)]
-        log_d = np.log(d).sum(axis=1)
-        points = stretch * m
-        angles = np.pi * np.arange(points) / points
-        ca, cb = np.cos(angles), np.sin(angles)
-        totals = np.zeros((4, first.size))  # V_ab, V_aa, V_bb, mass per pair
-        per_pair = u.size * points
-        step = max(1, FLOAT_CHUNK // per_pair)
-        for lo in range(0, first.size, step):
-            a, c = first[lo:lo + step], second[lo:lo + step]
-            s11, s12, s22 = (mats[0][:, i, j].T[:, :, None] for i, j in ((a, a), (a, c), (c, c)))  # pairs x u x 1
-            d11, d12, d22 = (mats[1][:, i, j].T[:, :, None] for i, j in ((a, a), (a, c), (c, c)))
-            e11, e12, e22 = (mats[2][:, i, j].T[:, :, None] for i, j in ((a, a), (a, c), (c, c)))
-            det = s11 * s22 - s12 * s12
-            trace = (s22 * d11 - 2 * s12 * d12 + s11 * d22) / det
-            uu, om = u[None, :, None], one_minus[None, :, None]
-            dlog = (n / 2 - 1) / uu - ratio.sum(axis=1)[None, :, None] / 2 - trace / 2
-            log_psi = n / 2 * np.log(g) + (n / 2 - 1) * np.log(uu) - (log_d[None, :, None] + np.log(det)) / 2
-            if rate:
-                log_psi = log_psi - rate * b * ss[None, :, None]
-            terms = ((s11, s12, s22, d11, d12, d22, e11, e12, e22), det, dlog, np.exp(log_psi), om)
-            r2, density = _weight(terms, uu, ca, cb, g, rate, b, np.pi)
-            factor = density * (weights[None, :, None] * np.pi / points)
-            r = np.sqrt(r2)
-            xa, xb = r * ca, r * cb
-            fa, fb, ga, gb = phi(xa), phi(xb), phi(-xa), phi(-xb)
-            totals[0, lo:lo + step] = np.einsum("puk,puk->p", factor, fa * fb + ga * gb)
-            totals[1, lo:lo + step] = np.einsum("puk,puk->p", factor, fa * fa + ga * ga)
-            totals[2, lo:lo + step] = np.einsum("puk,puk->p", factor, fb * fb + gb * gb)
-            totals[3, lo:lo + step] = 2 * factor.sum(axis=(1, 2))
-        return totals
+        out = np.zeros((4, first.size))  # V_ab, V_aa, V_bb, mass per pair
+        rule = _kinked_level if kinks else _square_level
+        with np.errstate(all="ignore"):  # zero-width pieces and weights; the judge refuses non-finite sums
+            return rule(law, rows, phi, kinks, level, out)
 
     def judge(current, previous):
         size = np.abs(current[:3]).max()
@@ -471,14 +440,13 @@ def polar_map_float(eigenvalues, vectors, batch_size: int, rate: float, phi, tol
         if not np.all(np.isfinite(current)) or diff[:3].max() > tolerance * size or diff[3].max() > tolerance:
             return None
         slack = (np.abs(current[3] - 1) + diff[3]) * np.abs(current[:3]).max(axis=0)  # per pair, in its entries' units
-        return current, diff[:3].max(axis=0) + slack + 1e-15 * size
+        return current, diff[:3].max(axis=0) + slack + 1e-14 * size
 
-    start = SIZES.index(16)
-    values, errors = converge(level_values, judge, ("polar, float64", b), start, MAX_POLAR_LEVEL,
+    values, errors = converge(level_values, judge, ("polar, float64", b, bool(kinks)), SIZES.index(16), MAX_POLAR_LEVEL,
                               f"the float64 polar rule of the pair law did not converge to {tolerance:.1e} with "
-                              f"{SIZES[MAX_POLAR_LEVEL]}^2 nodes (B={b}, eigenvalues of G Sigma G from {lam.min():.3g} "
-                              f"to {lam.max():.3g}, eps B / sigma_w^2 = {rate * b:.3g}): ask for more digits "
-                              "(the mpmath rule adapts its angles) or method='sampling'")
+                              f"{SIZES[MAX_POLAR_LEVEL]} nodes a coordinate (B={b}, eigenvalues of G Sigma G from "
+                              f"{lam.min():.3g} to {lam.max():.3g}, eps B / sigma_w^2 = {rate * b:.3g}): ask for more "
+                              "digits (the mpmath rules) or method='sampling'")
     v, e = np.zeros((b, b)), np.zeros((b, b))
     v[first, second] = v[second, first] = values[0]
     e[first, second] = e[second, first] = errors
@@ -488,3 +456,192 @@ def polar_map_float(eigenvalues, vectors, batch_size: int, rate: float, phi, tol
         v[index, index] = own[0]
         e[index, index] = own_errors.max() + np.abs(own - own[0]).max()
     return v, e
+
+
+def _stretch(lam):
+    """How many times as many angles as radial nodes: ``(lambda_max / lambda_min)^(1/4)``, rounded, at most 8
+    (condition 4096; past it the rule's memory grows without converging: the caller falls back to mpmath)."""
+    return min(8, max(1, round(float(lam.max() / lam.min()) ** 0.25)))
+
+
+def _float_terms(law, rows, u, s=None):
+    """The ``theta``-free terms of :meth:`PairDensity._radial_terms` in float64 at radial nodes ``u`` (an array
+    broadcasting with ``rows``' leading axes; ``rows``: ``v_a^2, v_a v_b, v_b^2`` with the eigen index last),
+    ``Psi`` through its logarithm; ``s``: the Schwinger parameters of ``u`` (at ``eps > 0``, when known)."""
+    lam, g, rate, b = law
+    n = lam.size
+    entries, d, ratio = _float_entries(law, rows, u, 3)
+    s11, s12, s22, d11, d12, d22 = entries[:6]
+    det = s11 * s22 - s12 * s12
+    trace = (s22 * d11 - 2 * s12 * d12 + s11 * d22) / det
+    dlog = (n / 2 - 1) / u - ratio.sum(axis=-1) / 2 - trace / 2
+    one_minus = 1 - u if s is None else 2 * g * s * u
+    log_psi = n / 2 * np.log(g) + (n / 2 - 1) * np.log(u) - (np.log(d).sum(axis=-1) + np.log(det)) / 2
+    if rate:
+        log_psi = log_psi - rate * b * (one_minus / (2 * g * u) if s is None else s)
+    return entries, det, dlog, np.exp(log_psi), one_minus
+
+
+def _float_entries(law, rows, u, orders):
+    """The entries ``(S^_aa, S^_ab, S^_bb)`` of ``S^(u)`` and, for ``orders`` 2 and 3, of ``S^'`` and ``S^''``
+    (``S^ = sum_i gamma_i v_i v_i^T``, ``gamma_i = lambda_i g / D_i``), with ``D_i`` and ``D_i' / D_i``."""
+    lam, g, _, _ = law
+    d = lam + u[..., None] * (g - lam)
+    ratio = (g - lam) / d
+    gam = lam * g / d
+    factors = (gam, -gam * ratio, 2 * gam * ratio**2)[:orders]
+    return tuple(np.einsum("...i,...i->...", c, row) for c in factors for row in rows), d, ratio
+
+
+def _accumulate(out, where, law, terms, u, ca, cb, weights, phi):
+    """Add ``W weights`` times ``(phi_a phi_b, phi_a^2, phi_b^2, 1)`` at ``x = r theta`` into ``out[:, where]``,
+    summed over every axis but the first (pairs); ``ca, cb``, ``u`` and ``weights`` broadcast with the terms."""
+    _, g, rate, b = law
+    r2, density = _weight(terms, u, ca, cb, g, rate, b, np.pi)
+    factor = np.where(weights > 0, density * weights, 0.0)
+    r = np.sqrt(r2)
+    fa, fb = phi(r * ca), phi(r * cb)
+    axes = tuple(range(1, factor.ndim))
+    out[0, where] += (factor * fa * fb).sum(axis=axes)
+    out[1, where] += (factor * fa * fa).sum(axis=axes)
+    out[2, where] += (factor * fb * fb).sum(axis=axes)
+    out[3, where] += factor.sum(axis=axes)
+
+
+def _float_rule(level, kind, smooth_hi=False, *, scale=None, rate=None):
+    """Nodes and weights of a rule of ``SIZES[level]`` nodes on ``[0, 1]`` (``kind``: ``"gauss"``, with both ends
+    smoothed when ``smooth_hi == "both"``, or ``"tanh-sinh"``), or with ``rate`` the Schwinger rule in ``s``, in
+    float64 (computed at 17 digits)."""
+    with mpmath.workdps(20):
+        if rate is not None:
+            nodes, weights = schwinger_rule(mpmath.mpf(scale), mpmath.mpf(rate), 1, SIZES[level], 17)
+        else:
+            both = smooth_hi == "both"
+            nodes, weights = panel(mpmath.mpf(0), mpmath.mpf(1), level, 17, kind=kind, smooth_lo=both, smooth_hi=bool(smooth_hi))
+        return np.array([float(x) for x in nodes]), np.array([float(x) for x in weights])
+
+
+def _square_level(law, rows, phi, kinks, level, out):
+    """The square polar rule (no kinks) at ``level``, accumulated into ``out``."""
+    lam, g, rate, b = law
+    m = SIZES[level]
+    if rate:
+        decay = rate * b
+        ss, ws = _float_rule(level, None, scale=float(schwinger_scale(lam.tolist(), decay)), rate=decay)
+        u = 1 / (1 + 2 * g * ss)
+        weights = ws * 2 * g * u * u  # du = -2 g u^2 ds
+    else:
+        u, weights = _float_rule(level, "gauss", "both")
+        ss = None
+    # the angle needs more nodes than the radius as K grows ill-conditioned (see expect_polar): about
+    # (lambda_max / lambda_min)^(1/4) times as many
+    points = m * _stretch(lam)
+    angles = np.pi * np.arange(points) / points
+    ca, cb = np.cos(angles), np.sin(angles)
+    step = max(1, FLOAT_CHUNK // (u.size * points))
+    for lo in range(0, rows[0].shape[0], step):
+        where = slice(lo, lo + step)
+        chunk = tuple(row[where][:, None, :] for row in rows)  # pairs x radial x n
+        terms = _float_terms(law, chunk, u[None, :], None if ss is None else ss[None, :])
+        terms = tuple(t[..., None] if isinstance(t, np.ndarray) else tuple(x[..., None] for x in t) for t in terms)
+        for sign in (1, -1):  # x -> -x folds the circle onto [0, pi)
+            _accumulate(out, where, law, terms, u[None, :, None], sign * ca, sign * cb,
+                        (weights * np.pi / points)[None, :, None] * np.ones_like(ca), phi)
+    return out
+
+
+def _kinked_level(law, rows, phi, kinks, level, out):
+    """The polar rule with cuts at the kink lines (see :func:`polar_map_float`) at ``level``, into ``out``."""
+    _, g, rate, b = law
+    edges = _kink_angles(b, kinks)
+    # as in the square rule, _stretch times as many angles (two levels double them)
+    extra = round(2 * np.log2(_stretch(law[0])))
+    tn, tw = _float_rule(min(level + extra, len(SIZES) - 1), "tanh-sinh")
+    angles = np.concatenate([lo + (hi - lo) * tn for lo, hi in pairwise(edges)])
+    angle_weights = np.concatenate([(hi - lo) * tw for lo, hi in pairwise(edges)])
+    ca, cb = np.cos(angles), np.sin(angles)
+    plain, plain_w = _float_rule(level, "gauss")
+    top, top_w = _float_rule(level, "gauss", True)
+    layer = rate * b / (2 * g)
+    fixed = [layer * 4.0**j for j in range(20) if 0 < layer * 4.0**j < 1]  # the e^{-c (1-u)/u} layer at the edge
+    pieces = 2 * len(kinks) + len(fixed) + 1
+    step = max(1, FLOAT_CHUNK // (angles.size * pieces * plain.size))
+    for lo in range(0, rows[0].shape[0], step):
+        where = slice(lo, lo + step)
+        chunk = tuple(row[where][:, None, None, :] for row in rows)  # pairs x angles x 1 x n
+        pairs = chunk[0].shape[0]
+        cuts = [np.full((pairs, angles.size), u) for u in fixed]
+        for k in kinks:
+            for c in (ca, cb):  # the ray crosses x_a = k (or x_b = k) at r = k / c when k c > 0
+                with np.errstate(divide="ignore"):
+                    target = np.where(k * c > 0, (k / np.where(c == 0, 1, c)) ** 2, np.inf)
+                cuts.append(_ray_crossing(law, chunk, ca, cb, target))
+        v = np.sqrt(np.sort(np.stack(cuts, axis=-1), axis=-1)) if cuts else np.zeros((pairs, angles.size, 0))
+        bounds = np.concatenate([np.zeros((pairs, angles.size, 1)), v, np.ones((pairs, angles.size, 1))], axis=-1)
+        nodes, weights = [], []
+        for j in range(bounds.shape[-1] - 1):
+            a, z = bounds[..., j:j + 1], bounds[..., j + 1:j + 2]
+            x, w = (top, top_w) if j == bounds.shape[-1] - 2 else (plain, plain_w)
+            nodes.append(a + (z - a) * x)
+            weights.append((z - a) * w)
+        v_nodes = np.concatenate(nodes, axis=-1)  # pairs x angles x radial
+        u = v_nodes * v_nodes
+        weights = np.concatenate(weights, axis=-1) * 2 * v_nodes * angle_weights[None, :, None]  # du = 2 v dv
+        safe = np.where(u > 0, u, 1.0)  # zero-width pieces have u = 0 and weight 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = _float_terms(law, chunk, safe)
+            _accumulate(out, where, law, terms, safe, ca[None, :, None], cb[None, :, None], weights, phi)
+    return out
+
+
+def _ray_crossing(law, rows, ca, cb, target):
+    """``u`` in ``[0, 1]`` where ``r^2(u) = B (1 - u) / (g p(u))`` along the ray ``theta = (ca, cb)`` equals
+    ``target`` (pairs x angles): Newton's method on ``log r^2`` in ``w = log(1 - u)`` (where ``log r^2 = w -
+    log p + const`` is nearly linear), kept in a bracket (bisection when a step leaves it), until
+    ``|log r^2 - log target| <= 1e-14`` or 30 steps (``r^2`` falls from the edge at ``u = 0`` to 0 at ``u = 1``);
+    0 where ``target`` is at or beyond the edge (no crossing: a zero-width piece)."""
+    _, g, _, b = law
+
+    def log_radius2(u):  # log r^2 and its derivative in w = log(1 - u), where it is nearly linear
+        entries = tuple(e[..., 0] for e in _float_entries(law, rows, u[..., None], 2)[0])
+        det = entries[0] * entries[2] - entries[1] * entries[1]
+        p, p1, _ = _forms(entries, det, ca, cb)
+        return np.log(b * (1 - u) / (g * p)), 1 + (1 - u) * p1 / p
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        goal = np.log(target)
+        edge = log_radius2(np.zeros(target.shape))[0]
+        crosses = goal < edge
+        lo, hi = np.zeros(target.shape), np.ones(target.shape)
+        u = np.where(crosses, np.clip(1 - np.exp(goal - edge), 0.0, 1 - 1e-12), 0.5)
+        for _ in range(30):
+            f, slope = log_radius2(u)
+            f = f - goal
+            lo, hi = np.where(f > 0, u, lo), np.where(f > 0, hi, u)
+            step = 1 - (1 - u) * np.exp(-f / slope)  # Newton in w = log(1 - u)
+            done = np.abs(f) <= 1e-14
+            u = np.where(done, u, np.where((step >= lo) & (step <= hi), step, (lo + hi) / 2))
+            if np.all(done[crosses]):
+                break
+    return np.where(crosses, u, 0.0)
+
+
+def _kink_angles(b, kinks):
+    """The angles in ``[0, 2 pi]`` where a kink line ``x_a = k`` or ``x_b = k`` meets the ellipse's edge
+    ``x^T G_ab^-1 x = B`` or two kink lines cross inside it, with 0 and ``2 pi``, sorted."""
+    inverse = np.linalg.inv(np.array([[1 - 1 / b, -1 / b], [-1 / b, 1 - 1 / b]]))
+    angles = [0.0, 2 * np.pi]
+    for k in kinks:
+        # (k, y) on the edge: inverse[1,1] y^2 + 2 inverse[0,1] k y + inverse[0,0] k^2 - B = 0 (and its mirror)
+        a2, a1, a0 = inverse[1, 1], 2 * inverse[0, 1] * k, inverse[0, 0] * k * k - b
+        disc = a1 * a1 - 4 * a2 * a0
+        if disc <= 0:
+            continue
+        for y in ((-a1 + np.sqrt(disc)) / (2 * a2), (-a1 - np.sqrt(disc)) / (2 * a2)):
+            angles += [np.arctan2(y, k) % (2 * np.pi), np.arctan2(k, y) % (2 * np.pi)]
+    for ka in kinks:
+        for kb in kinks:
+            point = np.array([ka, kb])
+            if (ka or kb) and point @ inverse @ point < b:
+                angles.append(np.arctan2(kb, ka) % (2 * np.pi))
+    return np.unique(np.array(angles))

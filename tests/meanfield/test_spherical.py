@@ -172,7 +172,7 @@ def test_map_at_the_callers_precision_and_small_or_kink_free_activations():
     * ``spherical_map`` sets its own precision: called at mpmath's default 15 digits with ``dps = 20``
       it agrees with the Laplace method to 20 digits (it was 3.6e-15 off, reporting 7e-28);
     * the mass check is relative: tanh at ``gamma = 1e-3`` (entries ~ 1e-6) reports an error below
-      ``10^-8`` of its largest entry (it reported 6.6e-5);
+      ``10^-dps`` of its largest entry (it reported 6.6e-5), in float64 (8 digits) and in mpmath (11);
     * a kink that ``gamma x + beta`` never reaches is no kink: ReLU at ``beta = 5`` (B = 4, ``|x| < sqrt 3``)
       takes the polar rule and equals the identity at ``beta = 5``;
     * ``"auto"`` samples at an eps far below the scale of the input (tanh, ``eps = 1e-16``), where the
@@ -183,9 +183,10 @@ def test_map_at_the_callers_precision_and_small_or_kink_free_activations():
     with mpmath.workdps(settings.working_dps):
         want = laplace_map(settings, mpmath.matrix(gram.tolist()))[0]
         assert max(abs(value[i, j] - want[i, j]) for i in range(4) for j in range(4)) <= mpmath.mpf(10) ** -20 * abs(want[0, 0])
-    small = propagate("tanh", gram, 1, gamma=1e-3, dps=8)
-    assert small.method == "spherical"
-    assert small.errors[1].max() <= 1e-8 * np.abs(small.grams[1]).max()
+    for dps in (8, 11):  # the float64 rule and the mpmath rule
+        small = propagate("tanh", gram, 1, gamma=1e-3, dps=dps)
+        assert small.method == "spherical"
+        assert small.errors[1].max() <= 10.0 ** -dps * np.abs(small.grams[1]).max()
     relu, identity = (propagate(a, gram, 1, beta=5, dps=8) for a in ("relu", "identity"))
     assert relu.method == identity.method == "spherical"
     np.testing.assert_allclose(relu.grams[1], identity.grams[1], rtol=1e-8)
@@ -245,3 +246,37 @@ def test_float64_polar_rule_against_the_mpmath_rule():
     high = propagate("tanh", gram, 1, beta=0.2, dps=12, method="spherical")
     assert low.errors[1].max() <= 1e-10 * np.abs(high.grams[1]).max()
     assert np.all(np.abs(low.grams[1] - high.grams[1]) <= low.errors[1] + high.errors[1] + 1e-15)
+
+
+@pytest.mark.parametrize("b, eps", [(5, "0"), (6, "0.05")])
+def test_float64_kinked_rule_against_laplace(b, eps):
+    """ReLU through the float64 rule cut at its kink lines (here x_a = 0 and x_b = 0, the circle cut at
+    their ends) against the Laplace method, within the two reported errors (below 10^-10)."""
+    gram = _gram(b, 8)
+    settings = make_settings("relu", b, eps=eps, dps=10)
+    with mpmath.workdps(settings.working_dps):
+        value, error = (np.array(m.tolist(), dtype=float)
+                        for m in spherical_map(settings, mpmath.matrix(gram.tolist())))
+        want, want_error = (np.array(m.tolist(), dtype=float)
+                            for m in laplace_map(make_settings("relu", b, eps=eps, dps=12), mpmath.matrix(gram.tolist())))
+    assert error.max() <= 1e-10 * np.abs(want).max()
+    assert np.all(np.abs(value - want) <= error + want_error)
+
+
+@pytest.mark.slow
+def test_float64_kinked_rule_off_the_origin_against_the_nested_rule():
+    """ReLU at beta = 0.2 (kink lines x = -0.2: rays cut where they cross them), B = 4: the float64 rule
+    against the mpmath nested rule with the root-solved density, one pair at 11 digits (about 10 s)."""
+    gram = _gram(4, 6)
+    low = make_settings("relu", 4, beta="0.2", dps=10)
+    with mpmath.workdps(low.working_dps):
+        value, error = (np.array(m.tolist(), dtype=float) for m in spherical_map(low, mpmath.matrix(gram.tolist())))
+    settings = make_settings("relu", 4, beta="0.2", dps=11)
+    with mpmath.workdps(settings.working_dps):
+        f = Integrand(settings.activation, mpmath.mpf(1), mpmath.mpf("0.2"))
+        density = _pair(gram, 0, 2, settings.eps, settings.working_dps)
+        got = SphereLaw(4, settings.working_dps).expect_weighted([((f,), (f,)), ((f, f), ())], density.ratio,
+                                                                 mpmath.mpf(10) ** -12, None)
+    for estimate, (a, c) in zip(got, ((0, 2), (0, 0))):
+        assert error[a, c] <= 1e-10 * abs(value[0, 0])
+        assert abs(value[a, c] - float(estimate.value)) <= error[a, c] + float(estimate.error) + 1e-15
