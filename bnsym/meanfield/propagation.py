@@ -28,8 +28,8 @@ Three methods:
   ``dps`` digits, with the error of the rule.  ``"auto"`` takes it for activations without kinks
   (seconds per pair of inputs at 15 digits; up to 10 digits a float64 rule for every pair at once, about
   2 s a layer at B = 32); for kinked ones (ReLU at ``beta != 0``, ``elu``...) its rule
-  costs about thirty times more (a minute a pair; up to 10 digits a float64 rule cut at the kink lines,
-  about 1 s a layer at B = 4 and 40 s at B = 16), so ``"auto"`` samples and ``method="spherical"`` asks
+  costs about thirty times more (a minute a pair; up to 8 digits a float64 rule cut at the kink lines,
+  about 1 s a layer at B = 4), so ``"auto"`` samples and ``method="spherical"`` asks
   for it.
 * ``"sampling"`` (every other case: kinks reached, ``G Sigma G`` of rank below ``B - 1`` or condition
   number above 1000, or eps more than ``10^6`` away from its scale): ``R`` independent Monte Carlo chains of

@@ -27,9 +27,9 @@ and the rule converges geometrically; at ``eps > 0`` it vanishes to all orders a
 and the convergence is slower.
 
 Up to :data:`FLOAT_DPS` digits the polar rule runs in float64 for every pair at once
-(:func:`~bnsym.numerics.angular_gaussian.polar_map_float`), kinked activations included (the circle and
-each ray cut at the kink lines): one layer of tanh at B = 32 in about 2 s, of ReLU at ``beta = 0.2`` in
-about 1 s at B = 4 (the mpmath nested rule: 50 s at 11 digits) and 40 s at B = 16.  Where the float64
+(:func:`~bnsym.numerics.angular_gaussian.polar_map_float`), and up to :data:`KINKED_FLOAT_DPS` for kinked
+activations (the circle and each ray cut at the kink lines): one layer of tanh at B = 32 in about 2 s, of ReLU at ``beta = 0.2`` in
+about 1 s at B = 4 (the mpmath nested rule: 50 s at 11 digits).  Where the float64
 rule does not converge (values beyond its range, nearly collapsed batches) the mpmath rules take over.
 
 Cost (mpmath): ``B (B - 1) / 2`` two-dimensional rules per layer of ``O(N M)`` nodes (``N`` radial, ``M``
@@ -58,6 +58,11 @@ from bnsym.numerics.sphere import Integrand, SphereLaw
 
 #: Up to this many digits the polar rule (kink-free activations) runs in float64, every pair at once.
 FLOAT_DPS = 10
+#: The same for kinked activations (the rule cut at the kink lines).  Its radial rule converges slowly on
+#: strongly correlated pairs (ReLU at beta = 0.2, B = 8, a pair with correlation -0.8: V_aa still 1.5e-13
+#: off with 256 radial nodes a piece, where V_ab and the mass are at 1e-16), so 10 digits failed there
+#: after 68 s and fell back to the mpmath rule; 8 digits took 6 s.
+KINKED_FLOAT_DPS = 8
 
 #: Largest condition number of ``G Sigma G`` (on ``1^perp``) for which ``propagate``'s ``"auto"`` takes the
 #: spherical route: the pair law concentrates as it grows, in angle more than in radius (measured, tanh,
@@ -116,7 +121,7 @@ def spherical_map(settings: Settings, gram):
     b = gram.rows
     kinks = kinks_in_support(settings)
     kinked = bool(kinks)
-    if settings.dps <= FLOAT_DPS:
+    if settings.dps <= (KINKED_FLOAT_DPS if kinked else FLOAT_DPS):
         try:
             value, error = _spherical_float(settings, np.array(gram.tolist(), dtype=float), kinks)
             return mpmath.matrix(value.tolist()), mpmath.matrix(error.tolist())

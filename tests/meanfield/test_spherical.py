@@ -251,15 +251,15 @@ def test_float64_polar_rule_against_the_mpmath_rule():
 @pytest.mark.parametrize("b, eps", [(5, "0"), (6, "0.05")])
 def test_float64_kinked_rule_against_laplace(b, eps):
     """ReLU through the float64 rule cut at its kink lines (here x_a = 0 and x_b = 0, the circle cut at
-    their ends) against the Laplace method, within the two reported errors (below 10^-10)."""
+    their ends) against the Laplace method, within the two reported errors (below 10^-8)."""
     gram = _gram(b, 8)
-    settings = make_settings("relu", b, eps=eps, dps=10)
+    settings = make_settings("relu", b, eps=eps, dps=8)
     with mpmath.workdps(settings.working_dps):
         value, error = (np.array(m.tolist(), dtype=float)
                         for m in spherical_map(settings, mpmath.matrix(gram.tolist())))
         want, want_error = (np.array(m.tolist(), dtype=float)
                             for m in laplace_map(make_settings("relu", b, eps=eps, dps=12), mpmath.matrix(gram.tolist())))
-    assert error.max() <= 1e-10 * np.abs(want).max()
+    assert error.max() <= 1e-8 * np.abs(want).max()
     assert np.all(np.abs(value - want) <= error + want_error)
 
 
@@ -268,7 +268,7 @@ def test_float64_kinked_rule_off_the_origin_against_the_nested_rule():
     """ReLU at beta = 0.2 (kink lines x = -0.2: rays cut where they cross them), B = 4: the float64 rule
     against the mpmath nested rule with the root-solved density, one pair at 11 digits (about 10 s)."""
     gram = _gram(4, 6)
-    low = make_settings("relu", 4, beta="0.2", dps=10)
+    low = make_settings("relu", 4, beta="0.2", dps=8)
     with mpmath.workdps(low.working_dps):
         value, error = (np.array(m.tolist(), dtype=float) for m in spherical_map(low, mpmath.matrix(gram.tolist())))
     settings = make_settings("relu", 4, beta="0.2", dps=11)
@@ -278,5 +278,5 @@ def test_float64_kinked_rule_off_the_origin_against_the_nested_rule():
         got = SphereLaw(4, settings.working_dps).expect_weighted([((f,), (f,)), ((f, f), ())], density.ratio,
                                                                  mpmath.mpf(10) ** -12, None)
     for estimate, (a, c) in zip(got, ((0, 2), (0, 0))):
-        assert error[a, c] <= 1e-10 * abs(value[0, 0])
+        assert error[a, c] <= 1e-8 * abs(value[0, 0])
         assert abs(value[a, c] - float(estimate.value)) <= error[a, c] + float(estimate.error) + 1e-15
