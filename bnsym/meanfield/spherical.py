@@ -58,10 +58,10 @@ from bnsym.numerics.sphere import Integrand, SphereLaw
 
 #: Up to this many digits the polar rule (kink-free activations) runs in float64, every pair at once.
 FLOAT_DPS = 10
-#: The same for kinked activations (the rule cut at the kink lines).  Its radial rule converges slowly on
-#: strongly correlated pairs (ReLU at beta = 0.2, B = 8, a pair with correlation -0.8: V_aa still 1.5e-13
-#: off with 256 radial nodes a piece, where V_ab and the mass are at 1e-16), so 10 digits failed there
-#: after 68 s and fell back to the mpmath rule; 8 digits took 6 s.
+#: The same for kinked activations (the rule cut at the kink lines).  Its radial rule converges more slowly
+#: than the square rule's (ReLU at beta = 0.2, B = 8, a pair with correlation -0.8: V_aa 5e-14 off with
+#: 192 radial nodes a piece, where the square rule on a smooth integrand is at 1e-16 with 24), so 10 digits
+#: took 40 s on that batch and 8 digits 3.6 s.
 KINKED_FLOAT_DPS = 8
 
 #: Largest condition number of ``G Sigma G`` (on ``1^perp``) for which ``propagate``'s ``"auto"`` takes the

@@ -564,6 +564,9 @@ def _kinked_level(law, rows, phi, kinks, level, out):
     top, top_w = _float_rule(level, "gauss", True)
     layer = rate * b / (2 * g)
     fixed = [layer * 4.0**j for j in range(20) if 0 < layer * 4.0**j < 1]  # the e^{-c (1-u)/u} layer at the edge
+    # and v = 1/2: the last piece's map v = 1 - (1 - v_0) t^2 (smooth at the origin) brings the weight's
+    # singularities near v = 0 (at +-i sqrt(lambda_i / (g - lambda_i))) close to its far end when v_0 is small
+    fixed.append(0.25)
     pieces = 2 * len(kinks) + len(fixed) + 1
     step = max(1, FLOAT_CHUNK // (angles.size * pieces * plain.size))
     for lo in range(0, rows[0].shape[0], step):
