@@ -579,7 +579,7 @@ def _kinked_level(law, rows, phi, kinks, level, out):
                 with np.errstate(divide="ignore"):
                     target = np.where(k * c > 0, (k / np.where(c == 0, 1, c)) ** 2, np.inf)
                 cuts.append(_ray_crossing(law, chunk, ca, cb, target))
-        v = np.sqrt(np.sort(np.stack(cuts, axis=-1), axis=-1)) if cuts else np.zeros((pairs, angles.size, 0))
+        v = np.sqrt(np.sort(np.stack(cuts, axis=-1), axis=-1))
         bounds = np.concatenate([np.zeros((pairs, angles.size, 1)), v, np.ones((pairs, angles.size, 1))], axis=-1)
         nodes, weights = [], []
         for j in range(bounds.shape[-1] - 1):
@@ -592,7 +592,8 @@ def _kinked_level(law, rows, phi, kinks, level, out):
         weights = np.concatenate(weights, axis=-1) * 2 * v_nodes * angle_weights[None, :, None]  # du = 2 v dv
         safe = np.where(u > 0, u, 1.0)  # zero-width pieces have u = 0 and weight 0
         with np.errstate(divide="ignore", invalid="ignore"):
-            terms = _float_terms(law, chunk, safe)
+            # the Schwinger parameter from 1 - u = (1 - v)(1 + v), which keeps its digits near the origin
+            terms = _float_terms(law, chunk, safe, (1 - v_nodes) * (1 + v_nodes) / (2 * g * safe))
             _accumulate(out, where, law, terms, safe, ca[None, :, None], cb[None, :, None], weights, phi)
     return out
 
