@@ -6,8 +6,8 @@ batch size it times one layer of ``bnsym.propagate`` from the same random input 
 
 * the Laplace method, ReLU at beta = 0 (the baseline: the exact route that existed before),
 * the spherical route, tanh and gelu at beta = 0.2, eps = 0 and eps = 1e-3 (polar rule),
-* the spherical route, ReLU at beta = 0.2 (kinked: the nested rule with the root-solved density),
-  at B = 4 only and 8 digits (it costs about a minute a pair at 15),
+* the spherical route, ReLU at beta = 0.2 (kinked), at B = 4 only: at 8 digits (the float64 rule cut at
+  the kink lines) and at 11 (the mpmath nested rule with the root-solved density, about 10 s a pair),
 * sampling, tanh (10^5 samples, 4 chains), with the digits it gives,
 
 (with ``--dps 10`` or fewer the kink-free cases take the float64 polar rule, every pair at once), with
@@ -75,6 +75,7 @@ def main(argv=None):
                  ("tanh, sampling 4 x 10^5", "tanh", args.dps, {"beta": 0.2, "method": "sampling"})]
         if b == 4:
             cases.append(("relu, beta 0.2, 8 digits (kinked)", "relu", 8, {"beta": 0.2, "method": "spherical"}))
+            cases.append(("relu, beta 0.2, 11 digits (kinked)", "relu", 11, {"beta": 0.2, "method": "spherical"}))
         for label, activation, dps, kw in cases:
             try:
                 result, seconds = baseline if label.endswith("(baseline)") else timed(activation, gram, dps, **kw)
