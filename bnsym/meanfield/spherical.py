@@ -60,7 +60,7 @@ from bnsym.numerics.sphere import Integrand, SphereLaw
 FLOAT_DPS = 10
 #: The same for kinked activations (the rule cut at the kink lines).  Its radial rule converges more slowly
 #: than the square rule's (ReLU at beta = 0.2, B = 8, a pair with correlation -0.8: V_aa 5e-14 off with
-#: 192 radial nodes a piece, where the square rule on a smooth integrand is at 1e-16 with 24), so 10 digits
+#: 192 radial nodes a piece, where the square rule on a smooth integrand is at 1e-16 with 48), so 10 digits
 #: took 40 s on that batch and 8 digits 3.6 s.
 KINKED_FLOAT_DPS = 8
 
