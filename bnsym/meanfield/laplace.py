@@ -118,6 +118,17 @@ def centred_spectrum(gram, working_dps):
     return ([lam[i] for i in keep] if top > 0 else []), [[q[a, i] for i in keep] for a in range(gram.rows)]
 
 
+def centred_spectrum_float(gram):
+    """:func:`centred_spectrum` in float64 for a NumPy ``gram``: ``(lam, vecs)``, the eigenvalues of
+    ``G Sigma G`` above ``1e-13`` of the largest (none when it is not positive) and their eigenvectors as
+    the columns of ``vecs`` (``B x r``)."""
+    b = gram.shape[0]
+    g = np.eye(b) - 1 / b
+    lam, q = np.linalg.eigh(g @ gram @ g)
+    keep = lam > max(lam.max(), 0.0) * 1e-13
+    return lam[keep], q[:, keep]
+
+
 def backward_term(settings: Settings, gram, theta):
     r"""``(V(Sigma), E[J (sigma_w^2 Theta) J^T], error)`` in mpmath: the single-batch map and the
     within-batch backward term of the neural tangent kernel (docs/theory.md section 14.3), ``J`` the
@@ -216,14 +227,11 @@ def _laplace_float(settings, gram, coeffs):
     """Float64 version of :func:`laplace_map` (integer ``alpha``, ``dps <= FLOAT_DPS``), vectorised over nodes."""
     b = gram.shape[0]
     a_plus, a_minus, alpha = float(coeffs[0]), float(coeffs[1]), int(coeffs[2])
-    g = np.eye(b) - 1 / b
-    lam, q = np.linalg.eigh(g @ gram @ g)
+    lam, q = centred_spectrum_float(gram)
     rate = float(decay_rate(settings))
-    if not lam.max() > 0:
+    if not lam.size:
         _refuse_zero(settings)
         return np.zeros((b, b)), np.zeros((b, b))
-    keep = lam > lam.max() * 1e-13
-    lam, q = lam[keep], q[:, keep]
     scale = float(schwinger_scale(lam.tolist(), rate))
     prefactor = b**alpha / math.gamma(alpha)
     tol = 10.0 ** -settings.dps

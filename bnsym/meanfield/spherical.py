@@ -50,7 +50,7 @@ import numpy as np
 
 from bnsym.errors import BnsymError, PrecisionError
 from bnsym.estimate import Estimate
-from bnsym.meanfield.laplace import centred_spectrum
+from bnsym.meanfield.laplace import centred_spectrum, centred_spectrum_float
 from bnsym.meanfield.results import Settings
 from bnsym.numerics.angular_gaussian import PairDensity, polar_map_float
 from bnsym.numerics.quadrature import geometric_mean
@@ -177,14 +177,12 @@ def _spherical_float(settings, gram, kinks):
     """:func:`spherical_map` in float64 (``dps <= FLOAT_DPS``): the polar rule for every pair at once, cut at the
     lines ``x_a, x_b = (k - beta) / gamma`` of the ``kinks`` (:func:`~bnsym.numerics.angular_gaussian.polar_map_float`)."""
     b = gram.shape[0]
-    centring = np.eye(b) - 1 / b
-    lam, vecs = np.linalg.eigh(centring @ gram @ centring)
-    keep = lam > lam.max() * 1e-13
-    obstacle = _spectrum_obstacle(settings, [mpmath.mpf(float(x)) for x in lam[keep]], b, None)
+    lam, vecs = centred_spectrum_float(gram)
+    obstacle = _spectrum_obstacle(settings, [mpmath.mpf(float(x)) for x in lam], b, None)
     if obstacle is not None:
         raise BnsymError(obstacle)
     activation, gamma, beta = settings.activation, float(settings.gamma), float(settings.beta)
-    return polar_map_float(lam[keep], vecs[:, keep], b, float(settings.eps / settings.sigma_w**2),
+    return polar_map_float(lam, vecs, b, float(settings.eps / settings.sigma_w**2),
                            lambda x: activation.np(gamma * x + beta), 10.0 ** -settings.dps / 10,
                            kinks=[float((k - settings.beta) / settings.gamma) for k in kinks])
 

@@ -90,13 +90,12 @@ class PairDensity:
         if order == 2:
             derivatives.append([8 * x * x * x for x in c])  # d2c/ds2
         entries = [mpmath.fdot(d, w) for d in derivatives for w in (self.paa, self.pab, self.pbb)]
-        det = entries[0] * entries[2] - entries[1] * entries[1]
+        det = _det(entries)
         q, q1, q2 = _forms(entries, det, xa, xb)
         if order == 1:
             return q, q1
         prod = mpmath.fprod(lam / ci for lam, ci in zip(self.lam, c))  # prod (1 + 2 s lambda_i)
-        s11, s12, s22, d11, d12, d22 = entries[:6]
-        trace = (s22 * d11 - 2 * s12 * d12 + s11 * d22) / det  # tr(S^-1 S')
+        trace = _trace(entries, det)  # tr(S^-1 S')
         return q, q1, q2, 1 / mpmath.sqrt(prod * det), -mpmath.fsum(c) - trace / 2
 
     def _solve(self, xa, xb):
@@ -187,9 +186,8 @@ class PairDensity:
         gam1 = [-x * y for x, y in zip(gam, ratio)]
         gam2 = [2 * x * y * y for x, y in zip(gam, ratio)]
         entries = [mpmath.fdot(c, w) for c in (gam, gam1, gam2) for w in (self.paa, self.pab, self.pbb)]
-        s11, s12, s22, d11, d12, d22 = entries[:6]
-        det = s11 * s22 - s12 * s12
-        trace = (s22 * d11 - 2 * s12 * d12 + s11 * d22) / det  # tr(S^-1 S^')
+        det = _det(entries)
+        trace = _trace(entries, det)  # tr(S^-1 S^')
         half = mpmath.mpf(n) / 2
         dlog = (half - 1) / u - mpmath.fsum(ratio) / 2 - trace / 2
         psi = g**half * u ** (half - 1) / mpmath.sqrt(mpmath.fprod(d) * det)
@@ -366,6 +364,19 @@ def _weight(terms, u, ca, cb, g, rate, b, pi):
     return r2, b * psi / (4 * pi * g * p) * bracket
 
 
+def _det(entries):
+    """``det S`` of a 2 x 2 symmetric matrix from ``entries`` (``S_11, S_12, S_22`` first); arithmetic only, so
+    mpf scalars or NumPy arrays."""
+    return entries[0] * entries[2] - entries[1] * entries[1]
+
+
+def _trace(entries, det):
+    """``tr(S^-1 S')`` of a 2 x 2 symmetric matrix function from ``entries`` (``S_11, S_12, S_22``, then the same
+    of ``S'``) and ``det = det S``; arithmetic only."""
+    s11, s12, s22, d11, d12, d22 = entries[:6]
+    return (s22 * d11 - 2 * s12 * d12 + s11 * d22) / det
+
+
 def _forms(entries, det, xa, xb):
     """``(q, q', q'')`` of ``q = x^T S^-1 x`` for a 2 x 2 matrix function: ``q' = -y^T S' y``,
     ``q'' = 2 (S' y)^T S^-1 (S' y) - y^T S'' y`` with ``y = S^-1 x``.  ``entries``: ``(S_11, S_12, S_22)``,
@@ -471,9 +482,8 @@ def _float_terms(law, rows, u, s=None):
     lam, g, rate, b = law
     n = lam.size
     entries, d, ratio = _float_entries(law, rows, u, 3)
-    s11, s12, s22, d11, d12, d22 = entries[:6]
-    det = s11 * s22 - s12 * s12
-    trace = (s22 * d11 - 2 * s12 * d12 + s11 * d22) / det
+    det = _det(entries)
+    trace = _trace(entries, det)
     dlog = (n / 2 - 1) / u - ratio.sum(axis=-1) / 2 - trace / 2
     one_minus = 1 - u if s is None else 2 * g * s * u
     log_psi = n / 2 * np.log(g) + (n / 2 - 1) * np.log(u) - (np.log(d).sum(axis=-1) + np.log(det)) / 2
@@ -508,16 +518,11 @@ def _accumulate(out, where, law, terms, u, ca, cb, weights, phi):
     out[3, where] += factor.sum(axis=axes)
 
 
-def _float_rule(level, kind, smooth_hi=False, *, scale=None, rate=None):
-    """Nodes and weights of a rule of ``SIZES[level]`` nodes on ``[0, 1]`` (``kind``: ``"gauss"``, with both ends
-    smoothed when ``smooth_hi == "both"``, or ``"tanh-sinh"``), or with ``rate`` the Schwinger rule in ``s``, in
-    float64 (computed at 17 digits)."""
+def _float_rule(rule, *args, **kwargs):
+    """``rule(*args, **kwargs)`` (a rule of :mod:`bnsym.numerics.quadrature` giving mpf nodes and weights, run at
+    17 digits: the last argument its ``working_dps``) as two float64 arrays."""
     with mpmath.workdps(20):
-        if rate is not None:
-            nodes, weights = schwinger_rule(mpmath.mpf(scale), mpmath.mpf(rate), 1, SIZES[level], 17)
-        else:
-            both = smooth_hi == "both"
-            nodes, weights = panel(mpmath.mpf(0), mpmath.mpf(1), level, 17, kind=kind, smooth_lo=both, smooth_hi=bool(smooth_hi))
+        nodes, weights = rule(*args, **kwargs)
         return np.array([float(x) for x in nodes]), np.array([float(x) for x in weights])
 
 
@@ -527,11 +532,11 @@ def _square_level(law, rows, phi, kinks, level, out):
     m = SIZES[level]
     if rate:
         decay = rate * b
-        ss, ws = _float_rule(level, None, scale=float(schwinger_scale(lam.tolist(), decay)), rate=decay)
+        ss, ws = _float_rule(schwinger_rule, mpmath.mpf(float(schwinger_scale(lam.tolist(), decay))), mpmath.mpf(decay), 1, m, 17)
         u = 1 / (1 + 2 * g * ss)
         weights = ws * 2 * g * u * u  # du = -2 g u^2 ds
     else:
-        u, weights = _float_rule(level, "gauss", "both")
+        u, weights = _float_rule(panel, mpmath.mpf(0), mpmath.mpf(1), level, 17, smooth_lo=True, smooth_hi=True)
         ss = None
     # the angle needs more nodes than the radius as K grows ill-conditioned (see expect_polar): about
     # (lambda_max / lambda_min)^(1/4) times as many
@@ -541,9 +546,8 @@ def _square_level(law, rows, phi, kinks, level, out):
     step = max(1, FLOAT_CHUNK // (u.size * points))
     for lo in range(0, rows[0].shape[0], step):
         where = slice(lo, lo + step)
-        chunk = tuple(row[where][:, None, :] for row in rows)  # pairs x radial x n
-        terms = _float_terms(law, chunk, u[None, :], None if ss is None else ss[None, :])
-        terms = tuple(t[..., None] if isinstance(t, np.ndarray) else tuple(x[..., None] for x in t) for t in terms)
+        chunk = tuple(row[where][:, None, None, :] for row in rows)  # pairs x radial x angle x n
+        terms = _float_terms(law, chunk, u[None, :, None], None if ss is None else ss[None, :, None])
         for sign in (1, -1):  # x -> -x folds the circle onto [0, pi)
             _accumulate(out, where, law, terms, u[None, :, None], sign * ca, sign * cb,
                         (weights * np.pi / points)[None, :, None] * np.ones_like(ca), phi)
@@ -556,12 +560,12 @@ def _kinked_level(law, rows, phi, kinks, level, out):
     edges = _kink_angles(b, kinks)
     # as in the square rule, _stretch times as many angles (two levels double them)
     extra = round(2 * np.log2(_stretch(law[0])))
-    tn, tw = _float_rule(min(level + extra, len(SIZES) - 1), "tanh-sinh")
+    tn, tw = _float_rule(panel, mpmath.mpf(0), mpmath.mpf(1), min(level + extra, len(SIZES) - 1), 17, kind="tanh-sinh")
     angles = np.concatenate([lo + (hi - lo) * tn for lo, hi in pairwise(edges)])
     angle_weights = np.concatenate([(hi - lo) * tw for lo, hi in pairwise(edges)])
     ca, cb = np.cos(angles), np.sin(angles)
-    plain, plain_w = _float_rule(level, "gauss")
-    top, top_w = _float_rule(level, "gauss", True)
+    plain, plain_w = _float_rule(panel, mpmath.mpf(0), mpmath.mpf(1), level, 17)
+    top, top_w = _float_rule(panel, mpmath.mpf(0), mpmath.mpf(1), level, 17, smooth_hi=True)
     layer = rate * b / (2 * g)
     fixed = [layer * 4.0**j for j in range(20) if 0 < layer * 4.0**j < 1]  # the e^{-c (1-u)/u} layer at the edge
     # and v = 1/2: the last piece's map v = 1 - (1 - v_0) t^2 (smooth at the origin) brings the weight's
@@ -608,8 +612,7 @@ def _ray_crossing(law, rows, ca, cb, target):
 
     def log_radius2(u):  # log r^2 and its derivative in w = log(1 - u), where it is nearly linear
         entries = tuple(e[..., 0] for e in _float_entries(law, rows, u[..., None], 2)[0])
-        det = entries[0] * entries[2] - entries[1] * entries[1]
-        p, p1, _ = _forms(entries, det, ca, cb)
+        p, p1, _ = _forms(entries, _det(entries), ca, cb)
         return np.log(b * (1 - u) / (g * p)), 1 + (1 - u) * p1 / p
 
     with np.errstate(divide="ignore", invalid="ignore"):
