@@ -15,8 +15,9 @@ def register(subparsers) -> None:
         description="Iterate the mean-field Gram map from an input Gram matrix and print the distance to the "
         "BSB1 fixed point per layer (total, and its L and M parts).  To --dps digits by the Laplace method for "
         "positively homogeneous activations at beta = 0 and by the spherical route for activations without kinks "
-        "(any beta, eps >= 0); a Monte Carlo estimate with standard errors for kinked activations at beta != 0 "
-        "(or --map spherical, exact but about a minute per pair of inputs).",
+        "(any beta, eps >= 0), and for kinked activations at beta != 0 up to --dps 10 (a float64 rule cut at "
+        "the kinks); above 10 digits a Monte Carlo estimate with standard errors for those (or --map spherical, "
+        "exact but about a minute per pair of inputs).",
     )
     add_network_arguments(parser)
     parser.add_argument("--depth", "-L", type=int, required=True, help="number of layers (>= 1)")

@@ -28,10 +28,11 @@ Three methods:
   ``dps`` digits, with the error of the rule.  ``"auto"`` takes it for activations without kinks
   (seconds per pair of inputs at 15 digits; up to 10 digits a float64 rule for every pair at once, about
   2 s a layer at B = 32); for kinked ones (ReLU at ``beta != 0``, ``elu``...) its rule
-  costs about thirty times more (a minute a pair; up to 8 digits a float64 rule cut at the kink lines,
-  about 1 s a layer at B = 4), so ``"auto"`` samples and ``method="spherical"`` asks
-  for it.
-* ``"sampling"`` (every other case: kinks reached, ``G Sigma G`` of rank below ``B - 1`` or condition
+  costs about thirty times more (a minute a pair), so ``"auto"`` takes them only up to
+  ``FLOAT_DPS`` = 10 digits, where a float64 rule cut at the kink lines serves (ReLU at ``beta = 0.2``:
+  3 s a layer at B = 4 to 8, 20 s at B = 16, 2.6 min at B = 32), and samples at more digits or where that
+  rule does not converge; above 10 digits ``method="spherical"`` asks for the nested rule.
+* ``"sampling"`` (every other case: kinks reached above 10 digits, ``G Sigma G`` of rank below ``B - 1`` or condition
   number above 1000, or eps more than ``10^6`` away from its scale): ``R`` independent Monte Carlo chains of
   :func:`bnsym.montecarlo.sampling.gram_map`; the mean over chains is reported with its
   standard error over chains (which includes the compounding of earlier
@@ -60,13 +61,14 @@ import mpmath
 import numpy as np
 
 from bnsym import validation
-from bnsym.errors import BnsymInputError
+from bnsym.errors import BnsymInputError, PrecisionError
 from bnsym.meanfield.bsb1 import bsb1_state
 from bnsym.meanfield.kernels import high_precision_layers, input_gram, joint_layers
 from bnsym.meanfield.laplace import laplace_applies, laplace_map, laplace_obstacle
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
 from bnsym.meanfield.spherical import (
     AUTO_CONDITION,
+    FLOAT_DPS,
     kinks_in_support,
     spherical_map,
     spherical_obstacle,
@@ -178,7 +180,8 @@ def propagate(
     (``B >= 4``; checked: square, finite, symmetric, PSD, ``G Sigma G != 0``);
     ``batch_size``, if given, must equal ``B``.  ``depth``: integer >= 1.
     ``method``: ``"auto"`` (Laplace where it applies: positively homogeneous ``phi`` at ``beta = 0``,
-    any ``eps``; else the spherical route when ``gamma x + beta`` reaches no kink of ``phi`` and
+    any ``eps``; else the spherical route when ``gamma x + beta`` reaches no kink of ``phi`` (or
+    ``dps <= FLOAT_DPS`` = 10 and its float64 rule converges) and
     ``G Sigma G`` has rank ``B - 1``, condition number at most ``AUTO_CONDITION`` = 1000 and, at
     ``eps > 0``, a scale within ``10^6`` of ``eps B / sigma_w^2``; else sampling), ``"laplace"``, ``"spherical"`` (each refused with
     :class:`~bnsym.errors.BnsymInputError` where it does not apply) or ``"sampling"`` (``samples``
@@ -212,17 +215,28 @@ def propagate(
                                          condition=AUTO_CONDITION if method == "auto" else None)
         if method == "spherical" and blocked is not None:
             raise BnsymInputError(f"method='spherical' does not apply: {blocked}; use method='sampling'")
+    float_only = False  # "auto" on a kinked activation: the float64 cut rule or sampling, never the nested rule
     if method == "auto":
         kinked = bool(kinks_in_support(settings))
-        method = "laplace" if exact else ("spherical" if blocked is None and not kinked else "sampling")
+        if exact:
+            method = "laplace"
+        elif blocked is None and (not kinked or settings.dps <= FLOAT_DPS):
+            method, float_only = "spherical", kinked
+        else:
+            method = "sampling"
     fp = bsb1_state(settings).fixed_point
     star = fp.array()
     if method in ("laplace", "spherical"):
-        layer_map = laplace_map if method == "laplace" else spherical_map
         grams_mp, errors_mp = [mpmath.matrix(gram.tolist())], [mpmath.matrix(b, b)]
         with mpmath.workdps(settings.working_dps):
             for _ in range(depth):
-                value, error = layer_map(settings, grams_mp[-1])
+                try:
+                    value, error = (laplace_map(settings, grams_mp[-1]) if method == "laplace"
+                                    else spherical_map(settings, grams_mp[-1], float_only=float_only))
+                except PrecisionError:
+                    if not float_only:
+                        raise
+                    return _sampled(settings, gram, depth, star, fp, samples, chains, seed)
                 grams_mp.append(value)
                 errors_mp.append(error)
         grams = [np.array(g.tolist(), dtype=float) for g in grams_mp]

@@ -27,9 +27,9 @@ and the rule converges geometrically; at ``eps > 0`` it vanishes to all orders a
 and the convergence is slower.
 
 Up to :data:`FLOAT_DPS` digits the polar rule runs in float64 for every pair at once
-(:func:`~bnsym.numerics.angular_gaussian.polar_map_float`), and up to :data:`KINKED_FLOAT_DPS` for kinked
-activations (the circle and each ray cut at the kink lines): one layer of tanh at B = 32 in about 2 s, of ReLU at ``beta = 0.2`` in
-about 1 s at B = 4 (the mpmath nested rule: 50 s at 11 digits).  Where the float64
+(:func:`~bnsym.numerics.angular_gaussian.polar_map_float`), kinked activations too (the circle and each ray cut at
+the kink lines): one layer of tanh at B = 32 in about 2 s, of ReLU at ``beta = 0.2`` in about 3 s at B = 4
+(the mpmath nested rule: 50 s at 11 digits) and 20 s at B = 16.  Where the float64
 rule does not converge (values beyond its range, nearly collapsed batches) the mpmath rules take over.
 
 Cost (mpmath): ``B (B - 1) / 2`` two-dimensional rules per layer of ``O(N M)`` nodes (``N`` radial, ``M``
@@ -56,13 +56,9 @@ from bnsym.numerics.angular_gaussian import PairDensity, polar_map_float
 from bnsym.numerics.quadrature import geometric_mean
 from bnsym.numerics.sphere import Integrand, SphereLaw
 
-#: Up to this many digits the polar rule (kink-free activations) runs in float64, every pair at once.
+#: Up to this many digits the polar rule runs in float64, every pair at once (kinked activations: the rule
+#: cut at the kink lines; ReLU at beta = 0.2, one layer: B = 4 3.4 s, B = 8 3 s, B = 16 20 s, B = 32 2.6 min).
 FLOAT_DPS = 10
-#: The same for kinked activations (the rule cut at the kink lines).  Its radial rule converges more slowly
-#: than the square rule's (ReLU at beta = 0.2, B = 8, a pair with correlation -0.8: V_aa 5e-14 off with
-#: 192 radial nodes a piece, where the square rule on a smooth integrand is at 1e-16 with 48), so 10 digits
-#: took 40 s on that batch and 8 digits 3.6 s.
-KINKED_FLOAT_DPS = 8
 
 #: Largest condition number of ``G Sigma G`` (on ``1^perp``) for which ``propagate``'s ``"auto"`` takes the
 #: spherical route: the pair law concentrates as it grows, in angle more than in radius (measured, tanh,
@@ -111,22 +107,29 @@ def kinks_in_support(settings: Settings):
     return [k for k in settings.activation.numeric_kinks() if abs((k - settings.beta) / settings.gamma) < limit]
 
 
-def spherical_map(settings: Settings, gram):
+def spherical_map(settings: Settings, gram, *, float_only=False):
     """``(V(Sigma), error)`` by the spherical route, as mpmath matrices (see the module docstring).
 
     Sets its own precision: ``settings.working_dps`` plus, for kinked activations, the digits the
     density ratio's bound takes.  Raises :class:`~bnsym.errors.BnsymError` when ``G Sigma G`` has rank
     below ``B - 1`` and :class:`~bnsym.errors.PrecisionError` when a pair does not converge.
+    ``float_only``: raise the float64 rule's :class:`~bnsym.errors.PrecisionError` instead of falling back
+    to the mpmath rules (``propagate``'s ``"auto"`` on kinked activations, which samples rather than wait
+    minutes per pair for the nested rule); requires ``settings.dps`` within the float64 rule's range.
     """
     b = gram.rows
     kinks = kinks_in_support(settings)
     kinked = bool(kinks)
-    if settings.dps <= (KINKED_FLOAT_DPS if kinked else FLOAT_DPS):
+    if float_only and settings.dps > FLOAT_DPS:
+        raise ValueError(f"float_only needs dps <= {FLOAT_DPS}, got {settings.dps}")
+    if settings.dps <= FLOAT_DPS:
         try:
             value, error = _spherical_float(settings, np.array(gram.tolist(), dtype=float), kinks)
             return mpmath.matrix(value.tolist()), mpmath.matrix(error.tolist())
         except PrecisionError:  # not reached in float64 (values beyond its range, a nearly collapsed batch)
-            pass  # the mpmath rules below
+            if float_only:
+                raise
+            # otherwise the mpmath rules below
     working = settings.working_dps
     with mpmath.workdps(working):
         lam, vecs = centred_spectrum(gram, working)

@@ -418,8 +418,9 @@ def polar_map_float(eigenvalues, vectors, batch_size: int, rate: float, phi, tol
     radius is cut where the ray crosses a kink line (:func:`_ray_crossing`: ``r^2(u) = B (1 - u) / (g p(u))``
     falls from the edge to 0), and at ``eps > 0``
     at ``u = c 4^j`` (``c = rate B / (2 g)`` below 1: the factor ``e^{-c (1 - u) / u}`` has a layer of width
-    ``c`` at the edge); Gauss-Legendre in ``v = sqrt(u)`` on each piece (``u^((n-4)/2) du`` is analytic in
-    ``v``), the last smoothed at ``v = 1`` (the origin).
+    ``c`` at the edge), and at ``u = 1/4``; Gauss-Legendre in ``psi``, ``u = sin^2 psi``, on each piece
+    (``u^((n-4)/2) du`` at the edge and the radius ``r ~ sqrt(1 - u)`` at the origin, which odd parts of
+    ``phi`` carry, are both analytic in ``psi``).
 
     The level is raised by the engine's loop from 16 nodes until two levels agree to ``tolerance`` of the
     largest entry and every pair's mass to ``tolerance``; the error is the level difference
@@ -565,11 +566,10 @@ def _kinked_level(law, rows, phi, kinks, level, out):
     angle_weights = np.concatenate([(hi - lo) * tw for lo, hi in pairwise(edges)])
     ca, cb = np.cos(angles), np.sin(angles)
     plain, plain_w = _float_rule(panel, mpmath.mpf(0), mpmath.mpf(1), level, 17)
-    top, top_w = _float_rule(panel, mpmath.mpf(0), mpmath.mpf(1), level, 17, smooth_hi=True)
     layer = rate * b / (2 * g)
     fixed = [layer * 4.0**j for j in range(20) if 0 < layer * 4.0**j < 1]  # the e^{-c (1-u)/u} layer at the edge
-    # and v = 1/2: the last piece's map v = 1 - (1 - v_0) t^2 (smooth at the origin) brings the weight's
-    # singularities near v = 0 (at +-i sqrt(lambda_i / (g - lambda_i))) close to its far end when v_0 is small
+    # and u = 1/4, so that no piece spans both ends' neighbourhoods (the weight's singularities near them,
+    # at u = -lambda_i / (g - lambda_i), approach the edge for small lambda_i and the origin for large ones)
     fixed.append(0.25)
     pieces = 2 * len(kinks) + len(fixed) + 1
     step = max(1, FLOAT_CHUNK // (angles.size * pieces * plain.size))
@@ -583,21 +583,22 @@ def _kinked_level(law, rows, phi, kinks, level, out):
                 with np.errstate(divide="ignore"):
                     target = np.where(k * c > 0, (k / np.where(c == 0, 1, c)) ** 2, np.inf)
                 cuts.append(_ray_crossing(law, chunk, ca, cb, target))
-        v = np.sqrt(np.sort(np.stack(cuts, axis=-1), axis=-1))
-        bounds = np.concatenate([np.zeros((pairs, angles.size, 1)), v, np.ones((pairs, angles.size, 1))], axis=-1)
-        nodes, weights = [], []
-        for j in range(bounds.shape[-1] - 1):
-            a, z = bounds[..., j:j + 1], bounds[..., j + 1:j + 2]
-            x, w = (top, top_w) if j == bounds.shape[-1] - 2 else (plain, plain_w)
-            nodes.append(a + (z - a) * x)
-            weights.append((z - a) * w)
-        v_nodes = np.concatenate(nodes, axis=-1)  # pairs x angles x radial
-        u = v_nodes * v_nodes
-        weights = np.concatenate(weights, axis=-1) * 2 * v_nodes * angle_weights[None, :, None]  # du = 2 v dv
+        # the radial coordinate psi, u = sin^2 psi: sqrt(u) = sin psi (the edge's u^((n-4)/2) du) and
+        # sqrt(1 - u) = cos psi (r near the origin, odd in x) are both analytic in it, so Gauss-Legendre on
+        # each piece needs no smoothing map, however near either end a crossing falls
+        psi = np.arcsin(np.sqrt(np.sort(np.stack(cuts, axis=-1), axis=-1)))
+        bounds = np.concatenate([np.zeros((pairs, angles.size, 1)), psi,
+                                 np.full((pairs, angles.size, 1), np.pi / 2)], axis=-1)
+        lows, widths = bounds[..., :-1, None], np.diff(bounds, axis=-1)[..., None]
+        nodes = (lows + widths * plain).reshape(pairs, angles.size, -1)  # pairs x angles x radial
+        weights = (widths * plain_w).reshape(pairs, angles.size, -1)
+        sin, cos = np.sin(nodes), np.cos(nodes)
+        u = sin * sin
+        weights = weights * 2 * sin * cos * angle_weights[None, :, None]  # du = 2 sin psi cos psi dpsi
         safe = np.where(u > 0, u, 1.0)  # zero-width pieces have u = 0 and weight 0
         with np.errstate(divide="ignore", invalid="ignore"):
-            # the Schwinger parameter from 1 - u = (1 - v)(1 + v), which keeps its digits near the origin
-            terms = _float_terms(law, chunk, safe, (1 - v_nodes) * (1 + v_nodes) / (2 * g * safe))
+            # the Schwinger parameter from 1 - u = cos^2 psi, which keeps its digits near the origin
+            terms = _float_terms(law, chunk, safe, cos * cos / (2 * g * safe))
             _accumulate(out, where, law, terms, safe, ca[None, :, None], cb[None, :, None], weights, phi)
     return out
 
