@@ -47,6 +47,7 @@ bound), and the level is raised until it is below the tolerance asked for.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import operator
@@ -54,6 +55,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import mpmath
+import numpy as np
 
 from bnsym.activations import Activation
 from bnsym.errors import PrecisionError
@@ -127,6 +129,17 @@ class Integrand:
     def evaluate(self, s):
         """``F(s)`` (picking the piece that contains ``s``)."""
         return self.finish(s, self.piece(s)(self.gain * s + self.shift))
+
+    def evaluate_float(self, s):
+        """``F`` at a float64 array ``s`` (the activation's NumPy form, :meth:`Activation.np`)."""
+        value = self.activation.np(float(self.gain) * s + float(self.shift), derivative=self.derivative)
+        if self.power:
+            value = value * s**self.power
+        if self.scale != 1:
+            value = value * float(self.scale)
+        if self.center:
+            value = value - float(self.center)
+        return value
 
     def with_center(self, center):
         """``F - center`` (the same integrand shifted by a constant)."""
@@ -492,7 +505,13 @@ class SphereLaw:
     # --------------------------------------------------------- nested angles
     def _nested(self, pairs, scales, rtol, start_level, density=None):
         """The nested-angle rule for pairs ``(F, G)`` of factor tuples, each error at most ``rtol`` times its scale
-        (``scales=None``: the largest of the values)."""
+        (``scales=None``: the largest of the values).  Without a density, at ``B >= 4`` and ``rtol >=
+        FLOAT_NESTED_RTOL``, in float64 (:meth:`_nested_float`), falling back to mpmath if that does not converge."""
+        if density is None and scales is not None and self.n >= 3 and rtol >= FLOAT_NESTED_RTOL:
+            try:
+                return self._nested_float(pairs, scales, rtol, start_level)
+            except PrecisionError:
+                pass
         funcs = [f for pair in pairs for factors in pair for f in factors]
         key = _hint_key(self, "nested" if density is None else "weighted", funcs)
         level = self._start_level(start_level, two_d=True, key=key)
@@ -507,7 +526,10 @@ class SphereLaw:
             f"with {SIZES[MAX_LEVEL_2D]}^2 nodes per panel (B={self.batch_size})",
         )
 
-    def _nested_level(self, pairs, level, density=None):
+    def _nested_layout(self, pairs):
+        """``(outer_funcs, inner_funcs, inner_products, g_cuts, edges)`` of the nested rule: the distinct
+        integrands, the kinks of the inner ones, and the outer panels in ``psi`` (cut at the kinks of the
+        outer integrands and where a kink line of an inner one is tangent to the circle of ``phi``)."""
         n, root_n, rho, c = self.n, self.root_n, self.rho, self.c
         outer_funcs = _distinct([f for factors, _ in pairs for f in factors])
         inner_funcs = _distinct([g for _, factors in pairs for g in factors])
@@ -528,6 +550,11 @@ class SphereLaw:
                     flag = reg if n == 2 else ("sqrt" if reg is True else False)
                     tangent.append((mpmath.asin(t_star), flag))
         edges = _edges(-self.psi_max, self.psi_max, psi_cuts + tangent, self.working_dps)
+        return outer_funcs, inner_funcs, inner_products, g_cuts, edges
+
+    def _nested_level(self, pairs, level, density=None):
+        n, root_n = self.n, self.root_n
+        outer_funcs, inner_funcs, inner_products, g_cuts, edges = self._nested_layout(pairs)
         outer_norm = 1 / self._outer_norm
         inner_norm = None if n == 2 else 1 / self._inner_norm
         totals = [mpmath.mpf(0) for _ in pairs]
@@ -562,13 +589,8 @@ class SphereLaw:
                 for p in products:
                     sums[_product_key(p)] += _product(values, p) / 2
             return sums
-        phi_cuts = []
-        if spread > 0:
-            for s, reg in g_cuts:
-                xi = (s / root_n - base) / spread
-                if abs(xi) < 1:
-                    phi_cuts.append((mpmath.asin(xi), reg))
-        edges = _edges(-self.phi_max, self.phi_max, phi_cuts, self.working_dps)
+        edges = _edges(-self.phi_max, self.phi_max, [(phi, reg) for phi, reg, _ in self._phi_cuts(g_cuts, base, spread)],
+                       self.working_dps)
         for lo, hi, kind, smooth in edges:
             mid = (lo + hi) / 2
             s_mid = root_n * (base + spread * mpmath.sin(mid))
@@ -586,7 +608,125 @@ class SphereLaw:
         return sums
 
 
+    def _phi_cuts(self, g_cuts, base, spread):
+        """``[(phi, flag, index)]``: where the inner circle ``s_b = sqrt(n) (base + spread sin phi)`` crosses
+        the kink ``g_cuts[index]`` of an inner integrand."""
+        out = []
+        if spread > 0:
+            for index, (s, reg) in enumerate(g_cuts):
+                xi = (s / self.root_n - base) / spread
+                if abs(xi) < 1:
+                    out.append((mpmath.asin(xi), reg, index))
+        return out
+
+    # ------------------------------------------------------ nested angles, float64
+    def _nested_float(self, pairs, scales, rtol, start_level):
+        """The nested-angle rule of :meth:`_nested` in float64, vectorised over each panel's nodes, for
+        ``rtol >= FLOAT_NESTED_RTOL`` (docs/theory.md section 3.3).  The panels, their kinds and the
+        inner cuts are those of the mpmath rule (computed in mpmath, once per outer panel); the nodes,
+        the weights and the integrands (:meth:`Integrand.evaluate_float`) are float64.  Each error is the
+        difference of two levels plus ``FLOAT_ROUNDING`` times the sum of the absolute terms.
+        Raises :class:`PrecisionError` as :meth:`_nested` does."""
+        funcs = [f for pair in pairs for factors in pair for f in factors]
+        key = _hint_key(self, "nested, float64", funcs)
+        level = self._start_level(start_level, two_d=True, key=key)
+        sizes = [float(s) for s in scales]
+
+        def judge(current, previous):
+            (values, magnitudes), (old, _) = current, previous
+            errors = np.abs(values - old) + FLOAT_ROUNDING * magnitudes
+            if not np.all(np.isfinite(values)) or np.any(errors > float(rtol) * np.array(sizes)):
+                return None
+            return [Estimate(mpmath.mpf(float(v)), mpmath.mpf(float(e))) for v, e in zip(values, errors)]
+
+        return converge(
+            lambda level: self._nested_level_float(pairs, level), judge, key, level, MAX_LEVEL_2D,
+            f"two-coordinate expectation (float64) did not converge to {mpmath.nstr(rtol, 3)} "
+            f"with {SIZES[MAX_LEVEL_2D]}^2 nodes per panel (B={self.batch_size})",
+        )
+
+    def _nested_level_float(self, pairs, level):
+        """``(values, magnitudes)``: float64 arrays of :meth:`_nested_level`'s sums and of their absolute terms."""
+        layout = self._nested_layout(pairs)
+        totals, magnitudes = np.zeros(len(pairs)), np.zeros(len(pairs))
+        with np.errstate(all="ignore"):  # overflow or NaN in a piece's unused branch: the judge refuses non-finite sums
+            for edge in layout[-1]:
+                self._outer_panel_float(pairs, layout, edge, level, totals, magnitudes)
+        return totals, magnitudes
+
+    def _outer_panel_float(self, pairs, layout, edge, level, totals, magnitudes):
+        """Add one outer panel's terms of :meth:`_nested_level_float` into ``totals`` and ``magnitudes``."""
+        n, root_n, phi_max = self.n, float(self.root_n), float(self.phi_max)
+        outer_funcs, inner_funcs, inner_products, g_cuts, _ = layout
+        lo, hi, kind, smooth = edge
+        psi, wo = _float_panel(float(lo), float(hi), kind, smooth, level)
+        sin_psi, cos_psi = np.sin(psi), np.cos(psi)
+        wo = wo * float(1 / self._outer_norm) * cos_psi ** (n - 2)
+        f_values = {id(f): f.evaluate_float(root_n * sin_psi) for f in outer_funcs}
+        base, spread = float(self.rho) * sin_psi, float(self.c) * cos_psi
+        inner = {_product_key(p): np.zeros(psi.size) for p in inner_products}
+        # the inner panels at this outer panel's middle: within it no kink line turns tangent, so each
+        # inner panel is bounded by the same cuts (or +-phi_max) at every outer node
+        mid = (lo + hi) / 2
+        crossings = self._phi_cuts(g_cuts, self.rho * mpmath.sin(mid), self.c * mpmath.cos(mid))
+        index = {phi: k for phi, _, k in crossings}
+        for a, b, inner_kind, inner_smooth in _edges(-self.phi_max, self.phi_max, [(phi, reg) for phi, reg, _ in crossings],
+                                                     self.working_dps):
+            ends = []
+            for point in (a, b):
+                if point in index:  # sin phi = (s_k / sqrt(n) - base) / spread, at each outer node
+                    xi = (float(g_cuts[index[point]][0]) / root_n - base) / spread
+                    ends.append(np.clip(np.arcsin(np.clip(xi, -1, 1)), -phi_max, phi_max))
+                else:
+                    ends.append(np.full(psi.shape, float(point)))
+            phi, wi = _float_panel(ends[0], np.maximum(ends[1], ends[0]), inner_kind, inner_smooth, level)
+            wi = wi * float(1 / self._inner_norm) * np.cos(phi) ** (n - 3)
+            s2 = root_n * (base[:, None] + spread[:, None] * np.sin(phi))
+            g_values = {id(g): g.evaluate_float(s2) for g in inner_funcs}
+            for p in inner_products:
+                inner[_product_key(p)] += (wi * _float_product(g_values, p, s2.shape)).sum(axis=1)
+        for i, (factors_f, factors_g) in enumerate(pairs):
+            terms = wo * _float_product(f_values, factors_f, psi.shape) * inner[_product_key(factors_g)]
+            totals[i] += terms.sum()
+            magnitudes[i] += np.abs(terms).sum()
+
+
 # --------------------------------------------------------------------------- utilities
+#: ``_nested`` takes the float64 rule when the relative tolerance asked is at least this.
+FLOAT_NESTED_RTOL = 1e-12
+#: Relative rounding of a float64 sum of the nested rule's terms, in units of their absolute sum.
+FLOAT_ROUNDING = 1e-14
+
+
+@functools.lru_cache(maxsize=256)
+def _unit_panel(kind, smooth, level):
+    """``(left, right, weights)`` of :func:`~bnsym.numerics.quadrature.panel` on ``[0, 1]`` as float64 arrays:
+    node ``k`` is at ``left[k]`` from 0 and ``right[k]`` from 1 (both kept, each accurate near its end)."""
+    with mpmath.workdps(25):
+        nodes, weights = panel(mpmath.mpf(0), mpmath.mpf(1), level, 25, kind=kind, smooth_lo=smooth[0],
+                               smooth_hi=smooth[1])
+        return (np.array([float(x) for x in nodes]), np.array([float(1 - x) for x in nodes]),
+                np.array([float(w) for w in weights]))
+
+
+def _float_panel(lo, hi, kind, smooth, level):
+    """Nodes and weights of :func:`~bnsym.numerics.quadrature.panel` on ``[lo, hi]`` in float64; ``lo`` and ``hi``
+    floats or arrays (a trailing axis of nodes is added), each node taken from its nearer end."""
+    left, right, weights = _unit_panel(kind, tuple(smooth), level)
+    lo, hi = np.asarray(lo, dtype=float)[..., None], np.asarray(hi, dtype=float)[..., None]
+    width = hi - lo
+    nodes = np.where(left < right, lo + width * left, hi - width * right)
+    return nodes, width * weights
+
+
+def _float_product(values, factors, shape):
+    """``prod values[id(f)]`` over ``factors`` as a float64 array of ``shape`` (ones for no factor)."""
+    result = np.ones(shape)
+    for f in factors:
+        result = result * values[id(f)]
+    return result
+
+
 def converge(evaluate, judge, key, level, max_level, failure):
     """The one convergence loop of the engine: raise the rule level until two levels agree.
 

@@ -49,6 +49,7 @@ def _t_check(samples, exact, comparisons):
     assert np.all(np.abs(mean - exact) <= bound * err), (mean, exact, err, bound)
 
 
+@pytest.mark.slow
 @pytest.mark.statistical
 def test_sampled_relu_kernels_agree_with_the_laplace_path():
     """ReLU, 3 batches of 8, depth 3, NNGP and NTK (5000 samples per layer): 8 comparisons."""

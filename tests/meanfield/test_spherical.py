@@ -150,6 +150,7 @@ def test_propagate_chooses_the_spherical_route_and_keeps_its_promise():
             assert np.all(diff <= low.errors[layer] + high.errors[layer] + 1e-15 * size)
 
 
+@pytest.mark.slow
 def test_propagate_kinked_activation_samples_above_ten_digits_unless_asked(monkeypatch):
     """ReLU at beta != 0: 'auto' takes the float64 cut rule up to FLOAT_DPS digits and samples above
     (and says so), or where that rule does not converge (here made to fail); asking for the spherical
@@ -250,6 +251,7 @@ def test_float64_polar_rule_against_laplace(eps, condition):
     assert np.all(np.abs(value - want) <= error + want_error)
 
 
+@pytest.mark.slow
 def test_float64_polar_rule_against_the_mpmath_rule():
     """tanh at beta = 0.2, B = 4: the float64 rule (10 digits) against the mpmath polar rule at 12 digits."""
     gram = _gram(4, 7)
@@ -259,7 +261,7 @@ def test_float64_polar_rule_against_the_mpmath_rule():
     assert np.all(np.abs(low.grams[1] - high.grams[1]) <= low.errors[1] + high.errors[1] + 1e-15)
 
 
-@pytest.mark.parametrize("b, eps", [(5, "0"), (6, "0.05")])
+@pytest.mark.parametrize("b, eps", [pytest.param(5, "0", marks=pytest.mark.slow), (6, "0.05")])
 def test_float64_kinked_rule_against_laplace(b, eps):
     """ReLU through the float64 rule cut at its kink lines (here x_a = 0 and x_b = 0, the circle cut at
     their ends) against the Laplace method, within the two reported errors (below 10^-10)."""
@@ -293,7 +295,7 @@ def test_float64_kinked_rule_off_the_origin_against_the_nested_rule():
         assert abs(value[a, c] - float(estimate.value)) <= error[a, c] + float(estimate.error) + 1e-15
 
 
-@pytest.mark.parametrize("b, eps, beta", [(6, "0", "0.05"), (6, "0.05", "0.3")])
+@pytest.mark.parametrize("b, eps, beta", [(6, "0", "0.05"), pytest.param(6, "0.05", "0.3", marks=pytest.mark.slow)])
 def test_float64_kinked_rule_carries_the_odd_part_to_ten_digits(b, eps, beta):
     """|x + beta|: its square is x^2 + 2 beta x + beta^2, so V_aa is the identity's V_aa at beta = 0 (the
     Laplace method, exact) plus beta^2, while the rule, cut at the kink x = -beta near the origin,

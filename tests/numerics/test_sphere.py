@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import mpmath
+import numpy as np
 import pytest
 
 from bnsym.activations import activation
@@ -76,3 +77,48 @@ def test_kinked_pair_against_brute_force():
         norm_v = mpmath.quad(lambda v: (1 - v * v) ** (mpmath.mpf(b - 5) / 2), [-1, 1])
         ref = total / (norm_t * norm_v)
     assert abs(value.value - ref) < 1e-15
+
+
+def _kinked_pairs():
+    """Kinked pairs of the kinds the moments need: a shifted ReLU, its step derivative (a jump: tanh-sinh
+    panels), and a centred, s-weighted |x| against a smooth function."""
+    relu, absolute, tanh = activation("relu"), activation("abs"), activation("tanh")
+    f = Integrand(relu, mpmath.mpf("1.3"), mpmath.mpf("0.2"))
+    step = Integrand(relu, mpmath.mpf("1.3"), mpmath.mpf("0.2"), derivative=True)
+    weighted = Integrand(absolute, mpmath.mpf("0.7"), mpmath.mpf("-0.4"), power=1, scale=mpmath.mpf(2), center=mpmath.mpf("0.1"))
+    smooth = Integrand(tanh, mpmath.mpf(1), mpmath.mpf("0.3"))
+    return [(f, f), (step, step), (f, step), (weighted, smooth), (weighted, weighted)]
+
+
+@pytest.mark.parametrize("b", [pytest.param(4, marks=pytest.mark.slow), 7, pytest.param(32, marks=pytest.mark.slow)])
+def test_float64_nested_rule_against_the_mpmath_rule(b, monkeypatch):
+    """rtol >= FLOAT_NESTED_RTOL takes the nested rule in float64 (and only then): against the mpmath rule at
+    1e-16, within the two reported errors, each float64 error below its 1e-10 tolerance (relative to
+    sqrt(E F^2 E G^2))."""
+    pairs = _kinked_pairs()
+    law = SphereLaw(b, 20)
+    levels = []
+    original = SphereLaw._nested_level_float
+    monkeypatch.setattr(SphereLaw, "_nested_level_float",
+                        lambda self, pairs, level: levels.append(level) or original(self, pairs, level))
+    low = law.expect_pairs(pairs, mpmath.mpf("1e-10"))
+    taken = len(levels)
+    high = law.expect_pairs(pairs, mpmath.mpf("1e-16"))
+    assert taken >= 2 and len(levels) == taken
+    norms = {id(f): second.value for f, (_, second) in zip(
+        [f for pair in pairs for f in pair], law.expect_with_norms([f for pair in pairs for f in pair], mpmath.mpf("1e-16")))}
+    for (f, g), a, e in zip(pairs, low, high):
+        scale = mpmath.sqrt(norms[id(f)] * norms[id(g)])
+        assert a.error <= mpmath.mpf("1e-10") * scale
+        assert abs(a.value - e.value) <= a.error + e.error
+
+
+def test_float64_nested_rule_falls_back_to_mpmath(monkeypatch):
+    """Where the float64 rule does not converge (here made to return NaN) the mpmath rule answers."""
+    pairs = _kinked_pairs()[:2]
+    want = SphereLaw(7, 20).expect_pairs(pairs, mpmath.mpf("1e-16"))
+    monkeypatch.setattr(SphereLaw, "_nested_level_float",
+                        lambda self, pairs, level: (np.full(len(pairs), np.nan), np.zeros(len(pairs))))
+    got = SphereLaw(7, 20).expect_pairs(pairs, mpmath.mpf("1e-10"))
+    for a, e in zip(got, want):
+        assert abs(a.value - e.value) <= a.error + e.error and a.error <= mpmath.mpf("1e-10")
