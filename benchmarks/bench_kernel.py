@@ -17,8 +17,9 @@ inputs at 8 digits) and, for scale, the single-batch
 mpmath Laplace map at B = 32, 30 digits.  The high-precision path at M = 1,024, B = 32 is out of
 reach (a cross block of B = 4 takes about 30 s; the cost grows like ``r^3 + B^2`` per node).
 
-``OPENBLAS_NUM_THREADS=1`` matters on a shared machine: the per-node eigendecompositions are
-64 x 64, and OpenBLAS's threads made them 25 times slower under load (measured).
+``OPENBLAS_NUM_THREADS=1`` mattered on a shared machine: the per-node eigendecompositions are
+64 x 64, and OpenBLAS's threads made them 25 times slower under load (measured).  The float64 joint
+map now limits the BLAS pools to one thread itself (:func:`bnsym.blas.one_thread`).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@
 * :mod:`.gegenbauer_series`: Gegenbauer coefficients and the series of q*, c*, lambda_G and the
   forward eigenvalues; :mod:`.weight_gradient_moments`: per-layer weight-gradient moments.
 
-May import: :mod:`bnsym.errors`, :mod:`bnsym.validation`, :mod:`bnsym.estimate`,
+May import: :mod:`bnsym.errors`, :mod:`bnsym.validation`, :mod:`bnsym.estimate`, :mod:`bnsym.blas`,
 :mod:`bnsym.activations`, :mod:`bnsym.numerics`, and (only for the sampling fallbacks of
 ``propagate`` and ``kernel`` where no deterministic route exists yet) :mod:`bnsym.montecarlo`.
 Never :mod:`bnsym.symbolic`, :mod:`bnsym.train`, :mod:`bnsym.cli` or :mod:`bnsym.plotting`.

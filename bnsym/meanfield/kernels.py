@@ -36,6 +36,7 @@ import mpmath
 import numpy as np
 
 from bnsym import validation
+from bnsym.blas import one_thread
 from bnsym.errors import BnsymInputError, PrecisionError
 from bnsym.estimate import STANDARD_ERROR, Value
 from bnsym.meanfield import joint
@@ -427,6 +428,7 @@ def joint_obstacle(settings: Settings):
 
 
 @on_distinct_batches
+@one_thread
 def joint_layers(settings: Settings, gram, depth: int, *, ntk: bool = False, tolerance: float = 1e-8, progress=False):
     """``(nngp, ntk, layer_errors)``: the joint map iterated ``depth`` times from the ``M x M`` ``gram``
     (``M`` a multiple of ``settings.batch_size``), float64.  ``ntk`` is None unless asked for.
