@@ -6,7 +6,7 @@ import pytest
 
 import bnsym
 from bnsym.montecarlo import sampling
-from bnsym.errors import BnsymInputError
+from bnsym.errors import BnsymError, BnsymInputError
 from bnsym.numerics.gaussian_kernels import homogeneous_coefficients, homogeneous_kernel, homogeneous_variance, orthant_moment
 from bnsym.meanfield.propagation import example_input, propagate
 from bnsym.subspaces import subspace_direction, subspace_parts
@@ -151,3 +151,11 @@ def test_cli_propagate_plot(tmp_path):
     path = tmp_path / "distance.png"
     assert main(["propagate", "relu", "-B", "6", "-L", "4", "--plot", str(path), "--width", "64", "--seeds", "2"]) == 0
     assert path.stat().st_size > 1000
+
+
+def test_sampling_names_the_layer_whose_output_collapsed():
+    """ReLU at beta = -sqrt(3), B = 4: phi(x + beta) = 0 on the whole support |x| <= sqrt(3) of the normalized
+    values, so layer 1's output is constant across the batch and layer 2's batch norm has nothing to divide
+    by; the error names that layer, not an argument the user did not pass (found by review)."""
+    with pytest.raises(BnsymError, match="layer 1's output Gram matrix .* layer 2's batch norm divides by zero"):
+        propagate("relu", np.diag([1.0, 2.0, 3.0, 4.0]), 2, beta=-1.73205, samples=2000, chains=2, method="sampling")
