@@ -135,8 +135,9 @@ def _monte_carlo_rate(phi, dphi, b, eps, scale, gamma=1.0, beta=0.0, sigma_w=1.0
         ),
         ("identity", lambda x: x, np.ones_like, 5, 0.3, 1.0, 0.0, 0.8),
         # the scale root (~0.36) lies far below the eps = 0 start (~1.4): a coarse
-        # radial rule once steered the solver to a false "no fixed point"
-        ("relu", lambda x: np.maximum(x, 0), lambda x: (x > 0).astype(float), 32, 1.0, 1.0, 0.0, 2.0),
+        # radial rule once steered the solver to a false "no fixed point" (3 s: slow, for the fast suite's 90 s)
+        pytest.param("relu", lambda x: np.maximum(x, 0), lambda x: (x > 0).astype(float), 32, 1.0, 1.0, 0.0, 2.0,
+                     marks=pytest.mark.slow),
     ],
 )
 @pytest.mark.statistical
