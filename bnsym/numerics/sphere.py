@@ -607,7 +607,6 @@ class SphereLaw:
                     sums[_product_key(p)] += wi * _product(values, p)
         return sums
 
-
     def _phi_cuts(self, g_cuts, base, spread):
         """``[(phi, flag, index)]``: where the inner circle ``s_b = sqrt(n) (base + spread sin phi)`` crosses
         the kink ``g_cuts[index]`` of an inner integrand."""
@@ -622,7 +621,7 @@ class SphereLaw:
     # ------------------------------------------------------ nested angles, float64
     def _nested_float(self, pairs, scales, rtol, start_level):
         """The nested-angle rule of :meth:`_nested` in float64, vectorised over each panel's nodes, for
-        ``rtol >= FLOAT_NESTED_RTOL`` (docs/theory.md section 3.3).  The panels, their kinds and the
+        ``rtol >= FLOAT_NESTED_RTOL`` (docs/theory.md section 3.2).  The panels, their kinds and the
         inner cuts are those of the mpmath rule (computed in mpmath, once per outer panel); the nodes,
         the weights and the integrands (:meth:`Integrand.evaluate_float`) are float64.  Each error is the
         difference of two levels plus ``FLOAT_ROUNDING`` times the sum of the absolute terms.
