@@ -359,7 +359,8 @@ def _sampled(settings, gram, depth, star, fp, samples, chains, seed):
                 current = sampling.gram_map(settings.activation, current, samples=samples, seed=[seed, chain, layer],
                                             **kw).mean
             except BnsymInputError as exc:
-                if layer == 0:
+                centred = current - current.mean(axis=0) - current.mean(axis=1)[:, None] + current.mean()
+                if layer == 0 or np.abs(centred).max() > 1e-10 * np.abs(current).max():
                     raise
                 raise BnsymError(
                     f"layer {layer}'s output Gram matrix (sampled) is constant across the batch to float64 "
