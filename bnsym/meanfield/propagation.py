@@ -61,7 +61,7 @@ import mpmath
 import numpy as np
 
 from bnsym import validation
-from bnsym.errors import BnsymError, BnsymInputError, PrecisionError
+from bnsym.errors import BnsymInputError, PrecisionError
 from bnsym.meanfield.bsb1 import bsb1_state
 from bnsym.meanfield.kernels import high_precision_layers, input_gram, joint_layers
 from bnsym.meanfield.laplace import laplace_applies, laplace_map, laplace_obstacle
@@ -355,19 +355,9 @@ def _sampled(settings, gram, depth, star, fp, samples, chains, seed):
     for chain in range(chains):
         current, path = gram, [gram]
         for layer in range(depth):
-            try:
-                current = sampling.gram_map(settings.activation, current, samples=samples, seed=[seed, chain, layer],
-                                            **kw).mean
-            except BnsymInputError as exc:
-                centred = current - current.mean(axis=0) - current.mean(axis=1)[:, None] + current.mean()
-                if layer == 0 or np.abs(centred).max() > 1e-10 * np.abs(current).max():
-                    raise
-                raise BnsymError(
-                    f"layer {layer}'s output Gram matrix (sampled) is constant across the batch to float64 "
-                    f"precision, so layer {layer + 1}'s batch norm divides by zero at eps = 0: phi(gamma x + beta) "
-                    f"is constant on the batch's values (gamma={mpmath.nstr(settings.gamma, 6)}, "
-                    f"beta={mpmath.nstr(settings.beta, 6)}); propagate fewer layers or use eps > 0"
-                ) from exc
+            name = "gram" if layer == 0 else f"layer {layer}'s output Gram matrix (sampled; layer {layer + 1}'s input)"
+            current = sampling.gram_map(settings.activation, current, samples=samples, seed=[seed, chain, layer],
+                                        name=name, **kw).mean
             current = (current + current.T) / 2
             path.append(current)
         runs.append(np.array(path))

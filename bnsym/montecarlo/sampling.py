@@ -255,11 +255,13 @@ def frobenius(d, w):
 
 
 # ----------------------------------------------------------------------------- maps
-def gram_map(activation, gram, *, gamma=1, beta=0, eps=0, sigma_w=1, samples=DEFAULT_SAMPLES, seed=0, chunk=None) -> SampledMatrix:
+def gram_map(activation, gram, *, gamma=1, beta=0, eps=0, sigma_w=1, samples=DEFAULT_SAMPLES, seed=0, chunk=None,
+             name="gram") -> SampledMatrix:
     r"""Monte Carlo of ``V(Sigma) = E_{h ~ N(0, sigma_w^2 Sigma)}[B_phi(h) B_phi(h)^T]``.
 
     ``gram``: any symmetric positive semi-definite ``B x B`` matrix (checked:
-    square, symmetric, finite, PSD within ``1e-10`` relative tolerance).
+    square, symmetric, finite, PSD within ``1e-10`` relative tolerance); ``name``: what the error
+    messages call it (a caller iterating the map names the layer it came from).
     Returns the entrywise mean and standard error.  Cost
     ``O(samples B (r + B))`` flops (two BLAS products per chunk:
     ``Y^T Y`` and ``(Y*Y)^T (Y*Y)``) plus ``samples * B`` activation calls.
@@ -269,10 +271,10 @@ def gram_map(activation, gram, *, gamma=1, beta=0, eps=0, sigma_w=1, samples=DEF
     ((8, 8), 4000)
     """
     act, p = as_activation(activation), validation.network_parameters(gamma, beta, eps, sigma_w)
-    sigma = validation.gram_matrix(gram, name="gram")
+    sigma = validation.gram_matrix(gram, name=name)
     b = sigma.shape[0]
     n = validation.integer(samples, name="samples", minimum=2)
-    factor = _centred_factor(p["sigma_w"] ** 2 * sigma, p["eps"], "gram")
+    factor = _centred_factor(p["sigma_w"] ** 2 * sigma, p["eps"], name)
     rng = _rng(seed)
     acc = _Accumulator()
     for m in _chunks(n, chunk, b * b):

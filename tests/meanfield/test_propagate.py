@@ -157,5 +157,6 @@ def test_sampling_names_the_layer_whose_output_collapsed():
     """ReLU at beta = -sqrt(3), B = 4: phi(x + beta) = 0 on the whole support |x| <= sqrt(3) of the normalized
     values, so layer 1's output is constant across the batch and layer 2's batch norm has nothing to divide
     by; the error names that layer, not an argument the user did not pass (found by review)."""
-    with pytest.raises(BnsymError, match="layer 1's output Gram matrix .* layer 2's batch norm divides by zero"):
+    with pytest.raises(BnsymError, match=r"layer 1's output Gram matrix \(sampled; layer 2's input\) has no component "
+                                         r"orthogonal .* batch norm divides by zero"):
         propagate("relu", np.diag([1.0, 2.0, 3.0, 4.0]), 2, beta=-1.73205, samples=2000, chains=2, method="sampling")
