@@ -630,6 +630,7 @@ class SphereLaw:
         key = _hint_key(self, "nested, float64", funcs)
         level = self._start_level(start_level, two_d=True, key=key)
         sizes = [float(s) for s in scales]
+        layout = self._nested_layout(pairs)  # the panels and cuts do not depend on the level
 
         def judge(current, previous):
             (values, magnitudes), (old, _) = current, previous
@@ -639,14 +640,14 @@ class SphereLaw:
             return [Estimate(mpmath.mpf(float(v)), mpmath.mpf(float(e))) for v, e in zip(values, errors)]
 
         return converge(
-            lambda level: self._nested_level_float(pairs, level), judge, key, level, MAX_LEVEL_2D,
+            lambda level: self._nested_level_float(pairs, layout, level), judge, key, level, MAX_LEVEL_2D,
             f"two-coordinate expectation (float64) did not converge to {mpmath.nstr(rtol, 3)} "
             f"with {SIZES[MAX_LEVEL_2D]}^2 nodes per panel (B={self.batch_size})",
         )
 
-    def _nested_level_float(self, pairs, level):
-        """``(values, magnitudes)``: float64 arrays of :meth:`_nested_level`'s sums and of their absolute terms."""
-        layout = self._nested_layout(pairs)
+    def _nested_level_float(self, pairs, layout, level):
+        """``(values, magnitudes)``: float64 arrays of :meth:`_nested_level`'s sums and of their absolute terms
+        (``layout``: :meth:`_nested_layout` of ``pairs``)."""
         totals, magnitudes = np.zeros(len(pairs)), np.zeros(len(pairs))
         with np.errstate(all="ignore"):  # overflow or NaN in a piece's unused branch: the judge refuses non-finite sums
             for edge in layout[-1]:
@@ -683,9 +684,9 @@ class SphereLaw:
             s2 = root_n * (base[:, None] + spread[:, None] * np.sin(phi))
             g_values = {id(g): g.evaluate_float(s2) for g in inner_funcs}
             for p in inner_products:
-                inner[_product_key(p)] += (wi * _float_product(g_values, p, s2.shape)).sum(axis=1)
+                inner[_product_key(p)] += (wi * _product(g_values, p, np.ones(s2.shape))).sum(axis=1)
         for i, (factors_f, factors_g) in enumerate(pairs):
-            terms = wo * _float_product(f_values, factors_f, psi.shape) * inner[_product_key(factors_g)]
+            terms = wo * _product(f_values, factors_f, np.ones(psi.shape)) * inner[_product_key(factors_g)]
             totals[i] += terms.sum()
             magnitudes[i] += np.abs(terms).sum()
 
@@ -716,14 +717,6 @@ def _float_panel(lo, hi, kind, smooth, level):
     width = hi - lo
     nodes = np.where(left < right, lo + width * left, hi - width * right)
     return nodes, width * weights
-
-
-def _float_product(values, factors, shape):
-    """``prod values[id(f)]`` over ``factors`` as a float64 array of ``shape`` (ones for no factor)."""
-    result = np.ones(shape)
-    for f in factors:
-        result = result * values[id(f)]
-    return result
 
 
 def converge(evaluate, judge, key, level, max_level, failure):
@@ -786,11 +779,12 @@ def _product_key(factors):
     return tuple(map(id, factors))
 
 
-def _product(values, factors):
-    """``prod values[id(f)]`` over ``factors`` (1 for no factor)."""
+def _product(values, factors, one=None):
+    """``prod values[id(f)]`` over ``factors`` (``one`` for no factor: an mpf 1 by default, or an array of ones
+    for float64 values)."""
     if len(factors) == 1:
         return values[id(factors[0])]
-    result = mpmath.mpf(1)
+    result = mpmath.mpf(1) if one is None else one
     for f in factors:
         result = result * values[id(f)]
     return result

@@ -100,7 +100,7 @@ def test_float64_nested_rule_against_the_mpmath_rule(b, monkeypatch):
     levels = []
     original = SphereLaw._nested_level_float
     monkeypatch.setattr(SphereLaw, "_nested_level_float",
-                        lambda self, pairs, level: levels.append(level) or original(self, pairs, level))
+                        lambda self, pairs, layout, level: levels.append(level) or original(self, pairs, layout, level))
     low = law.expect_pairs(pairs, mpmath.mpf("1e-10"))
     taken = len(levels)
     high = law.expect_pairs(pairs, mpmath.mpf("1e-16"))
@@ -118,7 +118,7 @@ def test_float64_nested_rule_falls_back_to_mpmath(monkeypatch):
     pairs = _kinked_pairs()[:2]
     want = SphereLaw(7, 20).expect_pairs(pairs, mpmath.mpf("1e-16"))
     monkeypatch.setattr(SphereLaw, "_nested_level_float",
-                        lambda self, pairs, level: (np.full(len(pairs), np.nan), np.zeros(len(pairs))))
+                        lambda self, pairs, layout, level: (np.full(len(pairs), np.nan), np.zeros(len(pairs))))
     got = SphereLaw(7, 20).expect_pairs(pairs, mpmath.mpf("1e-10"))
     for a, e in zip(got, want):
         assert abs(a.value - e.value) <= a.error + e.error and a.error <= mpmath.mpf("1e-10")
