@@ -45,6 +45,7 @@ from bnsym.errors import PrecisionError
 from bnsym.estimate import Estimate, rounding_error
 from bnsym.numerics.quadrature import (
     SIZES,
+    float64_rule,
     geometric_mean,
     panel,
     schwinger_rule,
@@ -519,25 +520,17 @@ def _accumulate(out, where, law, terms, u, ca, cb, weights, phi):
     out[3, where] += factor.sum(axis=axes)
 
 
-def _float_rule(rule, *args, **kwargs):
-    """``rule(*args, **kwargs)`` (a rule of :mod:`bnsym.numerics.quadrature` giving mpf nodes and weights, run at
-    17 digits: the last argument its ``working_dps``) as two float64 arrays."""
-    with mpmath.workdps(20):
-        nodes, weights = rule(*args, **kwargs)
-        return np.array([float(x) for x in nodes]), np.array([float(x) for x in weights])
-
-
 def _square_level(law, rows, phi, kinks, level, out):
     """The square polar rule (no kinks) at ``level``, accumulated into ``out``."""
     lam, g, rate, b = law
     m = SIZES[level]
     if rate:
         decay = rate * b
-        ss, ws = _float_rule(schwinger_rule, mpmath.mpf(float(schwinger_scale(lam.tolist(), decay))), mpmath.mpf(decay), 1, m, 17)
+        ss, ws = float64_rule(schwinger_rule, mpmath.mpf(float(schwinger_scale(lam.tolist(), decay))), mpmath.mpf(decay), 1, m)
         u = 1 / (1 + 2 * g * ss)
         weights = ws * 2 * g * u * u  # du = -2 g u^2 ds
     else:
-        u, weights = _float_rule(panel, mpmath.mpf(0), mpmath.mpf(1), level, 17, smooth_lo=True, smooth_hi=True)
+        u, weights = float64_rule(panel, mpmath.mpf(0), mpmath.mpf(1), level, smooth_lo=True, smooth_hi=True)
         ss = None
     # the angle needs more nodes than the radius as K grows ill-conditioned (see expect_polar): about
     # (lambda_max / lambda_min)^(1/4) times as many
@@ -561,11 +554,11 @@ def _kinked_level(law, rows, phi, kinks, level, out):
     edges = _kink_angles(b, kinks)
     # as in the square rule, _stretch times as many angles (two levels double them)
     extra = round(2 * np.log2(_stretch(law[0])))
-    tn, tw = _float_rule(panel, mpmath.mpf(0), mpmath.mpf(1), min(level + extra, len(SIZES) - 1), 17, kind="tanh-sinh")
+    tn, tw = float64_rule(panel, mpmath.mpf(0), mpmath.mpf(1), min(level + extra, len(SIZES) - 1), kind="tanh-sinh")
     angles = np.concatenate([lo + (hi - lo) * tn for lo, hi in pairwise(edges)])
     angle_weights = np.concatenate([(hi - lo) * tw for lo, hi in pairwise(edges)])
     ca, cb = np.cos(angles), np.sin(angles)
-    plain, plain_w = _float_rule(panel, mpmath.mpf(0), mpmath.mpf(1), level, 17)
+    plain, plain_w = float64_rule(panel, mpmath.mpf(0), mpmath.mpf(1), level)
     layer = rate * b / (2 * g)
     fixed = [layer * 4.0**j for j in range(20) if 0 < layer * 4.0**j < 1]  # the e^{-c (1-u)/u} layer at the edge
     # and u = 1/4, so that no piece spans both ends' neighbourhoods (the weight's singularities near them,

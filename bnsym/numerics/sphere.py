@@ -60,7 +60,7 @@ import numpy as np
 from bnsym.activations import Activation
 from bnsym.errors import PrecisionError
 from bnsym.estimate import Estimate, rounding_error
-from bnsym.numerics.quadrature import SIZES, panel
+from bnsym.numerics.quadrature import SIZES, float64_rule, panel
 
 #: Highest rule level for one-dimensional integrals, and for nested ones.
 MAX_LEVEL_1D = len(SIZES) - 1
@@ -702,11 +702,9 @@ FLOAT_ROUNDING = 1e-14
 def _unit_panel(kind, smooth, level):
     """``(left, right, weights)`` of :func:`~bnsym.numerics.quadrature.panel` on ``[0, 1]`` as float64 arrays:
     node ``k`` is at ``left[k]`` from 0 and ``right[k]`` from 1 (both kept, each accurate near its end)."""
-    with mpmath.workdps(25):
-        nodes, weights = panel(mpmath.mpf(0), mpmath.mpf(1), level, 25, kind=kind, smooth_lo=smooth[0],
-                               smooth_hi=smooth[1])
-        return (np.array([float(x) for x in nodes]), np.array([float(1 - x) for x in nodes]),
-                np.array([float(w) for w in weights]))
+    left, weights, right = float64_rule(panel, mpmath.mpf(0), mpmath.mpf(1), level, kind=kind, smooth_lo=smooth[0],
+                                        smooth_hi=smooth[1], complements=True)
+    return left, right, weights
 
 
 def _float_panel(lo, hi, kind, smooth, level):
