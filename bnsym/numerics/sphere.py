@@ -126,6 +126,12 @@ class Integrand:
             value = value - self.center
         return value
 
+    def continued(self, s_mid):
+        """``F`` as one analytic function: ``s -> F(s)`` with the piece valid around ``s_mid`` (for a region
+        of ``s`` that no kink of ``F`` enters, where it is ``F`` and saves :meth:`evaluate`'s look-up)."""
+        base = self.piece(s_mid)
+        return lambda s: self.finish(s, base(self.gain * s + self.shift))
+
     def evaluate(self, s):
         """``F(s)`` (picking the piece that contains ``s``)."""
         return self.finish(s, self.piece(s)(self.gain * s + self.shift))
