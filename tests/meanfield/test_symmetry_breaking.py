@@ -11,6 +11,7 @@ import bnsym
 from bnsym.montecarlo import sampling
 from bnsym.errors import BnsymInputError
 from bnsym.subspaces import subspace_parts
+from bnsym.meanfield import symmetry
 from bnsym.meanfield.symmetry import block_structure, bsb2_matrix, simulated_blocks, symmetry_breaking
 from statistical import seed, sigmas
 
@@ -35,6 +36,18 @@ def test_relu_power_2_settles_on_a_stable_bsb2_point(relu_power_8):
     # the large block (3 samples) carries the norm; the other block collapses onto one vector
     assert point.q[1] > 10 * point.q[0]
     assert abs(point.q[0] - point.c_within[0]) < 1e-8 * point.q[0]
+
+
+def test_collapsed_block_is_reached_by_the_map_not_by_stalled_newton_steps(monkeypatch):
+    """The (5, 3) point's low-norm block has collapsed (q = c: the map is not differentiable there, Newton
+    is linear): the refinement reaches a residual below 1e-10 with at most 60 maps after the 122 layers of
+    the search (it took 175, 11 per stalled Newton step, before the map's own contraction took over)."""
+    calls = []
+    original = symmetry.mean_field_map
+    monkeypatch.setattr(symmetry, "mean_field_map", lambda *args: calls.append(1) or original(*args))
+    point = symmetry_breaking("relu_power(2)", 8, sizes=3, power_steps=0).fixed_point
+    assert point.residual < 1e-10 and abs(point.q[0] - point.c_within[0]) < 1e-8 * point.q[0]
+    assert len(calls) - point.layers <= 60, (len(calls), point.layers)
 
 
 @pytest.mark.statistical
