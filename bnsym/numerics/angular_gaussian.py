@@ -51,7 +51,7 @@ from bnsym.numerics.quadrature import (
     schwinger_rule,
     schwinger_scale,
 )
-from bnsym.numerics.sphere import converge, hinted_level
+from bnsym.numerics.sphere import converge, evaluator, hinted_level
 
 #: Highest level of the polar rule (``SIZES[level]`` radial nodes).
 MAX_POLAR_LEVEL = SIZES.index(256)
@@ -285,7 +285,7 @@ class PairDensity:
         ``tolerances`` (one per pair)."""
         sums = {}  # points -> raw sums over k pi / points
         last = {}
-        analytic = {i: f.continued(mpmath.mpf(0)) for i, f in funcs.items()}  # no kink enters the ellipse
+        values_at = evaluator(list(funcs.values()), mpmath.mpf(0))  # no kink enters the ellipse
 
         def level_values(level, points=None):
             points = ANGLE_SIZES[level] if points is None else points
@@ -299,8 +299,7 @@ class PairDensity:
                     continue
                 for sign in (1, -1):
                     xa, xb = sign * r * ca, sign * r * cb
-                    values_a = {i: f(xa) for i, f in analytic.items()}
-                    values_b = {i: f(xb) for i, f in analytic.items()}
+                    values_a, values_b = values_at(xa), values_at(xb)
                     for index, (fa, gb) in enumerate(pairs):
                         term = density
                         for f in fa:
