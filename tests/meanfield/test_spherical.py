@@ -215,11 +215,12 @@ def _conditioned_gram(b, condition, seed_):
 
 @pytest.mark.slow
 def test_adaptive_angle_on_an_ill_conditioned_batch_against_laplace():
-    """Condition number 1000 (past ADAPTIVE_ANGLE_CONDITION: each radial node's own angular rule; the
-    square rule fails there with 256^2 nodes): x^2 at B = 4 against the Laplace method at 15 digits, on
-    the pair whose 2 x 2 block of G Sigma G is the worst conditioned (about 11 s)."""
+    """Condition number 1000 (past ADAPTIVE_ANGLE_CONDITION: each radial node's own angular rule; at 15
+    digits the square rule fails there with 256^2 nodes): x^2 at B = 4 against the Laplace method at 12
+    digits, on the pair whose 2 x 2 block of G Sigma G is the worst conditioned (about 5 s; 15 s at 15
+    digits, where the same check passes with errors of 1e-21)."""
     gram = _conditioned_gram(4, 1000, 1)
-    settings = make_settings("x**2", 4, dps=15)
+    settings = make_settings("x**2", 4, dps=12)
     with mpmath.workdps(settings.working_dps):
         want = laplace_map(settings, mpmath.matrix(gram.tolist()))[0]
         centred = (np.eye(4) - 0.25) @ gram @ (np.eye(4) - 0.25)
@@ -227,10 +228,10 @@ def test_adaptive_angle_on_an_ill_conditioned_batch_against_laplace():
                    key=lambda p: (centred[p[0], p[0]] + centred[p[1], p[1]]) ** 2 / np.linalg.det(centred[np.ix_(p, p)]))
         density = _pair(gram, a, c, settings.eps, settings.working_dps)
         f = Integrand(settings.activation, mpmath.mpf(1), mpmath.mpf(0))
-        got = density.expect_polar([((f,), (f,)), ((f, f), ()), ((), (f, f))], mpmath.mpf(10) ** -16, settings.working_dps)
+        got = density.expect_polar([((f,), (f,)), ((f, f), ()), ((), (f, f))], mpmath.mpf(10) ** -13, settings.working_dps)
         for estimate, exact in zip(got, (want[a, c], want[a, a], want[c, c])):
-            assert abs(estimate.value - exact) <= mpmath.mpf(10) ** -15 * abs(want[a, a])
-            assert estimate.error <= mpmath.mpf(10) ** -15 * abs(want[a, a])
+            assert abs(estimate.value - exact) <= mpmath.mpf(10) ** -12 * abs(want[a, a])
+            assert estimate.error <= mpmath.mpf(10) ** -12 * abs(want[a, a])
 
 
 @pytest.mark.parametrize("eps, condition", [("0", None), ("0.05", None), ("0", 1000), ("0.01", 1000)])
