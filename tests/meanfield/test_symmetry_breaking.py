@@ -38,6 +38,7 @@ def test_relu_power_2_settles_on_a_stable_bsb2_point(relu_power_8):
     assert abs(point.q[0] - point.c_within[0]) < 1e-8 * point.q[0]
 
 
+@pytest.mark.slow
 def test_collapsed_block_is_reached_by_the_map_not_by_stalled_newton_steps(monkeypatch):
     """The (5, 3) point's low-norm block has collapsed (q = c: the map is not differentiable there, Newton
     is linear): the refinement reaches a residual below 1e-10 with at most 60 maps after the 122 layers of
