@@ -21,7 +21,8 @@ one exceeds 1 the Gram matrix leaves the BSB1 family.  :func:`symmetry_breaking`
 
 Only the exact (Laplace) map is used for the search; other activations get
 the verdict and no search (``method="verdict only"``).  Cost: a few hundred
-layers of the Laplace map (a few ms to 0.5 s each) plus 10 per Newton step.
+layers of the Laplace map (a few ms to 0.5 s each) plus 11 per Newton step and one per
+step of the iteration that follows Newton where it stalls (:func:`bsb2_point`).
 """
 
 from __future__ import annotations
@@ -207,14 +208,16 @@ def bsb2_point(settings: Settings, gram: np.ndarray, layers: int = 0, newton_ste
     """Refine an approximate BSB2 fixed point by Newton's method on its five entries,
     then estimate the full Jacobian's spectral radius by ``power_steps`` power iterations.
 
-    Newton stops when a step is below ``1e-12`` of the entries, or when a step has not cut the residual
-    by at least :data:`NEWTON_GAIN`.  Its convergence is quadratic where the map is analytic; at a
-    point where a block has collapsed (``q = c`` within it, as in the low-norm block of relu_power(2)'s
-    (5, 3) point at B = 8) the block's Gram matrix is singular, the map is not differentiable there
-    and Newton is only linear (measured: each step of 11 maps cut the residual by 0.6, 15 steps from
-    3.5e-9 to 2.4e-12).  The map itself still contracts towards that point (by 0.75 a layer in that
-    case), so the entries are then iterated, one map a step, until a step changes them by less than
-    ``1e-12`` of their size or no longer shrinks (at most :data:`POLISH_STEPS`)."""
+    Newton stops when a step is below ``1e-12`` of the entries, or when, with the residual already
+    below :data:`STALLED_RESIDUAL` of the entries, a step has not cut it by at least
+    :data:`NEWTON_GAIN`.  Its convergence is quadratic where the map is analytic; at a point where a
+    block has collapsed (``q = c`` within it, as in the low-norm block of relu_power(2)'s (5, 3) point
+    at B = 8) the block's Gram matrix is singular, the map is not differentiable there and Newton is
+    only linear (measured: each step of 11 maps cut the residual by 0.6, 15 steps from 3.5e-9 to
+    2.4e-12).  The map itself still contracts towards that point (by 0.75 a layer in that case), so
+    the entries are then iterated, one map a step, each step kept only if it cuts the residual, until
+    it is below ``1e-12`` of the entries (at most :data:`POLISH_STEPS`).  ``residual`` reports where
+    this ended; the Newton steps cost ``1 + 2 k`` maps each (``k`` active entries), the others one."""
     b = gram.shape[0]
     groups, entries, block_error = block_structure(gram)
     if block_error > 5e-2:
@@ -230,29 +233,31 @@ def bsb2_point(settings: Settings, gram: np.ndarray, layers: int = 0, newton_ste
         out = np.array(_block_means(mean_field_map(settings, bsb2_matrix(b, groups, _fill(full, groups))), groups))
         return out - _fill(full, groups)
 
-    jac = None
+    def size_of(r):
+        return float(np.abs(r[active]).max())
+
     previous = math.inf
+    r = residual(x)
     for _ in range(newton_steps):
-        r = residual(x)
-        size = float(np.abs(r[active]).max())
-        if size > previous / NEWTON_GAIN:  # not quadratic any more: the map's own error
-            break
+        size = size_of(r)
+        if size <= STALLED_RESIDUAL * np.abs(x).max() and size > previous / NEWTON_GAIN:
+            break  # close to the point and no longer quadratic: a collapsed block (see the docstring)
         previous = size
         jac = _jacobian(residual, x, active)
         step = np.zeros_like(x)
         step[active] = np.linalg.lstsq(jac[np.ix_(active, active)], -r[active], rcond=None)[0]
         x = x + step
+        r = residual(x)
         if np.abs(step).max() <= 1e-12 * np.abs(x).max():
             break
-    change = math.inf
-    for _ in range(POLISH_STEPS):  # the map's own contraction, where Newton has stalled
-        following = x + residual(x)
-        new_change = float(np.abs(following - x).max())
-        if not new_change < change:
+    for _ in range(POLISH_STEPS):  # the map's own contraction: a step is kept only if it cuts the residual
+        if size_of(r) <= 1e-12 * np.abs(x).max():
             break
-        x, change = following, new_change
-        if change <= 1e-12 * np.abs(x).max():
+        following = x + r
+        r_following = residual(following)
+        if not size_of(r_following) < size_of(r):
             break
+        x, r = following, r_following
     final = bsb2_matrix(b, groups, _fill(x, groups))
     res = float(np.linalg.norm(mean_field_map(settings, final) - final))
     jac = _jacobian(residual, x, active)
@@ -267,8 +272,11 @@ def bsb2_point(settings: Settings, gram: np.ndarray, layers: int = 0, newton_ste
     )
 
 
-#: The factor by which a Newton step of :func:`bsb2_point` must cut the residual for the next to be taken.
+#: The factor by which a Newton step of :func:`bsb2_point` must cut the residual for the next to be taken,
+#: once the residual is below ``STALLED_RESIDUAL`` of the entries (farther away a step may cut it by less
+#: before the quadratic convergence sets in).
 NEWTON_GAIN = 4
+STALLED_RESIDUAL = 1e-6
 #: Most iterations of the map in :func:`bsb2_point` after Newton's steps.
 POLISH_STEPS = 200
 

@@ -236,6 +236,10 @@ class PairDensity:
             return out if all(e.error <= rtol * (1 if m else size) for e, m in zip(out, mass)) else None
 
         funcs = {id(f): f for pair in pairs for factors in pair for f in factors}
+        reach = mpmath.sqrt(len(self.lam))  # |x_a| < sqrt(B - 1) on the ellipse
+        if any(abs(s) < reach for f in funcs.values() for s, _ in f.breakpoints()):
+            raise ValueError("expect_polar needs integrands analytic on the ellipse |x| < sqrt(B - 1): a kink "
+                             "inside it needs the nested rule (SphereLaw.expect_weighted)")
         labels = tuple(sorted({f.activation.label for f in funcs.values()}))
         key = ("polar", len(self.lam) + 1, working_dps, labels)
         start = hinted_level(key, next(i for i, n in enumerate(SIZES) if n >= working_dps // 2))

@@ -228,17 +228,18 @@ def panel(lo, hi, level: int, working_dps: int, *, kind: str = "gauss", smooth_l
 #: The precision a float64 rule is designed for (:func:`float64_rule`): the double-exponential rules are
 #: truncated where their terms fall below ``10^-17``, float64's reach.
 FLOAT_RULE_DPS = 17
-#: Digits at which :func:`float64_rule` computes a rule before rounding it (past float64's 16, so that each
-#: node and weight is the rule's own value correctly rounded).
-FLOAT_RULE_WORKING_DPS = 25
+#: Digits of the arithmetic that maps a rule to its interval in :func:`float64_rule`: a node within
+#: ``10^-34`` of an end keeps 16 digits of its distance from it.
+FLOAT_RULE_WORKING_DPS = 50
 
 
 def float64_rule(rule, *args, complements: bool = False, **kwargs):
     """A rule of this module as float64 arrays: ``(nodes, weights)`` of ``rule(*args, FLOAT_RULE_DPS, **kwargs)``
-    (the rule's ``working_dps`` is supplied: a rule for float64), computed at :data:`FLOAT_RULE_WORKING_DPS`
-    digits and rounded.  With ``complements=True``, ``(nodes, weights, 1 - nodes)``, the last rounded after
-    the subtraction (each node's distance from 1 keeps its relative accuracy near 1, which the float64
-    ``1 - node`` loses).  Cost: the rule's at 25 digits, plus ``O(n)`` conversions."""
+    (the rule's ``working_dps`` is supplied: a rule for float64, its values given to 17 digits), mapped
+    to its interval at :data:`FLOAT_RULE_WORKING_DPS` digits and rounded once to float64.  With
+    ``complements=True``, ``(nodes, weights, 1 - nodes)``, the distances from 1 taken before the
+    rounding (the float64 ``1 - node`` loses them near 1: a tanh-sinh node 10^-20 from 1 rounds to 1).
+    Cost: the rule's, plus ``O(n)`` conversions."""
     with mpmath.workdps(FLOAT_RULE_WORKING_DPS):
         nodes, weights = rule(*args, FLOAT_RULE_DPS, **kwargs)
         out = (np.array([float(x) for x in nodes]), np.array([float(w) for w in weights]))

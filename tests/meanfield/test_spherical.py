@@ -14,6 +14,7 @@ import pytest
 from statistical import seed, sigmas
 
 import bnsym
+from bnsym.activations import activation
 from bnsym.errors import BnsymInputError, PrecisionError
 from bnsym.meanfield import spherical
 from bnsym.meanfield.laplace import centred_spectrum, laplace_map
@@ -50,6 +51,19 @@ def test_pair_law_at_bsb1_input_is_the_sphere_law():
                 chol = np.linalg.cholesky(np.array([[1 - 1 / b, -1 / b], [-1 / b, 1 - 1 / b]]))
                 xa, xb = np.sqrt(b) * r * chol @ np.array([np.cos(t), np.sin(t)])
                 assert abs(density.ratio(mpmath.mpf(xa), mpmath.mpf(xb)) - 1) < mpmath.mpf(10) ** -20
+
+
+def test_polar_rule_refuses_a_kink_inside_the_ellipse():
+    """The polar rule integrates each integrand as one analytic piece: ReLU shifted so that its kink
+    (x = -0.5) lies inside the ellipse (|x| < sqrt 3 at B = 4) is refused, saying why; at a shift of 5
+    (kink at -5, outside) it is taken."""
+    with mpmath.workdps(20):
+        density = _pair(_gram(4, 3), 0, 1, 0, 20)
+        inside = Integrand(activation("relu"), mpmath.mpf(1), mpmath.mpf("0.5"))
+        with pytest.raises(ValueError, match="analytic on the ellipse"):
+            density.expect_polar([((inside,), (inside,))], mpmath.mpf(10) ** -8, 20)
+        outside = Integrand(activation("relu"), mpmath.mpf(1), mpmath.mpf(5))
+        assert density.expect_polar([((outside,), ())], mpmath.mpf(10) ** -8, 20)[0].value > 0
 
 
 @pytest.mark.parametrize("eps", [0, "0.02"])

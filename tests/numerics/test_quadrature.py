@@ -38,19 +38,24 @@ def test_smoothed_panel_square_root_end():
 
 
 def test_float64_rule_integrates_as_the_rule_and_keeps_distances_from_one():
-    """float64_rule's arrays against closed forms: Gauss on [0, 1] integrates x^5 (1/6) to float64's accuracy;
-    the tanh-sinh rule (designed for float64: truncated where its terms fall below 10^-17) integrates
-    (1 - x)^(-1/2) (2) through the distances from 1 that it keeps to 1e-10 (measured 9.4e-12, the
-    truncated tail of this singular integrand), while float64's own ``1 - node`` (0 at six nodes, a few
-    per cent off at others) misses by more than 1e-9 (measured 1.1e-8)."""
+    """float64_rule's arrays against closed forms and against the rule itself: Gauss on [0, 1] integrates
+    x^5 (1/6) to float64's accuracy; the tanh-sinh rule (designed for float64: truncated where its terms fall
+    below 10^-17) integrates x^2 (1 - x)^(-1/2) (B(3, 1/2) = 16/15; not symmetric about 1/2, so nodes in place
+    of distances would not do) through the distances from 1 that it keeps to 1e-10, while float64's own
+    ``1 - node`` misses by more than 1e-9 (measured 9e-12 and 1e-8); each distance is the rule's (at 60
+    digits) to 1e-15."""
     nodes, weights = float64_rule(panel, mpmath.mpf(0), mpmath.mpf(1), 4)
     assert nodes.dtype == weights.dtype == np.float64
     assert abs(weights @ nodes**5 - 1 / 6) <= 1e-15
     nodes, weights, distances = float64_rule(panel, mpmath.mpf(0), mpmath.mpf(1), 9, kind="tanh-sinh", complements=True)
     for gaps, near in ((distances, True), (1 - nodes, False)):
         kept = gaps > 0
-        miss = abs(weights[kept] @ gaps[kept] ** -0.5 - 2)
+        miss = abs(weights[kept] @ (nodes[kept] ** 2 * gaps[kept] ** -0.5) - 16 / 15)
         assert miss <= 1e-10 if near else miss > 1e-9
+    with mpmath.workdps(60):
+        exact = [1 - x for x in panel(mpmath.mpf(0), mpmath.mpf(1), 9, 17, kind="tanh-sinh")[0]]
+    assert all(abs(mpmath.mpf(float(d)) - e) <= 1e-15 * e for d, e in zip(distances, exact))
+    assert min(exact) < 1e-20  # the check reaches nodes that float64 puts at 1
 
 
 def test_float64_rule_passes_arguments_through():
