@@ -6,14 +6,19 @@ their false-failure probability in their docstrings.
 
 import numpy as np
 import pytest
+from statistical import seed, sigmas
 
 import bnsym
-from bnsym.montecarlo import sampling
 from bnsym.errors import BnsymInputError
-from bnsym.subspaces import subspace_parts
 from bnsym.meanfield import symmetry
-from bnsym.meanfield.symmetry import block_structure, bsb2_matrix, simulated_blocks, symmetry_breaking
-from statistical import seed, sigmas
+from bnsym.meanfield.symmetry import (
+    block_structure,
+    bsb2_matrix,
+    simulated_blocks,
+    symmetry_breaking,
+)
+from bnsym.montecarlo import sampling
+from bnsym.subspaces import subspace_parts
 
 
 def test_relu_keeps_batch_symmetry():

@@ -6,7 +6,12 @@ import mpmath
 import numpy as np
 import pytest
 
-from bnsym.numerics.quadrature import float64_rule, gauss_legendre, panel, schwinger_rule
+from bnsym.numerics.quadrature import (
+    float64_rule,
+    gauss_legendre,
+    panel,
+    schwinger_rule,
+)
 
 
 @pytest.mark.parametrize("n", [3, 8, 33, 100])
