@@ -92,7 +92,7 @@ class PairDensity:
             derivatives.append([8 * x * x * x for x in c])  # d2c/ds2
         entries = [mpmath.fdot(d, w) for d in derivatives for w in (self.paa, self.pab, self.pbb)]
         det = _det(entries)
-        q, q1, q2 = _forms(_form_matrices(entries, det), xa, xb)
+        q, q1, q2 = _forms(entries, det, xa, xb)
         if order == 1:
             return q, q1
         prod = mpmath.fprod(lam / ci for lam, ci in zip(self.lam, c))  # prod (1 + 2 s lambda_i)
@@ -175,9 +175,9 @@ class PairDensity:
         return self._polar_weight(self._radial_terms(u), u, ca, cb)
 
     def _radial_terms(self, u, s=None):
-        """The parts of :meth:`polar_weight` that do not depend on ``theta``: the matrices of the forms ``p``,
-        ``p'``, ``p''`` (:func:`_form_matrices`), ``Psi``, the ``theta``-free part of ``(log Psi)'`` and ``1 - u``
-        (``O(n)`` operations).  Given the Schwinger parameter ``s`` of ``u``, ``1 - u = 2 g s u`` and the factor
+        """The parts of :meth:`polar_weight` that do not depend on ``theta``: the entries of ``S^``, ``S^'``,
+        ``S^''``, ``det S^``, ``Psi``, the ``theta``-free part of ``(log Psi)'`` and ``1 - u`` (``O(n)``
+        operations).  Given the Schwinger parameter ``s`` of ``u``, ``1 - u = 2 g s u`` and the factor
         ``e^{-rate B s}`` are taken from it, not from ``u`` (where ``1 - u`` cancels when ``rate >> g``)."""
         g, n = self.mean, len(self.lam)
         one_minus = 1 - u if s is None else 2 * g * s * u
@@ -194,7 +194,7 @@ class PairDensity:
         psi = g**half * u ** (half - 1) / mpmath.sqrt(mpmath.fprod(d) * det)
         if self.rate:
             psi *= mpmath.exp(-self.rate * self.b * (one_minus / (2 * g * u) if s is None else s))
-        return _form_matrices(entries, det), dlog, psi, one_minus
+        return entries, det, dlog, psi, one_minus
 
     def _polar_weight(self, terms, u, ca, cb):
         """:meth:`polar_weight` from the ``theta``-free :meth:`_radial_terms` (``O(1)`` operations)."""
@@ -354,11 +354,11 @@ def _angles(points, working_dps):
 
 
 def _weight(terms, u, ca, cb, g, rate, b, pi):
-    """``(r^2, W)`` of :meth:`PairDensity.polar_weight` from its ``theta``-free terms ``(matrices of p, p', p'',
-    theta-free (log Psi)', Psi, 1 - u)``; arithmetic only, so mpf scalars or broadcasting numpy arrays (``pi``
-    is mpmath's or numpy's)."""
-    matrices, dlog, psi, one_minus = terms
-    p, p1, p2 = _forms(matrices, ca, cb)
+    """``(r^2, W)`` of :meth:`PairDensity.polar_weight` from its ``theta``-free terms ``(entries of S^, S^',
+    S^'', det S^, theta-free (log Psi)', Psi, 1 - u)``; arithmetic only, so mpf scalars or broadcasting
+    numpy arrays (``pi`` is mpmath's or numpy's)."""
+    entries, det, dlog, psi, one_minus = terms
+    p, p1, p2 = _forms(entries, det, ca, cb)
     r2 = b * one_minus / (g * p)
     h1, h2 = g * r2 * p1 + b, g * r2 * p2
     if rate:
@@ -382,39 +382,20 @@ def _trace(entries, det):
     return (s22 * d11 - 2 * s12 * d12 + s11 * d22) / det
 
 
-def _form_matrices(entries, det):
-    """The symmetric ``2 x 2`` matrices ``(M, M', M'')``, each as ``(aa, ab, bb)``, of the forms ``q = x^T M x``,
-    ``q' = x^T M' x``, ``q'' = x^T M'' x`` of ``q = x^T S^-1 x`` for a matrix function ``S``:
-
-        M = S^-1,   M' = -M S' M,   M'' = 2 M S' M S' M - M S'' M
-
-    (``d(S^-1) = -S^-1 dS S^-1``).  ``entries``: ``(S_11, S_12, S_22)``, the same of ``S'``, and (or not, then
-    ``M''`` is None) of ``S''``; ``det = det S``.  Once per radial node, so that each angle costs three
-    quadratic forms (:func:`_forms`).  Arithmetic only: mpf scalars or NumPy arrays."""
-    s11, s12, s22 = entries[:3]
-    inverse = (s22 / det, -s12 / det, s11 / det)
-    first = _sandwich(inverse, entries[3:6])  # M S' M
+def _forms(entries, det, xa, xb):
+    """``(q, q', q'')`` of ``q = x^T S^-1 x`` for a 2 x 2 matrix function: ``q' = -y^T S' y``,
+    ``q'' = 2 (S' y)^T S^-1 (S' y) - y^T S'' y`` with ``y = S^-1 x``.  ``entries``: ``(S_11, S_12, S_22)``,
+    the same of ``S'``, and (or not, then ``q''`` is None) of ``S''``; ``det = det S``."""
+    s11, s12, s22, d11, d12, d22 = entries[:6]
+    ya, yb = (s22 * xa - s12 * xb) / det, (s11 * xb - s12 * xa) / det
+    q = xa * ya + xb * yb
+    za, zb = d11 * ya + d12 * yb, d12 * ya + d22 * yb  # S' y
+    q1 = -(ya * za + yb * zb)
     if len(entries) < 9:
-        return inverse, tuple(-x for x in first), None
-    second = _sandwich(inverse, _sandwich(entries[3:6], inverse))  # M S' M S' M
-    third = _sandwich(inverse, entries[6:9])  # M S'' M
-    return inverse, tuple(-x for x in first), tuple(2 * x - y for x, y in zip(second, third))
-
-
-def _sandwich(a, m):
-    """``A M A`` for symmetric ``2 x 2`` matrices given as ``(aa, ab, bb)``; arithmetic only."""
-    a11, a12, a22 = a
-    m11, m12, m22 = m
-    u11, u12 = a11 * m11 + a12 * m12, a11 * m12 + a12 * m22  # first row of A M
-    u21, u22 = a12 * m11 + a22 * m12, a12 * m12 + a22 * m22  # second row
-    return u11 * a11 + u12 * a12, u11 * a12 + u12 * a22, u21 * a12 + u22 * a22
-
-
-def _forms(matrices, xa, xb):
-    """``(q, q', q'')`` at ``x = (xa, xb)`` from the matrices of :func:`_form_matrices` (``q''`` None when its
-    matrix is); arithmetic only."""
-    xaa, xab, xbb = xa * xa, 2 * xa * xb, xb * xb
-    return tuple(None if m is None else m[0] * xaa + m[1] * xab + m[2] * xbb for m in matrices)
+        return q, q1, None
+    e11, e12, e22 = entries[6:]
+    wa, wb = (s22 * za - s12 * zb) / det, (s11 * zb - s12 * za) / det  # S^-1 S' y
+    return q, q1, 2 * (za * wa + zb * wb) - (ya * (e11 * ya + e12 * yb) + yb * (e12 * ya + e22 * yb))
 
 
 # ---------------------------------------------------------------------------------- float64, all pairs
@@ -514,7 +495,7 @@ def _float_terms(law, rows, u, s=None):
     log_psi = n / 2 * np.log(g) + (n / 2 - 1) * np.log(u) - (np.log(d).sum(axis=-1) + np.log(det)) / 2
     if rate:
         log_psi = log_psi - rate * b * (one_minus / (2 * g * u) if s is None else s)
-    return _form_matrices(entries, det), dlog, np.exp(log_psi), one_minus
+    return entries, det, dlog, np.exp(log_psi), one_minus
 
 
 def _float_entries(law, rows, u, orders):
@@ -629,7 +610,7 @@ def _ray_crossing(law, rows, ca, cb, target):
 
     def log_radius2(u):  # log r^2 and its derivative in w = log(1 - u), where it is nearly linear
         entries = tuple(e[..., 0] for e in _float_entries(law, rows, u[..., None], 2)[0])
-        p, p1, _ = _forms(_form_matrices(entries, _det(entries)), ca, cb)
+        p, p1, _ = _forms(entries, _det(entries), ca, cb)
         return np.log(b * (1 - u) / (g * p)), 1 + (1 - u) * p1 / p
 
     with np.errstate(divide="ignore", invalid="ignore"):
