@@ -567,7 +567,7 @@ class SphereLaw:
             outer_values = evaluator(outer_funcs, root_n * mpmath.sin(mid))
             nodes, weights = panel(lo, hi, level, self.working_dps, kind=kind, smooth_lo=smooth[0], smooth_hi=smooth[1])
             for psi, w in zip(nodes, weights):
-                sin_psi, cos_psi = mpmath.sin(psi), mpmath.cos(psi)
+                cos_psi, sin_psi = mpmath.cos_sin(psi)
                 wo = w * outer_norm * cos_psi ** (n - 2)
                 s1 = root_n * sin_psi
                 f_values = outer_values(s1)
@@ -599,8 +599,9 @@ class SphereLaw:
             inner_values = evaluator(funcs, s_mid)
             nodes, weights = panel(lo, hi, level, self.working_dps, kind=kind, smooth_lo=smooth[0], smooth_hi=smooth[1])
             for phi, w in zip(nodes, weights):
-                wi = w * inner_norm * mpmath.cos(phi) ** (n - 3)
-                s2 = root_n * (base + spread * mpmath.sin(phi))
+                cos_phi, sin_phi = mpmath.cos_sin(phi)
+                wi = w * inner_norm * cos_phi ** (n - 3)
+                s2 = root_n * (base + spread * sin_phi)
                 if weight is not None:
                     wi = wi * weight(s2)
                 values = inner_values(s2)
