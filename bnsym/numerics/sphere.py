@@ -115,15 +115,21 @@ class Integrand:
         index = self.activation.piece_index(self.gain * s_mid + self.shift)
         return self.activation.mp_piece(index, self.derivative)
 
+    @cached_property
+    def _finishing(self):
+        """``(power, scale, center)`` of :meth:`finish`, each ``None`` where it changes nothing (compared once)."""
+        return (self.power or None, None if self.scale == 1 else self.scale, self.center or None)
+
     def finish(self, s, base_value):
         """``scale * s**power * base_value - center``."""
+        power, scale, center = self._finishing
         value = base_value
-        if self.power:
-            value = value * s**self.power
-        if self.scale != 1:
-            value = value * self.scale
-        if self.center:
-            value = value - self.center
+        if power is not None:
+            value = value * s**power
+        if scale is not None:
+            value = value * scale
+        if center is not None:
+            value = value - center
         return value
 
     def evaluate(self, s):
@@ -583,7 +589,8 @@ class SphereLaw:
         n, root_n, rho, c = self.n, self.root_n, self.rho, self.c
         base = rho * sin_psi
         spread = c * cos_psi
-        sums = {_product_key(p): mpmath.mpf(0) for p in products}
+        keyed = [(_product_key(p), p) for p in products]
+        sums = {key: mpmath.mpf(0) for key, _ in keyed}
         if n == 2:
             for sin_phi in (mpmath.mpf(1), mpmath.mpf(-1)):
                 s2 = root_n * (base + spread * sin_phi)
@@ -598,15 +605,16 @@ class SphereLaw:
             s_mid = root_n * (base + spread * mpmath.sin(mid))
             inner_values = evaluator(funcs, s_mid)
             nodes, weights = panel(lo, hi, level, self.working_dps, kind=kind, smooth_lo=smooth[0], smooth_hi=smooth[1])
+            at, along = root_n * base, root_n * spread  # s_b = at + along sin(phi)
             for phi, w in zip(nodes, weights):
                 cos_phi, sin_phi = mpmath.cos_sin(phi)
                 wi = w * inner_norm * cos_phi ** (n - 3)
-                s2 = root_n * (base + spread * sin_phi)
+                s2 = at + along * sin_phi
                 if weight is not None:
                     wi = wi * weight(s2)
                 values = inner_values(s2)
-                for p in products:
-                    sums[_product_key(p)] += wi * _product(values, p)
+                for key, p in keyed:
+                    sums[key] += wi * _product(values, p)
         return sums
 
     def _phi_cuts(self, g_cuts, base, spread):
