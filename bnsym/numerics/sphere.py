@@ -122,15 +122,7 @@ class Integrand:
 
     def finish(self, s, base_value):
         """``scale * s**power * base_value - center``."""
-        power, scale, center = self._finishing
-        value = base_value
-        if power is not None:
-            value = value * s**power
-        if scale is not None:
-            value = value * scale
-        if center is not None:
-            value = value - center
-        return value
+        return _finished(s, base_value, *self._finishing)
 
     def evaluate(self, s):
         """``F(s)`` (picking the piece that contains ``s``)."""
@@ -139,17 +131,24 @@ class Integrand:
     def evaluate_float(self, s):
         """``F`` at a float64 array ``s`` (the activation's NumPy form, :meth:`Activation.np`)."""
         value = self.activation.np(float(self.gain) * s + float(self.shift), derivative=self.derivative)
-        if self.power:
-            value = value * s**self.power
-        if self.scale != 1:
-            value = value * float(self.scale)
-        if self.center:
-            value = value - float(self.center)
-        return value
+        power, scale, center = self._finishing
+        return _finished(s, value, power, None if scale is None else float(scale), None if center is None else float(center))
 
     def with_center(self, center):
         """``F - center`` (the same integrand shifted by a constant)."""
         return Integrand(self.activation, self.gain, self.shift, self.derivative, self.power, self.scale, center)
+
+
+def _finished(s, value, power, scale, center):
+    """``scale * s**power * value - center``, each of ``power``, ``scale``, ``center`` skipped when None
+    (:attr:`Integrand._finishing`); arithmetic only, so mpf scalars or float64 arrays."""
+    if power is not None:
+        value = value * s**power
+    if scale is not None:
+        value = value * scale
+    if center is not None:
+        value = value - center
+    return value
 
 
 def evaluator(funcs, s_mid):
@@ -525,13 +524,15 @@ class SphereLaw:
         funcs = [f for pair in pairs for factors in pair for f in factors]
         key = _hint_key(self, "nested" if density is None else "weighted", funcs)
         level = self._start_level(start_level, two_d=True, key=key)
+        layout = self._nested_layout(pairs)  # the panels and cuts do not depend on the level
+
         def judge(current, previous):
             out = [self._floored(value, abs(value - old)) for value, old in zip(current, previous)]
             sizes = [max(abs(v) for v in current)] * len(current) if scales is None else scales
             return out if all(e.error <= rtol * s for e, s in zip(out, sizes)) else None
 
         return converge(
-            lambda n: self._nested_level(pairs, n, density), judge, key, level, MAX_LEVEL_2D,
+            lambda n: self._nested_level(pairs, layout, n, density), judge, key, level, MAX_LEVEL_2D,
             f"two-coordinate expectation did not converge to {mpmath.nstr(rtol, 3)} "
             f"with {SIZES[MAX_LEVEL_2D]}^2 nodes per panel (B={self.batch_size})",
         )
@@ -562,9 +563,10 @@ class SphereLaw:
         edges = _edges(-self.psi_max, self.psi_max, psi_cuts + tangent, self.working_dps)
         return outer_funcs, inner_funcs, inner_products, g_cuts, edges
 
-    def _nested_level(self, pairs, level, density=None):
+    def _nested_level(self, pairs, layout, level, density=None):
+        """The nested rule's sums at one level (``layout``: :meth:`_nested_layout` of ``pairs``)."""
         n, root_n = self.n, self.root_n
-        outer_funcs, inner_funcs, inner_products, g_cuts, edges = self._nested_layout(pairs)
+        outer_funcs, inner_funcs, inner_products, g_cuts, edges = layout
         outer_norm = 1 / self._outer_norm
         inner_norm = None if n == 2 else 1 / self._inner_norm
         totals = [mpmath.mpf(0) for _ in pairs]
@@ -595,17 +597,17 @@ class SphereLaw:
             for sin_phi in (mpmath.mpf(1), mpmath.mpf(-1)):
                 s2 = root_n * (base + spread * sin_phi)
                 values = evaluator(funcs, s2)(s2)
-                for p in products:
-                    sums[_product_key(p)] += _product(values, p) / 2
+                for key, p in keyed:
+                    sums[key] += _product(values, p) / 2
             return sums
         edges = _edges(-self.phi_max, self.phi_max, [(phi, reg) for phi, reg, _ in self._phi_cuts(g_cuts, base, spread)],
                        self.working_dps)
+        at, along = root_n * base, root_n * spread  # s_b = at + along sin(phi)
         for lo, hi, kind, smooth in edges:
             mid = (lo + hi) / 2
             s_mid = root_n * (base + spread * mpmath.sin(mid))
             inner_values = evaluator(funcs, s_mid)
             nodes, weights = panel(lo, hi, level, self.working_dps, kind=kind, smooth_lo=smooth[0], smooth_hi=smooth[1])
-            at, along = root_n * base, root_n * spread  # s_b = at + along sin(phi)
             for phi, w in zip(nodes, weights):
                 cos_phi, sin_phi = mpmath.cos_sin(phi)
                 wi = w * inner_norm * cos_phi ** (n - 3)
