@@ -44,7 +44,7 @@ from bnsym.errors import BnsymError, PrecisionError
 from bnsym.estimate import ROUNDING, Estimate, combined_meaning, rounding_error, weighted_sum
 from bnsym.meanfield.critical import DEGENERATE, regime
 from bnsym.numerics.memo import cached_at_tolerance
-from bnsym.numerics.moments import MomentCurve, SphereMoments, curve_evaluation, gain_events, moments_at_gains, resolve_method
+from bnsym.numerics.moments import MomentCurve, SphereMoments, curve_evaluation, moments_at_gains, radial_events, resolve_method
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
 from bnsym.numerics.sphere import SphereLaw
 
@@ -379,14 +379,11 @@ def _design(settings, law, method, level, a_design, cache):
     b, eps = settings.batch_size, settings.eps
     n = b - 1
     beps = b * eps
-    # the radii where a kink enters the one-coordinate support: the moments are not analytic in
-    # the radius there, so the rule's panels end there.  Where two kink lines cross on the edge
-    # of the pair support the pair density goes as (1 - Q)^((n - 4)/2): a weaker event for
-    # n >= 4 (ending panels there too put nodes where the nested rule is slow: ReLU at
-    # beta = 0.2, B = 6, eps = 0.05, 415 s against 11 s for the same value), an infinite
-    # density at n = 3, where the panels must end there (docs/theory.md section 15.3)
-    singular = [radial.radius_at(k, a_design, b, eps)
-                for k in gain_events(settings.activation, settings.beta, settings.gamma, law, pairs=n <= 3) if k < 1]
+    # the radii where a kink enters the one-coordinate support or two kink lines cross on the
+    # edge of the pair support: the moments are not analytic in the radius there, so the rule's
+    # panels end there, each with the map its singularity calls for (docs/theory.md section 15.3)
+    singular = [(radial.radius_at(k, a_design, b, eps), flag)
+                for k, flag in radial_events(settings.activation, settings.beta, settings.gamma, law) if k < 1]
     ys, ws = radial.chi_rule(n, level, settings.working_dps, y_eps=mpmath.sqrt(beps / a_design), singular_radii=singular)
     kappas = [radial.kappa_squared(a_design, y, b, eps) for y in ys]
     curve = cache.get(CURVE)

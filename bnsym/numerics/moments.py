@@ -36,6 +36,7 @@ from bnsym.activations import Activation
 from bnsym.errors import BnsymInputError
 from bnsym.estimate import ROUNDING, Estimate, rounding_error
 from bnsym.numerics.curve import RadialCurve
+from bnsym.numerics.quadrature import weaker_flag
 from bnsym.numerics.sphere import Integrand, SphereLaw
 
 METHODS = ("auto", "closed form", "quadrature")
@@ -169,7 +170,7 @@ def smooth_in_gain(act: Activation, shift, gamma, n) -> bool:
     return all(abs(x - shift) > reach for x in act.numeric_kinks())
 
 
-def gain_events(act: Activation, shift, gamma, law: SphereLaw, *, pairs: bool = True) -> list:
+def gain_events(act: Activation, shift, gamma, law: SphereLaw) -> list:
     """The ``kappa`` in ``(0, 1]`` (sorted) at which a sphere moment of ``act`` at gain
     ``gamma kappa`` may fail to be analytic in ``kappa`` (docs/theory.md section 15.3).
 
@@ -181,20 +182,55 @@ def gain_events(act: Activation, shift, gamma, law: SphereLaw, *, pairs: bool = 
     where a kink line touches the ellipse (the same ``kappa``) and where two kink lines meet on
     it: ``kappa = sqrt(u_j^2 - 2 rho u_j u_k + u_k^2) / (|gamma| sqrt(n (1 - rho^2)))``
     (``j = k``: ``|u_j| sqrt(2 / (n (1 + rho)))``).  ``B = 3`` (``n = 2``: the pairs lie on the
-    edge itself) gets the one-coordinate events only, ``B = inf`` none; so does ``pairs=False``.
+    edge itself) gets the one-coordinate events only, ``B = inf`` none.
     Cost ``O(K^2)`` for ``K`` kinks.
     """
+    return sorted({k for k, _ in _events(act, shift, gamma, law)})
+
+
+def _events(act: Activation, shift, gamma, law: SphereLaw) -> list:
+    """``[(kappa, m)]`` of :func:`gain_events`, each with twice the order of its singularity for an
+    ``act`` whose derivative jumps at its kinks (a lower bound otherwise): the moments are analytic
+    plus ``|kappa - kappa_j|^(m/2)`` on one side, ``m = n - 1`` where a kink line meets the edge of
+    the support, ``m = n`` where two meet on it (docs/theory.md section 15.3)."""
     n = law.n
     if n == math.inf:
         return []
     scale = abs(gamma)
     us = [x - shift for x in act.numeric_kinks()]
-    events = [abs(u) / (scale * mpmath.sqrt(n)) for u in us]
-    if pairs and n >= 3:
+    events = [(abs(u) / (scale * mpmath.sqrt(n)), n - 1) for u in us]
+    if n >= 3:
         rho = law.rho
-        events += [mpmath.sqrt(u * u - 2 * rho * u * v + v * v) / (scale * mpmath.sqrt(n * (1 - rho * rho)))
+        events += [(mpmath.sqrt(u * u - 2 * rho * u * v + v * v) / (scale * mpmath.sqrt(n * (1 - rho * rho))), n)
                    for u in us for v in us]
-    return sorted({k for k in events if 0 < k <= 1})
+    return [(k, m) for k, m in events if 0 < k <= 1]
+
+
+#: Twice the order from which a half-integer singularity at a panel end is left to the plain Gauss
+#: rule (its error then falls as ``N^-(m + 2)``) instead of the map ``v -> v^2``.
+PLAIN_END_ORDER = 8
+
+
+def radial_events(act: Activation, shift, gamma, law: SphereLaw) -> list:
+    """``[(kappa, flag)]``: :func:`gain_events` with the breakpoint flag of
+    :func:`~bnsym.numerics.quadrature.breakpoint_panels` that a rule in ``kappa`` (or the radius)
+    should give each.  The moments are sums of powers ``|kappa - kappa_j|^(m/2 + i/2)`` there when
+    every kink of ``act`` is analytic or analytic in the square root of the distance on each side
+    (flag ``True`` or ``"sqrt"`` in :meth:`~bnsym.numerics.sphere.Integrand.breakpoints`): ``"sqrt"``
+    makes them analytic, ``True`` suffices for integer powers (analytic kinks, ``m`` even) and
+    for ``m >= PLAIN_END_ORDER``; any other kink gets ``False`` (tanh-sinh).  Where events coincide
+    the weaker flag holds (docs/theory.md section 15.3)."""
+    kink_flags = {flag for _, flag in Integrand(act, mpmath.mpf(1), shift).breakpoints()}
+    out = {}
+    for kappa, m in _events(act, shift, gamma, law):
+        if False in kink_flags:
+            flag = False
+        elif kink_flags == {True} and (m % 2 == 0 or m >= PLAIN_END_ORDER):
+            flag = True
+        else:
+            flag = "sqrt"
+        out[kappa] = flag if kappa not in out else weaker_flag(out[kappa], flag)
+    return sorted(out.items(), key=lambda item: item[0])
 
 
 def gain_floor(act: Activation, shift, gamma, law: SphereLaw):

@@ -25,6 +25,7 @@ which turns a square-root end point singularity into an analytic one.
 
 from __future__ import annotations
 
+import itertools
 from functools import lru_cache
 
 import mpmath
@@ -291,3 +292,85 @@ def schwinger_scale(eigenvalues, rate):
     """``c = 1 / (2 g + rate)``, ``g`` the :func:`geometric_mean` of the (positive) eigenvalues of ``K``: the
     width of the bulk of ``det(I + 2 s K)^(-1/2) e^{-rate s}``, the ``scale`` of :func:`schwinger_rule`."""
     return 1 / (2 * geometric_mean(eigenvalues) + rate)
+
+
+# ------------------------------------------------------------------ panels between breakpoints
+def weaker_flag(a, b):
+    """The weaker of two breakpoint flags: ``False`` (singular) before ``"sqrt"`` before ``True`` (regular)."""
+    if a is False or b is False:
+        return False
+    return "sqrt" if "sqrt" in (a, b) else True
+
+
+def breakpoint_panels(lo, hi, cuts, working_dps):
+    """Panels ``(lo, hi, kind, (smooth_lo, smooth_hi))`` between sorted breakpoints.
+
+    A cut is ``(point, flag)`` with flag ``True`` (analytic on both sides),
+    ``False`` (algebraic singularity: tanh-sinh panels) or ``"sqrt"``
+    (square-root behaviour: smoothing map on the adjacent panels).  A panel with a
+    singular cut (``False`` or ``"sqrt"``) just beyond one of its ends is split
+    geometrically towards that end (:func:`_graded`); cuts equal to
+    ``working_dps - 3`` digits are merged, keeping the weaker flag.
+    """
+    inside = {}
+    for point, flag in cuts:
+        if lo < point < hi:
+            key = mpmath.nstr(point, working_dps - 3)
+            old = inside.get(key)
+            inside[key] = (point, flag) if old is None else (old[0], weaker_flag(old[1], flag))
+    points = sorted(inside.values(), key=lambda item: item[0])
+    bounds = [(lo, True)] + points + [(hi, True)]
+    singular = [point for point, flag in points if flag is not True]
+    edges = []
+    for (a, fa), (b, fb) in itertools.pairwise(bounds):
+        splits = _graded(a, b, singular)
+        ends = [(a, fa)] + [(x, True) for x in splits] + [(b, fb)]
+        for (x, fx), (y, fy) in itertools.pairwise(ends):
+            if fx is False or fy is False:
+                edges.append((x, y, "tanh-sinh", (False, False)))
+            else:
+                edges.append((x, y, "gauss", (fx == "sqrt", fy == "sqrt")))
+    return edges
+
+
+#: A panel is graded towards an end when a singular breakpoint lies outside it, closer to that end
+#: than ``1 / NEAR_SINGULARITY`` of the panel's width (:func:`_graded`).
+NEAR_SINGULARITY = 8
+
+
+def _graded(a, b, singular):
+    """Interior split points of the panel ``[a, b]`` that keep a singular point just outside it from
+    slowing its rule: with the nearest singular breakpoint at distance ``d`` beyond ``a`` (or ``b``)
+    and ``d < (b - a) / NEAR_SINGULARITY``, the splits ``a + 2^k d`` (``k = 1, 2, ...``), up to the
+    middle when both ends are graded.  Each piece is then at most three times as wide as its
+    distance from the singularity (a Bernstein ellipse of parameter 3 or better: about one digit
+    per Gauss node), where an ungraded Gauss rule would converge as
+    ``exp(-2 N sqrt(2 d / (b - a)))`` (docs/theory.md sections 3.2 and 15.3).  Cost: about
+    ``log2((b - a) / d)`` pieces, each with the panel's nodes."""
+    width = b - a
+    left = [a - p for p in singular if p < a]
+    right = [p - b for p in singular if p > b]
+    d_lo = min(left) if left else None
+    d_hi = min(right) if right else None
+    grade_lo = d_lo is not None and d_lo * NEAR_SINGULARITY < width
+    grade_hi = d_hi is not None and d_hi * NEAR_SINGULARITY < width
+    if not (grade_lo or grade_hi):
+        return []
+    limit_lo = a + width / 2 if grade_hi else b
+    limit_hi = b - width / 2 if grade_lo else a
+    splits = []
+    if grade_lo:
+        step = 2 * d_lo
+        while a + 2 * step <= limit_lo:
+            splits.append(a + step)
+            step *= 2
+    if grade_hi:
+        step = 2 * d_hi
+        mirrored = []
+        while b - 2 * step >= limit_hi:
+            mirrored.append(b - step)
+            step *= 2
+        splits += mirrored[::-1]
+    if grade_lo and grade_hi:
+        splits = [x for x in splits if x != a + width / 2] + [a + width / 2]
+    return sorted(splits)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import mpmath
 
-from bnsym.numerics.quadrature import panel
+from bnsym.numerics.quadrature import breakpoint_panels, panel
 
 #: Relative change of scale a rule may be reweighted over (its truncation has that margin).
 REWEIGHT_MARGIN = mpmath.mpf("0.15")
@@ -74,26 +74,24 @@ def _bisect(h, inside, outside, steps=60):
 def chi_rule(n: int, level: int, working_dps: int, *, y_eps, singular_radii=()):
     """Nodes ``y_j`` and weights ``w_j`` with ``sum w_j g(y_j) ~ int g(y) p_n(y) dy``.
 
-    ``y_eps``: modulus of the integrand's complex singularities (grading);
-    ``singular_radii``: radii where the integrand has an algebraic singularity.
+    ``y_eps``: modulus of the integrand's complex singularities (panels graded by factors of 2
+    from ``2 y_eps``); ``singular_radii``: ``(y_j, flag)`` where the integrand is not analytic,
+    ``flag`` that of :func:`~bnsym.numerics.quadrature.breakpoint_panels` (``"sqrt"``: analytic
+    in ``sqrt|y - y_j|`` on each side; ``False``: any algebraic singularity): panels end there
+    and the panels beside them are graded (docs/theory.md section 15.3).
     """
     lo, hi = support(n, working_dps)
-    cuts = {}
+    cuts = []
     if y_eps > 0:
         y = 2 * y_eps
         while y < hi:
             if y > lo:
-                cuts[mpmath.nstr(y, working_dps - 3)] = (y, True)
+                cuts.append((y, True))
             y *= 2
-    for y in singular_radii:
-        if lo < y < hi:
-            cuts[mpmath.nstr(y, working_dps - 3)] = (y, False)
-    points = sorted(cuts.values(), key=lambda item: item[0])
-    bounds = [(lo, True)] + points + [(hi, True)]
+    cuts += list(singular_radii)
     nodes, weights = [], []
-    for (a, fa), (b, fb) in zip(bounds[:-1], bounds[1:]):
-        kind = "gauss" if fa and fb else "tanh-sinh"
-        ys, ws = panel(a, b, level, working_dps, kind=kind)
+    for a, b, kind, (smooth_lo, smooth_hi) in breakpoint_panels(lo, hi, cuts, working_dps):
+        ys, ws = panel(a, b, level, working_dps, kind=kind, smooth_lo=smooth_lo, smooth_hi=smooth_hi)
         for y, w in zip(ys, ws):
             if y <= 0:
                 continue

@@ -48,7 +48,6 @@ bound), and the level is raised until it is below the tolerance asked for.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 import operator
 from dataclasses import dataclass
@@ -60,7 +59,13 @@ import numpy as np
 from bnsym.activations import Activation
 from bnsym.errors import PrecisionError
 from bnsym.estimate import Estimate, rounding_error
-from bnsym.numerics.quadrature import SIZES, float64_rule, panel
+from bnsym.numerics.quadrature import (
+    SIZES,
+    breakpoint_panels,
+    float64_rule,
+    panel,
+    weaker_flag,
+)
 
 #: Highest rule level for one-dimensional integrals, and for nested ones.
 MAX_LEVEL_1D = len(SIZES) - 1
@@ -254,7 +259,7 @@ class SphereLaw:
 
     def _one_coordinate_rule(self, cuts, level):
         if self.infinite:
-            edges = _edges(-self.gauss_cut, self.gauss_cut, cuts, self.working_dps)
+            edges = breakpoint_panels(-self.gauss_cut, self.gauss_cut, cuts, self.working_dps)
             out = []
             norm = 1 / mpmath.sqrt(2 * mpmath.pi)
             for index, (lo, hi, kind, smooth) in enumerate(edges):
@@ -264,7 +269,7 @@ class SphereLaw:
             return out, edges
         root_n = self.root_n
         psi_cuts = [(mpmath.asin(s / root_n), reg) for s, reg in cuts if abs(s) < root_n]
-        edges = _edges(-self.psi_max, self.psi_max, psi_cuts, self.working_dps)
+        edges = breakpoint_panels(-self.psi_max, self.psi_max, psi_cuts, self.working_dps)
         out = []
         norm = 1 / self._outer_norm
         for index, (lo, hi, kind, smooth) in enumerate(edges):
@@ -560,7 +565,7 @@ class SphereLaw:
                     # n = 2: the inner law sits on phi = +-pi/2, a tangency is a plain kink
                     flag = reg if n == 2 else ("sqrt" if reg is True else False)
                     tangent.append((mpmath.asin(t_star), flag))
-        edges = _edges(-self.psi_max, self.psi_max, psi_cuts + tangent, self.working_dps)
+        edges = breakpoint_panels(-self.psi_max, self.psi_max, psi_cuts + tangent, self.working_dps)
         return outer_funcs, inner_funcs, inner_products, g_cuts, edges
 
     def _nested_level(self, pairs, layout, level, density=None):
@@ -600,7 +605,7 @@ class SphereLaw:
                 for key, p in keyed:
                     sums[key] += _product(values, p) / 2
             return sums
-        edges = _edges(-self.phi_max, self.phi_max, [(phi, reg) for phi, reg, _ in self._phi_cuts(g_cuts, base, spread)],
+        edges = breakpoint_panels(-self.phi_max, self.phi_max, [(phi, reg) for phi, reg, _ in self._phi_cuts(g_cuts, base, spread)],
                        self.working_dps)
         at, along = root_n * base, root_n * spread  # s_b = at + along sin(phi)
         for lo, hi, kind, smooth in edges:
@@ -682,7 +687,7 @@ class SphereLaw:
         mid = (lo + hi) / 2
         crossings = self._phi_cuts(g_cuts, self.rho * mpmath.sin(mid), self.c * mpmath.cos(mid))
         index = {phi: k for phi, _, k in crossings}
-        for a, b, inner_kind, inner_smooth in _edges(-self.phi_max, self.phi_max, [(phi, reg) for phi, reg, _ in crossings],
+        for a, b, inner_kind, inner_smooth in breakpoint_panels(-self.phi_max, self.phi_max, [(phi, reg) for phi, reg, _ in crossings],
                                                      self.working_dps):
             ends = []
             for point in (a, b):
@@ -810,13 +815,6 @@ def _distinct(items, key=id):
     return out
 
 
-def _weaker(a, b):
-    """The weaker of two breakpoint flags: ``False`` (singular) before ``"sqrt"`` before ``True`` (regular)."""
-    if a is False or b is False:
-        return False
-    return "sqrt" if "sqrt" in (a, b) else True
-
-
 def _merged_cuts(groups, working_dps):
     """Union of breakpoint lists; a point's flag is the weakest it has in any list (:func:`_weaker`)."""
     merged = {}
@@ -824,31 +822,7 @@ def _merged_cuts(groups, working_dps):
         for point, flag in group:
             key = mpmath.nstr(point, working_dps - 3)
             if key in merged:
-                merged[key] = (merged[key][0], _weaker(merged[key][1], flag))
+                merged[key] = (merged[key][0], weaker_flag(merged[key][1], flag))
             else:
                 merged[key] = (point, flag)
     return sorted(merged.values(), key=lambda item: item[0])
-
-
-def _edges(lo, hi, cuts, working_dps):
-    """Panels ``(lo, hi, kind, (smooth_lo, smooth_hi))`` between sorted breakpoints.
-
-    A cut is ``(point, flag)`` with flag ``True`` (analytic on both sides),
-    ``False`` (algebraic singularity: tanh-sinh panels) or ``"sqrt"``
-    (square-root behaviour: smoothing map on the adjacent panels).
-    """
-    inside = {}
-    for point, flag in cuts:
-        if lo < point < hi:
-            key = mpmath.nstr(point, working_dps - 3)
-            old = inside.get(key)
-            inside[key] = (point, flag) if old is None else (old[0], _weaker(old[1], flag))
-    points = sorted(inside.values(), key=lambda item: item[0])
-    bounds = [(lo, True)] + points + [(hi, True)]
-    edges = []
-    for (a, fa), (b, fb) in itertools.pairwise(bounds):
-        if fa is False or fb is False:
-            edges.append((a, b, "tanh-sinh", (False, False)))
-        else:
-            edges.append((a, b, "gauss", (fa == "sqrt", fb == "sqrt")))
-    return edges

@@ -194,6 +194,25 @@ def test_promised_digits_hold_at_higher_precision(spec, b, kwargs):
         assert abs(low.value - high.value) <= 10 * low.error + mpmath.mpf(10) ** -(dps + 8) * abs(high.value)
 
 
+@pytest.mark.parametrize(
+    ("b", "high_dps"),
+    [(4, 8), (5, 8), (6, 8), pytest.param(5, 10, marks=[pytest.mark.slow, pytest.mark.extended])],
+)
+def test_shifted_relu_at_small_batches_with_eps_keeps_its_digits(b, high_dps):
+    """ReLU at beta = 0.2, eps = 0.05 and B = 4 to 6, where the radial rule's panels must end at the
+    pair crossings as well (docs/theory.md section 15.3): at dps 8 B = 4 and 5 raised PrecisionError
+    before, and B = 6 did at dps 10.  dps 7 against a recomputation at dps 8 (the float64 nested rule
+    at both), and with -m extended against dps 10 (the mpmath nested rule, 33 s)."""
+    kwargs = {"beta": "0.2", "eps": "0.05"}
+    low = bnsym.gradient_explosion_rate("relu", b, dps=7, **kwargs)
+    high = bnsym.gradient_explosion_rate("relu", b, dps=high_dps, **kwargs)
+    assert _agree(low.value, high.value, 7)
+    assert _agree(low.fixed_point.q, high.fixed_point.q, 7)
+    assert high.error <= mpmath.mpf(10) ** -high_dps * abs(high.value)
+    with mpmath.workdps(30):
+        assert abs(low.value - high.value) <= 10 * low.error + mpmath.mpf(10) ** -15 * abs(high.value)
+
+
 @pytest.mark.slow
 def test_fifty_digits():
     rate = bnsym.gradient_explosion_rate("tanh", 6, dps=50)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from bnsym.numerics.quadrature import (
+    breakpoint_panels,
     float64_rule,
     gauss_legendre,
     panel,
@@ -70,3 +71,24 @@ def test_float64_rule_passes_arguments_through():
     nodes, weights = float64_rule(schwinger_rule, scale, rate, 1, 96)
     exact = float(mpmath.exp(rate) * mpmath.e1(rate))
     assert abs(weights @ (np.exp(-float(rate) * nodes) / (1 + nodes)) - exact) <= 1e-14 * exact
+
+
+def test_panels_are_graded_beside_a_nearby_singular_cut():
+    """sqrt|x + d| on [-1, 1] with its branch point at -d, d = 1e-8, and a kink cut at 0: the panel
+    [0, 1] has the branch point 1e-8 beyond its end; graded, 32 Gauss nodes per piece give 25
+    digits (exact: (2/3)((1 + d)^(3/2) + (1 - d)^(3/2))); the same panel ungraded misses them."""
+    with mpmath.workdps(30):
+        d = mpmath.mpf("1e-8")
+
+        def f(x):
+            return mpmath.sqrt(abs(x + d))
+
+        exact = (mpmath.mpf(2) / 3) * ((1 + d) ** 1.5 + (1 - d) ** 1.5)
+        total = mpmath.mpf(0)
+        for lo, hi, kind, (smooth_lo, smooth_hi) in breakpoint_panels(-1, 1, [(-d, "sqrt"), (0, True)], 30):
+            nodes, weights = panel(lo, hi, 5, 30, kind=kind, smooth_lo=smooth_lo, smooth_hi=smooth_hi)
+            total += mpmath.fsum(w * f(x) for x, w in zip(nodes, weights))
+        assert abs(total - exact) < 1e-25
+        nodes, weights = panel(mpmath.mpf(0), mpmath.mpf(1), 5, 30)
+        ungraded = mpmath.fsum(w * f(x) for x, w in zip(nodes, weights))
+        assert abs(ungraded - (mpmath.mpf(2) / 3) * ((1 + d) ** 1.5 - d**1.5)) > 1e-12

@@ -122,3 +122,50 @@ def test_float64_nested_rule_falls_back_to_mpmath(monkeypatch):
     got = SphereLaw(7, 20).expect_pairs(pairs, mpmath.mpf("1e-10"))
     for a, e in zip(got, want):
         assert abs(a.value - e.value) <= a.error + e.error and a.error <= mpmath.mpf("1e-10")
+
+
+def _quadrant_probability(t, dps=30):
+    """P(s_a > t, s_b > t) at B = 6 (n = 5), where the pair density is proportional to
+    (1 - Q)^(1/2) on its ellipse (docs/theory.md section 3).  Along the chord at s_a, from
+    b- to b+, 1 - Q is proportional to (b+ - y)(y - b-) = h^2 - u^2 (u = y - mid), so the chord's
+    part above t is the circular segment int_{u0}^{h} sqrt(h^2 - u^2) du in closed form; mpmath.quad
+    integrates it over s_a, split where the chord's lower end crosses t, and divides by the same
+    integral over the whole ellipse."""
+    n = 5
+    with mpmath.workdps(dps):
+        rho = -mpmath.mpf(1) / n
+        root = mpmath.sqrt(n)
+
+        def segment(s, lower):
+            h = mpmath.sqrt(max((1 - rho * rho) * (n - s * s), 0))
+            if h == 0:
+                return mpmath.mpf(0)
+            u0 = min(max(lower - rho * s, -h), h)
+            return h * h * mpmath.pi / 4 - u0 * mpmath.sqrt(h * h - u0 * u0) / 2 - h * h * mpmath.asin(u0 / h) / 2
+
+        # where the chord's lower end equals t: (s - rho t)^2 = (1 - rho^2)(n - t^2)
+        ends = [rho * t + sign * mpmath.sqrt((1 - rho * rho) * (n - t * t)) for sign in (1, -1)]
+        points = sorted({t, root, *[e for e in ends if t < e < root]})
+        above = mpmath.quad(lambda s: segment(s, t), points)
+        whole = mpmath.quad(lambda s: segment(s, -root * 2), [-root, 0, root])
+        return above / whole
+
+
+@pytest.mark.parametrize("delta", ["1e-3", "1e-7"])
+def test_step_pair_beside_a_crossing_on_the_edge(delta):
+    """ReLU' pairs at B = 6 at a gain just above the one where the kink lines s_a = t and s_b = t
+    cross on the edge of the pair support: the outer panel beside the crossing is graded (a
+    tangency of the inner kink line, a (psi - psi_t)^(3/2) point, lies just outside it); ungraded,
+    the nested rule crept and did not reach 1e-14 with 256^2 nodes per panel (12 s).  Against the
+    closed-form segments of the density above both lines."""
+    b, shift = 6, mpmath.mpf("0.2")
+    law = SphereLaw(b, 24)
+    n, rho = b - 1, law.rho
+    with mpmath.workdps(24):
+        crossing = shift * mpmath.sqrt(2 / (n * (1 + rho)))  # kappa where (t, t) lies on the edge
+        gain = crossing * (1 + mpmath.mpf(delta))
+        step = Integrand(activation("relu"), gain, shift, derivative=True)
+        (value,) = law.expect_pairs([(step, step)], mpmath.mpf(10) ** -14)
+    reference = _quadrant_probability(-shift / gain)
+    assert value.error < 1e-13
+    assert abs(value.value - reference) < 1e-13
