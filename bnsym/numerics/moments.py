@@ -181,8 +181,8 @@ def gain_events(act: Activation, shift, gamma, law: SphereLaw) -> list:
     A pair moment on the ellipse ``s_a^2 - 2 rho s_a s_b + s_b^2 <= n (1 - rho^2)`` changes form
     where a kink line touches the ellipse (the same ``kappa``) and where two kink lines meet on
     it: ``kappa = sqrt(u_j^2 - 2 rho u_j u_k + u_k^2) / (|gamma| sqrt(n (1 - rho^2)))``
-    (``j = k``: ``|u_j| sqrt(2 / (n (1 + rho)))``).  ``B = 3`` (``n = 2``: the pairs lie on the
-    edge itself) gets the one-coordinate events only, ``B = inf`` none.
+    (``j = k``: ``|u_j| sqrt(2 / (n (1 + rho)))``; at ``B = 3``, ``n = 2``, the pairs lie on the
+    edge itself and the crossing is still an event).  ``B = inf`` has none.
     Cost ``O(K^2)`` for ``K`` kinks.
     """
     return sorted({k for k, _ in _events(act, shift, gamma, law)})
@@ -199,33 +199,30 @@ def _events(act: Activation, shift, gamma, law: SphereLaw) -> list:
     scale = abs(gamma)
     us = [x - shift for x in act.numeric_kinks()]
     events = [(abs(u) / (scale * mpmath.sqrt(n)), n - 1) for u in us]
-    if n >= 3:
+    if n >= 2:
         rho = law.rho
         events += [(mpmath.sqrt(u * u - 2 * rho * u * v + v * v) / (scale * mpmath.sqrt(n * (1 - rho * rho))), n)
                    for u in us for v in us]
     return [(k, m) for k, m in events if 0 < k <= 1]
 
 
-#: Twice the order from which a half-integer singularity at a panel end is left to the plain Gauss
-#: rule (its error then falls as ``N^-(m + 2)``) instead of the map ``v -> v^2``.
-PLAIN_END_ORDER = 8
-
-
 def radial_events(act: Activation, shift, gamma, law: SphereLaw) -> list:
     """``[(kappa, flag)]``: :func:`gain_events` with the breakpoint flag of
     :func:`~bnsym.numerics.quadrature.breakpoint_panels` that a rule in ``kappa`` (or the radius)
-    should give each.  The moments are sums of powers ``|kappa - kappa_j|^(m/2 + i/2)`` there when
-    every kink of ``act`` is analytic or analytic in the square root of the distance on each side
-    (flag ``True`` or ``"sqrt"`` in :meth:`~bnsym.numerics.sphere.Integrand.breakpoints`): ``"sqrt"``
-    makes them analytic, ``True`` suffices for integer powers (analytic kinks, ``m`` even) and
-    for ``m >= PLAIN_END_ORDER``; any other kink gets ``False`` (tanh-sinh).  Where events coincide
-    the weaker flag holds (docs/theory.md section 15.3)."""
+    should give each.  When every kink of ``act`` is analytic on each side (flag ``True`` in
+    :meth:`~bnsym.numerics.sphere.Integrand.breakpoints`) the moments are analytic plus powers
+    ``|kappa - kappa_j|^(m/2 + i)`` there: ``True`` (plain Gauss panels) for ``m`` even, and for
+    ``m`` odd once the Gauss error of a panel end, ``N^-(m + 2)``, is below ``10^-working_dps`` at
+    ``N = 100`` (``2 (m + 2) >= working_dps``); else ``"sqrt"`` (the map ``v -> v^2`` makes the
+    half-integer powers analytic).  Kinks analytic in the square root of the distance
+    (``"sqrt"``) give powers ``m/2 + i/2``: ``"sqrt"``; any other kink: ``False`` (tanh-sinh).
+    Where events coincide the weaker flag holds (docs/theory.md section 15.3)."""
     kink_flags = {flag for _, flag in Integrand(act, mpmath.mpf(1), shift).breakpoints()}
     out = {}
     for kappa, m in _events(act, shift, gamma, law):
         if False in kink_flags:
             flag = False
-        elif kink_flags == {True} and (m % 2 == 0 or m >= PLAIN_END_ORDER):
+        elif kink_flags == {True} and (m % 2 == 0 or 2 * (m + 2) >= law.working_dps):
             flag = True
         else:
             flag = "sqrt"

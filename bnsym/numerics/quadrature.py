@@ -302,25 +302,29 @@ def weaker_flag(a, b):
     return "sqrt" if "sqrt" in (a, b) else True
 
 
-def breakpoint_panels(lo, hi, cuts, working_dps):
-    """Panels ``(lo, hi, kind, (smooth_lo, smooth_hi))`` between sorted breakpoints.
+def merged_cuts(groups, working_dps):
+    """Union of breakpoint lists ``[(point, flag)]``, sorted: points that agree to ``working_dps - 3``
+    digits are one, with the weakest flag any list gives it (:func:`weaker_flag`)."""
+    merged = {}
+    for group in groups:
+        for point, flag in group:
+            key = mpmath.nstr(point, working_dps - 3)
+            merged[key] = (point, flag) if key not in merged else (merged[key][0], weaker_flag(merged[key][1], flag))
+    return sorted(merged.values(), key=lambda item: item[0])
+
+
+def breakpoint_panels(lo, hi, cuts, working_dps, *, grade=True):
+    """Panels ``(lo, hi, kind, (smooth_lo, smooth_hi))`` between the breakpoints ``cuts`` inside ``(lo, hi)``.
 
     A cut is ``(point, flag)`` with flag ``True`` (analytic on both sides),
     ``False`` (algebraic singularity: tanh-sinh panels) or ``"sqrt"``
-    (square-root behaviour: smoothing map on the adjacent panels).  A panel with a
-    singular cut (``False`` or ``"sqrt"``) just beyond one of its ends is split
-    geometrically towards that end (:func:`_graded`); cuts equal to
-    ``working_dps - 3`` digits are merged, keeping the weaker flag.
+    (square-root behaviour: smoothing map on the adjacent panels); cuts are merged by
+    :func:`merged_cuts`.  With ``grade``, a panel with a singular cut (``False`` or ``"sqrt"``)
+    just beyond one of its ends is split geometrically towards that end (:func:`_graded`).
     """
-    inside = {}
-    for point, flag in cuts:
-        if lo < point < hi:
-            key = mpmath.nstr(point, working_dps - 3)
-            old = inside.get(key)
-            inside[key] = (point, flag) if old is None else (old[0], weaker_flag(old[1], flag))
-    points = sorted(inside.values(), key=lambda item: item[0])
+    points = [(point, flag) for point, flag in merged_cuts([cuts], working_dps) if lo < point < hi]
     bounds = [(lo, True)] + points + [(hi, True)]
-    singular = [point for point, flag in points if flag is not True]
+    singular = [point for point, flag in points if flag is not True] if grade else []
     edges = []
     for (a, fa), (b, fb) in itertools.pairwise(bounds):
         splits = _graded(a, b, singular)
@@ -345,7 +349,7 @@ def _graded(a, b, singular):
     middle when both ends are graded.  Each piece is then at most three times as wide as its
     distance from the singularity (a Bernstein ellipse of parameter 3 or better: about one digit
     per Gauss node), where an ungraded Gauss rule would converge as
-    ``exp(-2 N sqrt(2 d / (b - a)))`` (docs/theory.md sections 3.2 and 15.3).  Cost: about
+    ``exp(-2 N sqrt(4 d / (b - a)))`` (docs/theory.md sections 3.2 and 15.3).  Cost: about
     ``log2((b - a) / d)`` pieces, each with the panel's nodes."""
     width = b - a
     left = [a - p for p in singular if p < a]
@@ -372,5 +376,5 @@ def _graded(a, b, singular):
             step *= 2
         splits += mirrored[::-1]
     if grade_lo and grade_hi:
-        splits = [x for x in splits if x != a + width / 2] + [a + width / 2]
+        splits.append(a + width / 2)
     return sorted(splits)

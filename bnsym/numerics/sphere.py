@@ -63,8 +63,8 @@ from bnsym.numerics.quadrature import (
     SIZES,
     breakpoint_panels,
     float64_rule,
+    merged_cuts,
     panel,
-    weaker_flag,
 )
 
 #: Highest rule level for one-dimensional integrals, and for nested ones.
@@ -251,7 +251,7 @@ class SphereLaw:
     # ------------------------------------------------------------- 1D panels
     def _s_panels_1d(self, funcs, level):
         """``([(s_j, weight_j, panel_j)], panels)`` for the one-coordinate law (cached per level and cuts)."""
-        cuts = _merged_cuts((f.breakpoints() for f in funcs), self.working_dps)
+        cuts = merged_cuts((f.breakpoints() for f in funcs), self.working_dps)
         key = (level, tuple((mpmath.nstr(s, self.working_dps - 3), regular) for s, regular in cuts))
         if key not in self._rules:
             self._rules[key] = self._one_coordinate_rule(cuts, level)
@@ -550,8 +550,8 @@ class SphereLaw:
         outer_funcs = _distinct([f for factors, _ in pairs for f in factors])
         inner_funcs = _distinct([g for _, factors in pairs for g in factors])
         inner_products = _distinct([factors for _, factors in pairs], key=_product_key)
-        f_cuts = _merged_cuts((self._inner_cuts(f) for f in outer_funcs), self.working_dps)
-        g_cuts = _merged_cuts((self._inner_cuts(g) for g in inner_funcs), self.working_dps)
+        f_cuts = merged_cuts((self._inner_cuts(f) for f in outer_funcs), self.working_dps)
+        g_cuts = merged_cuts((self._inner_cuts(g) for g in inner_funcs), self.working_dps)
         # outer breakpoints in psi: kinks of F, and tangencies of the kink lines of G
         psi_cuts = [(mpmath.asin(s / root_n), reg) for s, reg in f_cuts if abs(s) < root_n]
         tangent = []
@@ -638,8 +638,9 @@ class SphereLaw:
     # ------------------------------------------------------ nested angles, float64
     def _nested_float(self, pairs, scales, rtol, start_level):
         """The nested-angle rule of :meth:`_nested` in float64, vectorised over each panel's nodes, for
-        ``rtol >= FLOAT_NESTED_RTOL`` (docs/theory.md section 3.2).  The panels, their kinds and the
-        inner cuts are those of the mpmath rule (computed in mpmath, once per outer panel); the nodes,
+        ``rtol >= FLOAT_NESTED_RTOL`` (docs/theory.md section 3.2).  The outer panels, their kinds and the
+        inner cuts are those of the mpmath rule (computed in mpmath, once per outer panel; the inner
+        panels are not graded, since their ends move with the outer node); the nodes,
         the weights and the integrands (:meth:`Integrand.evaluate_float`) are float64.  Each error is the
         difference of two levels plus ``FLOAT_ROUNDING`` times the sum of the absolute terms.
         Raises :class:`PrecisionError` as :meth:`_nested` does."""
@@ -687,8 +688,10 @@ class SphereLaw:
         mid = (lo + hi) / 2
         crossings = self._phi_cuts(g_cuts, self.rho * mpmath.sin(mid), self.c * mpmath.cos(mid))
         index = {phi: k for phi, _, k in crossings}
-        for a, b, inner_kind, inner_smooth in breakpoint_panels(-self.phi_max, self.phi_max, [(phi, reg) for phi, reg, _ in crossings],
-                                                     self.working_dps):
+        # not graded: a split point would stay put while the cuts beside it move with psi
+        for a, b, inner_kind, inner_smooth in breakpoint_panels(-self.phi_max, self.phi_max,
+                                                                [(phi, reg) for phi, reg, _ in crossings],
+                                                                self.working_dps, grade=False):
             ends = []
             for point in (a, b):
                 if point in index:  # sin phi = (s_k / sqrt(n) - base) / spread, at each outer node
@@ -813,16 +816,3 @@ def _distinct(items, key=id):
             seen.add(key(item))
             out.append(item)
     return out
-
-
-def _merged_cuts(groups, working_dps):
-    """Union of breakpoint lists; a point's flag is the weakest it has in any list (:func:`_weaker`)."""
-    merged = {}
-    for group in groups:
-        for point, flag in group:
-            key = mpmath.nstr(point, working_dps - 3)
-            if key in merged:
-                merged[key] = (merged[key][0], weaker_flag(merged[key][1], flag))
-            else:
-                merged[key] = (point, flag)
-    return sorted(merged.values(), key=lambda item: item[0])

@@ -19,7 +19,8 @@ def _chi_expectation(g, n, breaks, dps=40):
 def test_chi_rule_ends_panels_at_a_singular_radius(power, flag):
     """A one-sided power (y - y0)^p at a singular radius: half-integer p with the map v -> v^2
     ("sqrt"), an integer p with plain Gauss panels (True); both reach 25 digits at 30 working digits.
-    The cut at 2 y_eps = 0.72 leaves the panel [0.72, 1.44] with y0 just beyond its end: it is graded."""
+    The cut at 2 y_eps = 0.72 leaves the panel [0.72, 1.44] with y0 just beyond its end: with a
+    singular flag ("sqrt") it is graded, with True not (an integer power needs no grading)."""
     n, y0, p = 5, mpmath.mpf("0.7"), mpmath.mpf(power)
 
     def g(y):

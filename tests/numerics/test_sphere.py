@@ -113,6 +113,22 @@ def test_float64_nested_rule_against_the_mpmath_rule(b, monkeypatch):
         assert abs(a.value - e.value) <= a.error + e.error
 
 
+def test_float64_nested_rule_with_two_square_root_kinks():
+    """Two x^(3/2) kinks (flag "sqrt") close together at gain 4, B = 6: the outer panels beside the
+    tangencies are graded, the float64 inner panels (whose ends move with psi) are not; a graded
+    inner layout held its split points fixed while a cut passed them and returned 23.94505 with an
+    error of 2.4e-6 against the true 23.94428 (review of the grading change).  Against the mpmath
+    nested rule (``_nested`` without scales never takes float64) at 1e-7 relative."""
+    act = activation("Max(0,x)**(3/2) + Max(0,x-1/5)**(3/2)")
+    law = SphereLaw(6, 20)
+    f = Integrand(act, mpmath.mpf(4), mpmath.mpf(0))
+    (low,) = law.expect_pairs([(f, f)], mpmath.mpf("1e-6"))
+    with mpmath.workdps(20):
+        (reference,) = law._nested([((f,), (f,))], None, mpmath.mpf("1e-7"), None)
+    assert abs(low.value - reference.value) <= low.error + reference.error
+    assert low.error <= mpmath.mpf("1e-6") * reference.value
+
+
 def test_float64_nested_rule_falls_back_to_mpmath(monkeypatch):
     """Where the float64 rule does not converge (here made to return NaN) the mpmath rule answers."""
     pairs = _kinked_pairs()[:2]
