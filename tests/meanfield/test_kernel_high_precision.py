@@ -44,10 +44,11 @@ def test_propagate_of_several_batches_above_ten_digits():
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_cross_block_of_a_duplicated_pair_is_the_single_batch_map():
     """The cross block of ``[[A, A], [A, A]]`` (``A = sigma_w^2 G Sigma G``) is ``V(Sigma)``: leaky ReLU
     (both slopes nonzero: the mixed orthant term), ``gamma = -1.3``, ``eps = 0.01``, 8 digits asked,
-    compared with the one-parameter map to 1e-8 of the largest entry."""
+    compared with the one-parameter map to 1e-8 of the largest entry.  With -m extended (9 s)."""
     settings = make_settings("leaky_relu(0.2)", 4, gamma="-1.3", eps="0.01", dps=8)
     x = np.random.default_rng(4).standard_normal((4, 6))
     with mpmath.workdps(settings.working_dps):
@@ -160,10 +161,13 @@ def test_high_precision_ntk_of_one_batch_agrees_with_the_float_path():
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_high_precision_ntk_cross_block_agrees_with_the_float_cross_map():
     """Two batches of 4 (the float64 kernel refuses the NTK at B = 4, but its cross map of two different
     batches converges), one layer, 8 digits: the NTK's cross block ``C + dC[Theta]`` against the
-    float64 cross map at raised levels, to 1e-10 of the largest entry (measured 1.5e-12)."""
+    float64 cross map at raised levels, to 1e-10 of the largest entry (measured 5e-13).  With -m
+    extended (16 s); the mpmath NTK against the float64 NTK at B = 5 runs by default
+    (``test_high_precision_ntk_with_an_input_at_its_batch_mean``)."""
     x = np.random.default_rng(3).standard_normal((8, 6))
     exact = bnsym.kernel("relu", x, 1, batch_size=4, kind="ntk", dps=8)
     gram = x @ x.T / 6
