@@ -196,7 +196,8 @@ def test_promised_digits_hold_at_higher_precision(spec, b, kwargs):
 
 @pytest.mark.parametrize(
     ("b", "high_dps"),
-    [(4, 8), (6, 8), pytest.param(5, 8, marks=[pytest.mark.slow, pytest.mark.extended]),
+    [pytest.param(4, 8, marks=pytest.mark.slow), pytest.param(6, 8, marks=pytest.mark.slow),
+     pytest.param(5, 8, marks=[pytest.mark.slow, pytest.mark.extended]),
      pytest.param(5, 10, marks=[pytest.mark.slow, pytest.mark.extended])],
 )
 def test_shifted_relu_at_small_batches_with_eps_keeps_its_digits(b, high_dps):
