@@ -21,6 +21,9 @@ between two consecutive levels is the error estimate used throughout bnsym.
 :func:`panel` maps a rule to an interval ``[lo, hi]``; with ``smooth_lo`` /
 ``smooth_hi`` it uses the smoothed map ``x = L + (R - L) u**2`` (and its mirror),
 which turns a square-root end point singularity into an analytic one.
+:func:`breakpoint_panels` lays out the panels between an integrand's breakpoints
+(their kinds from the breakpoints' flags, graded beside a nearby singular point),
+for every rule of the engine: the sphere laws' angles and the chi law's radius.
 """
 
 from __future__ import annotations

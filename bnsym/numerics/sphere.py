@@ -605,8 +605,8 @@ class SphereLaw:
                 for key, p in keyed:
                     sums[key] += _product(values, p) / 2
             return sums
-        edges = breakpoint_panels(-self.phi_max, self.phi_max, [(phi, reg) for phi, reg, _ in self._phi_cuts(g_cuts, base, spread)],
-                       self.working_dps)
+        edges = breakpoint_panels(-self.phi_max, self.phi_max,
+                                  [(phi, reg) for phi, reg, _ in self._phi_cuts(g_cuts, base, spread)], self.working_dps)
         at, along = root_n * base, root_n * spread  # s_b = at + along sin(phi)
         for lo, hi, kind, smooth in edges:
             mid = (lo + hi) / 2
