@@ -598,20 +598,17 @@ class SphereLaw:
         spread = c * cos_psi
         keyed = [(_product_key(p), p) for p in products]
         sums = {key: mpmath.mpf(0) for key, _ in keyed}
+        at, along = root_n * base, root_n * spread  # s_b = at + along sin(phi)
         if n == 2:
-            for sin_phi in (mpmath.mpf(1), mpmath.mpf(-1)):
-                s2 = root_n * (base + spread * sin_phi)
+            for s2 in (at + along, at - along):  # sin(phi) = +-1
                 values = evaluator(funcs, s2)(s2)
                 for key, p in keyed:
                     sums[key] += _product(values, p) / 2
             return sums
         edges = breakpoint_panels(-self.phi_max, self.phi_max,
                                   [(phi, reg) for phi, reg, _ in self._phi_cuts(g_cuts, base, spread)], self.working_dps)
-        at, along = root_n * base, root_n * spread  # s_b = at + along sin(phi)
         for lo, hi, kind, smooth in edges:
-            mid = (lo + hi) / 2
-            s_mid = root_n * (base + spread * mpmath.sin(mid))
-            inner_values = evaluator(funcs, s_mid)
+            inner_values = evaluator(funcs, at + along * mpmath.sin((lo + hi) / 2))
             nodes, weights = panel(lo, hi, level, self.working_dps, kind=kind, smooth_lo=smooth[0], smooth_hi=smooth[1])
             for phi, w in zip(nodes, weights):
                 cos_phi, sin_phi = mpmath.cos_sin(phi)
