@@ -359,3 +359,32 @@ def test_infinite_batch_forward_eigenvalues():
     inf, big = spectrum("tanh", math.inf, dps=10), spectrum("tanh", 2000, dps=10)
     for sub in ("L", "M"):
         assert abs(inf.eigenvalue("forward", sub).value - big.eigenvalue("forward", sub).value) < 2.0 / 2000
+
+
+def test_infinite_batch_forward_g_at_eps_is_the_scale_maps_slope_to_30_digits():
+    """B = inf, eps > 0: the forward eigenvalue on G is the slope F'(a*) of the scale map
+    ``F(a) = sigma_w^2 Var phi(gamma sqrt(a/(a+eps)) z + beta)`` at its root.  Reference: the map by
+    mpmath.quad at 50 digits, its root by findroot and its slope by mpmath.diff (a second method:
+    quadrature on the line and numerical differentiation, against the engine's closed-form slope
+    on its Gaussian rules).  A central difference in the engine gave only 1e-9 at 10 digits."""
+    with mpmath.workdps(50):
+        gamma, beta, eps, sigma_w = mpmath.mpf("1.3"), mpmath.mpf("0.2"), mpmath.mpf("0.001"), mpmath.mpf("1.1")
+
+        def moments(g):
+            def weight(z):
+                return mpmath.exp(-z * z / 2) / mpmath.sqrt(2 * mpmath.pi)
+            mean = mpmath.quad(lambda z: mpmath.tanh(g * z + beta) * weight(z), [-mpmath.inf, 0, mpmath.inf])
+            second = mpmath.quad(lambda z: mpmath.tanh(g * z + beta) ** 2 * weight(z), [-mpmath.inf, 0, mpmath.inf])
+            return second - mean * mean
+
+        def scale_map(a):
+            return sigma_w**2 * moments(gamma * mpmath.sqrt(a / (a + eps)))
+
+        root = mpmath.findroot(lambda a: a - scale_map(a), mpmath.mpf("0.5"))
+        slope = mpmath.diff(scale_map, root)
+    spec = spectrum("tanh", math.inf, gamma="1.3", beta="0.2", eps="0.001", sigma_w="1.1", dps=30)
+    found = spec.eigenvalue("forward", "G")
+    with mpmath.workdps(50):
+        assert abs(found.value - slope) <= mpmath.mpf(10) ** -30, (found, slope)
+        assert found.error <= mpmath.mpf(10) ** -30
+        assert abs(spec.fixed_point.spread * sigma_w**2 - root) <= mpmath.mpf(10) ** -29
