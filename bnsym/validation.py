@@ -361,6 +361,20 @@ def kernel_inputs(value, *, name: str = "inputs", batch_size: int):
     return x
 
 
+def constant_batch(blocks):
+    """The index of the first of ``blocks`` (each batch's own ``B x B`` Gram block ``Sigma_pp``, float64)
+    whose centred block ``G Sigma_pp G`` is zero, else ``None``: every input of that batch is the same up
+    to a constant, and batch norm divides by zero at ``eps = 0``.  Zero means at most ``1e-12`` of the
+    block's largest entry."""
+    import numpy as np
+
+    for p, block in enumerate(blocks):
+        centred = block - block.mean(axis=0)[None, :] - block.mean(axis=1)[:, None] + block.mean()
+        if np.abs(centred).max() <= 1e-12 * max(float(np.abs(block).max()), 1e-300):
+            return p
+    return None
+
+
 def network_address(value, *, name: str) -> tuple:
     """``(address, host, port)`` of a server address such as ``tcp://10.0.0.1:8786`` or ``host:8786``
     (schemes ``tcp``, ``tls``, ``ws``, ``wss``; port 1..65535; IPv6 hosts in brackets)."""

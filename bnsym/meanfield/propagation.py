@@ -317,9 +317,10 @@ def input_gram_matrix(value, *, batch_size=None) -> np.ndarray:
     low = float(np.linalg.eigvalsh(m).min())
     if low < -1e-10 * max(scale, 1e-300):
         raise BnsymInputError(f"input_gram must be positive semidefinite (smallest eigenvalue {low:.3g})")
-    centred = m - m.mean(axis=0)[None, :] - m.mean(axis=1)[:, None] + m.mean()
-    if np.abs(centred).max() <= 1e-12 * max(scale, 1e-300):
-        raise BnsymInputError("input_gram has G Sigma G = 0: every input is the same up to a constant, batch norm is undefined")
+    if validation.constant_batch([m]) is not None:
+        raise BnsymInputError("input_gram has G Sigma G = 0: every input is the same up to a constant (batch norm "
+                              "divides by zero at eps = 0; at eps > 0 every later layer is the constant phi(beta)^2, "
+                              "which propagate does not iterate)")
     return m
 
 

@@ -224,9 +224,13 @@ def test_ntk_against_finite_networks(depth):
     (lambda: kernel("relu", _inputs(), 2, batch_size=8, beta=0.1, method="laplace"), "beta"),
     (lambda: kernel("relu", _inputs(), 2, batch_size=8, method="fourier"), "method must be one of"),
     (lambda: kernel("tanh", _inputs(), 2, batch_size=8, chains=1), "chains"),
-    (lambda: kernel("tanh", np.ones((10, 3)) + np.eye(10, 3), 2, batch_size=5, kind="ntk"), "B >= 6"),
+    (lambda: kernel("tanh", _inputs(k=2)[:10], 2, batch_size=5, kind="ntk"), "B >= 6"),
     (lambda: kernel("tanh", _inputs(), 2, batch_size=8, dps=20), "dps: the high-precision path is the Laplace method only"),
-    (lambda: kernel("relu", np.ones((8, 3)), 2, batch_size=4, kind="ntk"), "B >= 5"),
+    (lambda: kernel("relu", _inputs(k=1), 2, batch_size=4, kind="ntk"), "B >= 5"),
+    # a batch of identical inputs: its centred Gram block is 0 (the float64 path raised a numpy reshape error)
+    (lambda: kernel("relu", np.vstack([_inputs(k=1), np.ones((8, 16))]), 2, batch_size=8), "batch 1 .rows 8 to 15. has identical inputs.*divides by zero at eps = 0"),
+    (lambda: kernel("relu", np.vstack([_inputs(k=1), np.ones((8, 16))]), 2, batch_size=8, eps=1e-3), "Laplace path needs a nonzero centred Gram"),
+    (lambda: kernel("tanh", np.vstack([np.ones((8, 16)), _inputs(k=1)]), 2, batch_size=8), "batch 0 .rows 0 to 7. has identical inputs"),
     (lambda: bnsym.propagate("tanh", [_inputs(k=1)] * 2, 2, dps=15), "not positively homogeneous"),
 ])
 def test_bad_input_is_one_line(call, match):
