@@ -20,7 +20,8 @@ def register(subparsers) -> None:
         help="relu, identity, abs, leaky_relu(a) (symbolic slope) or leaky_relu(0.2), relu_power(3), "
         "a polynomial such as 'x**3 + x', or any expression in x (numeric value only)",
     )
-    parser.add_argument("--quantity", "-q", default="lambda_G", help="q, c, spread, correlation, lambda_G, or the forward eigenvalues lambda_L, lambda_M (default lambda_G)")
+    parser.add_argument("--quantity", "-q", default="lambda_G", help="q, c, spread, correlation, lambda_G, the forward eigenvalues lambda_L, lambda_M, "
+                        "or the cross-batch c_x, lambda_x (default lambda_G)")
     parser.add_argument(
         "--batch-size", "-B", default="B", metavar="B",
         help="a symbol name (default B: the formula in B), an integer >= 2, or 'inf'",

@@ -230,10 +230,16 @@ def run(args) -> int:
 
 def sweep_records(path) -> list[dict]:
     """The training records of a results store, or of a JSON-lines file of an older sweep."""
+    from pathlib import Path
+
     from bnsym.experiments.store import Store, is_store_file
     from bnsym.train.sweep import read_results
 
     if not is_store_file(path):
-        return read_results(path)
+        records = read_results(path)
+        if not records and Path(path).stat().st_size > 0:
+            raise BnsymInputError(f"results file {str(path)!r} is neither a bnsym store nor a JSON-lines file of "
+                                  "sweep records (no line is a JSON object with a depth)")
+        return records
     with Store(path) as store:
         return store.rows("train")

@@ -239,3 +239,14 @@ def test_cli(capsys):
     assert "no closed form" in capsys.readouterr().out
     assert main(["derive", "tanh"]) == 2
     assert "no closed form" in capsys.readouterr().err
+
+
+def test_cli_help_names_every_quantity(capsys):
+    """``bnsym derive --help`` lists every quantity ``derive`` accepts (it had left out c_x and lambda_x)."""
+    from bnsym.symbolic.derivation import QUANTITIES
+
+    with pytest.raises(SystemExit):
+        main(["derive", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in QUANTITIES:
+        assert name in text, name

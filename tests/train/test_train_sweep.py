@@ -129,6 +129,11 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     empty.write_text("")
     assert main(["plot-sweep", str(empty)]) == 2
     assert "no finished cells" in capsys.readouterr().err
+    text = tmp_path / "notes.txt"  # neither a store nor JSON lines (it said "no finished cells")
+    text.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    assert main(["plot-sweep", str(text), "-o", str(tmp_path / "n.png")]) == 2
+    err = capsys.readouterr().err
+    assert "neither a bnsym store nor a JSON-lines file" in err and err.count("\n") == 1
 
 
 def test_measured_boundary_is_the_deepest_trained_depth_per_batch_size():
