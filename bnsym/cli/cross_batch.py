@@ -38,12 +38,14 @@ def run(args) -> int:
           f"sigma_w = {s['sigma_w']}  ({d} digits, {result.method})")
     multiplicity = "inf" if result.multiplicity == float("inf") else str(result.multiplicity)
     rows = []
+    why = {"c_x / q*": "undefined (0/0: every sample is phi(beta) = 0 past the critical eps)",
+           "lambda_x / lambda_G": "undefined (0/0: no gradient passes batch norm)"}
     for label, q in (("c_x (cross-block entry)", result.c_x), ("c_x / q*", result.correlation),
                      (f"lambda_x (multiplicity {multiplicity})", result.lambda_x),
                      ("backward cross-batch rate", result.backward_rate), ("lambda_G", result.lambda_G),
                      ("lambda_x / lambda_G", result.correlation_rate)):
         if q is None:
-            rows.append((label, "undefined (0/0: no gradient passes batch norm)", ""))
+            rows.append((label, why[label], ""))
         else:
             rows.append((label, number_text(q.value, d), error_text(q.error)))
     print_table(rows)

@@ -30,6 +30,12 @@ infinite at ``eps = 0`` and the correlation rate is then 0.  ``B = 2`` at
 ``eps = 0``: batch norm's Jacobian vanishes, ``lambda_x = 0`` exactly and the
 normalised correlation rate is ``0/0``, reported as ``None``; at ``eps > 0`` all
 are finite.
+
+Past the critical eps (the degenerate point, :mod:`bnsym.meanfield.critical`) every sample is
+``phi(beta) 1`` and ``J -> diag(D) G / sqrt(eps)``: ``c_x = phi(beta)^2``, correlation 1 (``None``,
+``0/0``, when ``phi(beta) = 0``), ``a_x = E[D] / sqrt(eps)`` with ``E[D] = (D(+1) + D(-1)) / 2``, so
+``lambda_x = sigma_w^2 E[D]^2 / eps``: ``eps_c / eps = lambda_G`` for ``phi`` differentiable at
+``beta``, ``sigma_w^2 gamma^2 / (4 eps)`` for ReLU at ``beta = 0``.
 """
 
 from __future__ import annotations
@@ -40,8 +46,9 @@ from dataclasses import dataclass
 import mpmath
 
 from bnsym.errors import PrecisionError
-from bnsym.estimate import ROUNDING, Estimate, weighted_sum
+from bnsym.estimate import ROUNDING, Estimate, rounding_error, weighted_sum
 from bnsym.meanfield.bsb1 import bsb1_state, moment_tolerance
+from bnsym.meanfield.critical import DEGENERATE, local_slopes, psi_values
 from bnsym.meanfield.gradients import rate_from_settings
 from bnsym.meanfield.results import (
     FixedPoint,
@@ -59,7 +66,8 @@ class CrossBatch:
     r"""The cross-batch theory at the CBSB1 point (docs/theory.md section 13).
 
     ``c_x``: the constant entry of the cross block of the fixed point;
-    ``correlation``: ``c_x / q*``; ``lambda_x``: the forward rate of the centred
+    ``correlation``: ``c_x / q*`` (``None`` where it is ``0/0``: past the critical eps with
+    ``phi(beta) = 0``); ``lambda_x``: the forward rate of the centred
     cross block, with ``multiplicity`` ``(B-1)^2`` (``inf`` at ``B = inf``);
     ``backward_rate``: the per-layer factor of the centred cross block of the
     gradient covariance (equal to lambda_x); ``correlation_rate``:
@@ -146,7 +154,7 @@ def cross_batch_from_settings(settings: Settings) -> CrossBatch:
         mean, a_x = _mean_and_slope(settings, state, law)
         c_x = mean * mean
         q = Estimate(fp.value, fp.error, meaning=fp.meaning)
-        correlation = c_x / q
+        correlation = None if q.value == 0 else c_x / q  # 0/0 at a degenerate point with phi(beta) = 0
         lam = settings.sigma_w**2 * a_x * a_x
         if rate.value == 0:
             ratio = None
@@ -171,6 +179,14 @@ def _mean_and_slope(settings, state, law):
     """``(m, a_x)`` as Estimates: the mean batch-norm output and the mean-Jacobian coefficient."""
     b, eps, gamma, beta = settings.batch_size, settings.eps, settings.gamma, settings.beta
     act, method, rtol = settings.activation, state.method, moment_tolerance(settings)
+    if state.fixed_point.regime == DEGENERATE:
+        # past the critical eps every sample is phi(beta) 1 and J -> diag(D) G / sqrt(eps), D_a = gamma a_+-
+        # by the sign of s_a (docs/theory.md section 15), so E[J] = E[D] G / sqrt(eps), E[D] = (D(+1) + D(-1))/2
+        level = settings.activation.mp(beta)
+        _, (d_plus, d_minus) = psi_values(settings, local_slopes(settings))
+        slope = (d_plus + d_minus) / (2 * mpmath.sqrt(eps))
+        return (Estimate(level, rounding_error(level, settings.working_dps), meaning=ROUNDING),
+                Estimate(slope, rounding_error(slope, settings.working_dps), meaning=ROUNDING))
     if eps == 0 and b == 2:
         return state.moments.mean, Estimate(mpmath.mpf(0), meaning=ROUNDING)  # J = 0 exactly
     if b == math.inf:

@@ -180,3 +180,31 @@ def test_cross_batch_agrees_with_two_batches_through_one_network(name, b):
 @pytest.mark.slow
 def test_cross_batch_with_eps_and_beta_agrees_with_simulation():
     _check("tanh", 8, (MASTER_SEED, 14, 1), beta=0.5, eps=1e-3, sigma_w=1.3)
+
+
+@pytest.mark.parametrize("name,beta", [("tanh", "0.3"), ("relu", "0")])
+def test_cross_batch_past_the_critical_eps_continues_the_nondegenerate_branch(name, beta):
+    """Past the critical eps every sample is phi(beta) 1 and J -> diag(D) G / sqrt(eps), so
+    c_x = phi(beta)^2 and lambda_x = sigma_w^2 E[D]^2 / eps in closed form (it raised a TypeError).
+    Checks: the closed forms themselves (tanh: lambda_x = lambda_G = eps_c / eps, J being
+    deterministic; ReLU at 0: E[D] = 1/2, lambda_x = 1/(4 eps)); and continuity with the
+    nondegenerate quadrature route just below eps_c (a second method): a* -> 0 continuously at
+    eps_c, so both sides lie within O(delta) of each other at eps_c (1 +- delta), delta = 1e-3
+    (measured: 0.94 delta for tanh, 1.0 delta for ReLU; the bound is 3 delta)."""
+    b, delta = 8, mpmath.mpf("1e-3")
+    eps_c = bnsym.critical_eps(name, b, beta=beta, dps=20).value
+    above = cross_batch(name, b, beta=beta, eps=eps_c * (1 + delta), dps=12)
+    below = cross_batch(name, b, beta=beta, eps=eps_c * (1 - delta), dps=12)
+    assert above.fixed_point.regime == "degenerate" and below.fixed_point.regime == "nondegenerate"
+    eps = eps_c * (1 + delta)
+    if name == "tanh":
+        assert abs(above.lambda_x.value - eps_c / eps) < 1e-12
+        assert abs(above.lambda_x.value - above.lambda_G.value) < 1e-12
+        assert abs(above.c_x.value - mpmath.tanh(mpmath.mpf(beta)) ** 2) < 1e-12
+        assert abs(above.correlation.value - 1) < 1e-12
+    else:
+        assert abs(above.lambda_x.value - 1 / (4 * eps)) < 1e-12
+        assert above.c_x.value == 0 and above.correlation is None  # 0/0: phi(0) = 0
+    assert abs(above.lambda_x.value - below.lambda_x.value) < 3 * delta
+    assert abs(above.correlation_rate.value - below.correlation_rate.value) < 3 * delta
+    assert abs(above.c_x.value - below.c_x.value) < 3 * delta
