@@ -11,7 +11,8 @@ and the normalized pre-activation is ``kappa s`` with
 ``int E_sphere[...](kappa(y)) p_n(y) dy``.
 
 :func:`chi_rule` returns panels of Gauss-Legendre nodes for that integral:
-truncated where ``p_n`` is below ``10^-working_dps`` of its peak, graded
+truncated where ``p_n`` is below ``10^-working_dps`` of its peak, split into panels
+at most :data:`MAX_PANEL_WIDTH` wide where that support is wide (``n`` past about 10^4), graded
 geometrically towards ``y = 0`` down to ``y_eps = sqrt(B eps / a)`` (the
 integrand has its singularities at ``y = +- i y_eps``), and cut, with
 tanh-sinh panels, at the radii where a kink of ``phi`` enters the support of
@@ -32,6 +33,11 @@ from bnsym.numerics.quadrature import breakpoint_panels, panel
 
 #: Relative change of scale a rule may be reweighted over (its truncation has that margin).
 REWEIGHT_MARGIN = mpmath.mpf("0.15")
+#: The widest panel of the radial rule where the support is wider than twice this (``n`` past
+#: about ``10^4``): the chi density's peak has width ``1/sqrt 2`` whatever ``n``, while the support
+#: grows with the margin, ``0.3 sqrt(n)``; one panel over ``[268, 373]`` at ``n = 10^5`` did not
+#: converge at any level.
+MAX_PANEL_WIDTH = 24
 
 
 def _log_density(n, y):
@@ -82,6 +88,9 @@ def chi_rule(n: int, level: int, working_dps: int, *, y_eps, singular_radii=()):
     """
     lo, hi = support(n, working_dps)
     cuts = []
+    if hi - lo > 2 * MAX_PANEL_WIDTH:  # large n: the reweighting margin spans many widths of the density's peak
+        pieces = int(mpmath.ceil((hi - lo) / MAX_PANEL_WIDTH))
+        cuts += [(lo + (hi - lo) * k / pieces, True) for k in range(1, pieces)]
     if y_eps > 0:
         y = 2 * y_eps
         while y < hi:

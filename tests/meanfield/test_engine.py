@@ -173,6 +173,20 @@ def test_gaussian_limit_with_eps():
     assert _agree(fp.scale, mpmath.mpf(4) - mpmath.mpf("0.25"), 25)
 
 
+
+def test_eps_at_very_large_batches_extrapolates_to_the_gaussian_limit():
+    """B = 10^5 and 2 10^5 at eps = 1e-3 (PrecisionError before: one radial panel over the chi law's
+    reweighting margin [268, 373], where the density's peak is 0.7 wide).  Richardson's 2 lambda(2B) -
+    lambda(B) removes the 1/B term and lands on the B = inf route (a different code path: a
+    deterministic gain and Gaussian coordinates) within its 1/B^2 term (measured 1.4e-10)."""
+    first = bnsym.gradient_explosion_rate("tanh", 10**5, eps="1e-3", dps=14)
+    second = bnsym.gradient_explosion_rate("tanh", 2 * 10**5, eps="1e-3", dps=14)
+    limit = bnsym.gradient_explosion_rate("tanh", math.inf, eps="1e-3", dps=14)
+    with mpmath.workdps(20):
+        assert abs(2 * second.value - first.value - limit.value) < 1e-9
+        assert abs(first.value - limit.value) > 1e-6  # the 1/B term is really there (8.7e-6)
+
+
 @pytest.mark.parametrize(
     "spec, b, kwargs",
     [
