@@ -65,10 +65,15 @@ from bnsym.numerics.quadrature import (
     float64_rule,
     merged_cuts,
     panel,
+    size,
 )
 
 #: Highest rule level for one-dimensional integrals, and for nested ones.
 MAX_LEVEL_1D = len(SIZES) - 1
+#: Points of the float64 Chebyshev probe that bounds a one-coordinate rule's start level from below
+#: (:meth:`SphereLaw._resolved_level`), and the coefficient size (relative to the largest) it resolves.
+PROBE_POINTS = 1024
+PROBE_FLOOR = 1e-13
 MAX_LEVEL_2D = SIZES.index(256)
 
 
@@ -206,6 +211,7 @@ class SphereLaw:
         self.working_dps = working_dps
         self._rules = {}  # one-coordinate rules by (level, cuts)
         self._node_memo = {}  # activation-piece values at the nodes of a rule, by (base, rule)
+        self._probes = {}  # Chebyshev coefficients needed per integrand and panels (_resolved_level)
         self.infinite = batch_size == math.inf
         self.n = math.inf if self.infinite else batch_size - 1
         with mpmath.workdps(working_dps):
@@ -256,6 +262,45 @@ class SphereLaw:
         if key not in self._rules:
             self._rules[key] = self._one_coordinate_rule(cuts, level)
         return self._rules[key]
+
+    def _resolved_level(self, funcs):
+        """The least rule level at which every plain Gauss panel of the one-coordinate rule has at least
+        half as many nodes as the float64 Chebyshev interpolant of each integrand times the law's density
+        needs on it (coefficients down to :data:`PROBE_FLOOR` of the largest, from
+        :data:`PROBE_POINTS` points).  Below it a feature narrower than the node spacing (tanh at gain
+        100, 0.01 wide) can fall between the nodes of two levels, which then agree on a wrong value: a
+        start level is never below this one (docs/theory.md section 3.2).  Panels with a smoothing map
+        or tanh-sinh rule (beside kinks) are not probed.  Cost: ``PROBE_POINTS`` float64 evaluations
+        and one FFT per integrand and panel (cached per integrand)."""
+        _, edges = self._s_panels_1d(funcs, 0)
+        need = 0
+        for f in funcs:
+            key = (f.base, f._finishing, tuple((float(lo), float(hi)) for lo, hi, _, _ in edges))
+            if key not in self._probes:
+                self._probes[key] = max([self._probe(f, lo, hi) for lo, hi, kind, smooth in edges
+                                         if kind == "gauss" and not any(smooth)] or [0])
+            need = max(need, self._probes[key])
+        level = 0
+        while size(level) < need / 2 and level < MAX_LEVEL_1D:
+            level += 1
+        return level
+
+    def _probe(self, f, lo, hi):
+        """Chebyshev coefficients needed on the panel ``[lo, hi]`` (see :meth:`_resolved_level`)."""
+        m = PROBE_POINTS
+        x = np.cos(np.pi * np.arange(m + 1) / m)
+        t = (float(lo) + float(hi)) / 2 + (float(hi) - float(lo)) / 2 * x
+        with np.errstate(all="ignore"):
+            if self.infinite:
+                s, weight = t, np.exp(-t * t / 2)
+            else:
+                s, weight = float(self.root_n) * np.sin(t), np.cos(t) ** (self.n - 2)
+            values = np.asarray(f.evaluate_float(s), dtype=float) * weight
+        if not np.all(np.isfinite(values)) or not np.any(values):
+            return 0
+        c = np.abs(np.fft.rfft(np.concatenate([values, values[-2:0:-1]])).real)[: m + 1]
+        above = np.flatnonzero(c > PROBE_FLOOR * c.max())
+        return int(above[-1]) + 1
 
     def _one_coordinate_rule(self, cuts, level):
         if self.infinite:
@@ -340,7 +385,7 @@ class SphereLaw:
                     out.append((Estimate((a + b) / 2), Estimate((a * a + b * b) / 2)))
                 return out
             key = _hint_key(self, "1d", funcs)
-            level = self._start_level(start_level, two_d=False, key=key)
+            level = max(self._start_level(start_level, two_d=False, key=key), self._resolved_level(funcs))
             def judge(current, previous):
                 errors = [(abs(c[0] - p[0]), abs(c[1] - p[1])) for c, p in zip(current, previous)]
                 if all(e1 <= rtol * mpmath.sqrt(abs(c[1])) and e2 <= rtol * abs(c[1]) for (e1, e2), c in zip(errors, current)):
@@ -417,7 +462,7 @@ class SphereLaw:
     def _funk_hecke(self, pairs, rtol, start_level):
         funcs = _distinct([f for pair in pairs for f in pair])
         key = _hint_key(self, "funk-hecke", funcs)
-        level = self._start_level(start_level, two_d=False, key=key)
+        level = max(self._start_level(start_level, two_d=False, key=key), self._resolved_level(funcs))
         def judge(current, previous):
             out = [self._floored(value, abs(value - old) + tail) for (value, tail, _), (old, _, _) in zip(current, previous)]
             ok = all(e.error <= rtol * scale for e, (_, _, scale) in zip(out, current))
@@ -453,7 +498,7 @@ class SphereLaw:
                 return mpmath.sqrt(1 / n)
             return mpmath.sqrt(k * (k + 2 * lam - 1) / (4 * (k + lam) * (k + lam - 1)))
 
-        k_max = min(len(nodes) - 1, 4 * self.working_dps + 40)
+        k_max = (len(nodes) - 1) // 2
         look = 10  # |P_j(rho)| is bounded over the next `look` degrees
         a_list = [a(k) for k in range(k_max + look + 2)]
         big_p = []  # P_k(rho) = p_k(rho) / p_k(1)

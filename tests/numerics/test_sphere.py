@@ -185,3 +185,41 @@ def test_step_pair_beside_a_crossing_on_the_edge(delta):
     reference = _quadrant_probability(-shift / gain)
     assert value.error < 1e-13
     assert abs(value.value - reference) < 1e-13
+
+
+@pytest.mark.parametrize("b,gain", [(8, 100), (32, 30), (math.inf, 10)])
+def test_one_coordinate_rule_resolves_a_narrow_feature_before_judging(b, gain):
+    """tanh' at gain 100 is a spike 0.01 wide at s = 0.  The start level used to miss it: two levels
+    of 16 and 24 nodes agreed on E[tanh'(100 s)^2] = 0, and lambda_G of tanh at gamma = 100, B = 32
+    came out as 0.0201 where Monte Carlo gives 54.75.  The float64 Chebyshev probe of the integrand
+    now sets the least start level.  Reference: mpmath.quad on the one-coordinate marginal
+    (1 - s^2/n)^((n-3)/2) (Gaussian at B = inf), split around the spike.  (At B = inf and gain 100
+    one panel over [-8.6, 8.6] would need some 10^4 nodes: PrecisionError, not a wrong value.)"""
+    gain = mpmath.mpf(gain)
+    f = Integrand(activation("tanh"), gain, mpmath.mpf(0), derivative=True)
+    with mpmath.workdps(20):
+        law = SphereLaw(b, 20)
+        (mean, square), = law.expect_with_norms([f], mpmath.mpf("1e-13"))
+        if b == math.inf:
+            density, ends = (lambda s: mpmath.npdf(s)), [-mpmath.inf, mpmath.inf]
+        else:
+            n = b - 1
+            norm = mpmath.sqrt(n) * mpmath.beta(mpmath.mpf(n - 1) / 2, mpmath.mpf(1) / 2)
+            density, ends = (lambda s: (1 - s * s / n) ** (mpmath.mpf(n - 3) / 2) / norm), [-mpmath.sqrt(n), mpmath.sqrt(n)]
+        points = [ends[0], -5 / gain, -1 / gain, 0, 1 / gain, 5 / gain, ends[1]]
+        for value, power in ((mean, 2), (square, 4)):
+            reference = mpmath.quad(lambda s: mpmath.sech(gain * s) ** power * density(s), points)
+            assert abs(value.value - reference) <= mpmath.mpf("1e-13") * reference, (value, reference)
+
+
+def test_funk_hecke_series_of_a_steep_activation_against_the_nested_rule():
+    """E[tanh'(10 s_a) tanh'(10 s_b)] at B = 8 needs more Gegenbauer terms than the old cap
+    (4 x working digits + 40; PrecisionError): the series now runs to half the rule's nodes.
+    Reference: the nested two-coordinate rule (a second method), within the two errors."""
+    f = Integrand(activation("tanh"), mpmath.mpf(10), mpmath.mpf(0), derivative=True)
+    with mpmath.workdps(30):
+        law = SphereLaw(8, 30)
+        (series,) = law.expect_pairs([(f, f)], mpmath.mpf("1e-12"))
+        (nested,) = law.expect_weighted([((f,), (f,))], lambda a, c: 1, mpmath.mpf("1e-12"), None)
+        assert abs(series.value - nested.value) <= series.error + nested.error
+        assert series.error <= mpmath.mpf("1e-12") * series.value * 10
