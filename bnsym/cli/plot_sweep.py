@@ -237,7 +237,7 @@ def sweep_records(path) -> list[dict]:
 
     if not is_store_file(path):
         records = read_results(path)
-        if not records and Path(path).stat().st_size > 0:
+        if not records and Path(path).is_file() and Path(path).stat().st_size > 0:
             raise BnsymInputError(f"results file {str(path)!r} is neither a bnsym store nor a JSON-lines file of "
                                   "sweep records (no line is a JSON object with a depth)")
         return records

@@ -115,7 +115,9 @@ def _cross_chunk(coefficients, s, ds, b, eps, levels):
         nu, v = np.linalg.eigh(w * hp + w1 * hq)
         nu = np.clip(nu, 0, None)
         good = nu > 1e-13 * nu[:, -1:]
-        scale = 1 / (2 * np.exp(np.where(good, np.log(np.where(good, nu, 1)), 0).sum(axis=1) / good.sum(axis=1)))
+        # the rho rule's middle: 1/(2 x the geometric mean of nu), or 1/(B eps) where e^{-B eps rho} cuts off first
+        # (inputs far below sqrt(eps): every node underflowed and the chunk had none)
+        scale = 1 / (2 * np.exp(np.where(good, np.log(np.where(good, nu, 1)), 0).sum(axis=1) / good.sum(axis=1)) + b * eps)
         rho = scale[:, None] * (x_left / x_right)[None, :]
         g = 1 / (1 + 2 * rho[:, :, None] * nu[:, None, :])
         log_det = np.log1p(2 * rho[:, :, None] * nu[:, None, :]).sum(axis=-1)

@@ -265,7 +265,6 @@ def kernel(activation, inputs, depth, *, batch_size, kind="nngp", gamma=1, beta=
     if need > kernel_memory_limit() * 2**30:
         raise BnsymInputError(f"the {kind} kernel of M = {m} inputs at depth {depth} needs {need / 2**30:.1f} GiB "
                               f"(limit {kernel_memory_limit():g} GiB; set {MEMORY_VARIABLE} to raise it)")
-    _refuse_constant_batch(x, settings, sampled=method == "sampling")
     gram = input_gram(x)
     if method == "sampling":
         nngp, ntk, errors = sampled_layers(settings, gram, depth, ntk=kind == "ntk", samples=samples, chains=chains,
@@ -278,22 +277,6 @@ def kernel(activation, inputs, depth, *, batch_size, kind="nngp", gamma=1, beta=
     last = ntk[-1] if kind == "ntk" else nngp[-1]
     return Kernel(last, float(sum(errors)), settings=settings, kind=kind, batch_size=b, nngp=nngp, ntk=ntk,
                   layer_errors=errors, method=FLOAT_METHOD, precision="double (float64)")
-
-
-def _refuse_constant_batch(x, settings, *, sampled):
-    """A batch of identical inputs (centred Gram block 0): refused at ``eps = 0`` (batch norm divides by
-    zero) and by the float64 Laplace path (which needs a nonzero centred block: it raised a NumPy reshape
-    error); sampling takes it at ``eps > 0``."""
-    b = settings.batch_size
-    constant = validation.constant_batch(x[p * b:(p + 1) * b] @ x[p * b:(p + 1) * b].T for p in range(x.shape[0] // b))
-    if constant is None or (sampled and settings.eps > 0):
-        return
-    raise BnsymInputError(
-        f"inputs: batch {constant} (rows {constant * b} to {constant * b + b - 1}) has identical inputs, so its "
-        "centred Gram matrix G Sigma G is 0: "
-        + ("batch norm divides by zero at eps = 0" if settings.eps == 0 else
-           "the Laplace path needs a nonzero centred Gram matrix in every batch (method='sampling' takes such "
-           "a batch, whose output is the constant phi(beta))"))
 
 
 def _high_precision(settings, x, depth, kind, method):
@@ -463,6 +446,14 @@ def joint_layers(settings: Settings, gram, depth: int, *, ntk: bool = False, tol
         raise BnsymInputError(obstacle)
     b = settings.batch_size
     k = gram.shape[0] // b
+    constant = validation.constant_batch(gram[p * b:(p + 1) * b, p * b:(p + 1) * b] for p in range(k))
+    if constant is not None:  # (the rules below raised a NumPy reshape error on it)
+        raise BnsymInputError(
+            f"inputs: batch {constant} (rows {constant * b} to {constant * b + b - 1}) has identical or nearly "
+            "identical inputs: its centred Gram block G Sigma G is at most 1e-12 of its Gram block, below what "
+            "float64 resolves; " + ("batch norm divides by zero at eps = 0" if settings.eps == 0 else
+                                    "the Laplace path needs a nonzero centred block in every batch (method='sampling' "
+                                    "takes such a batch at eps > 0: its output is the constant phi(beta))"))
     coefficients = tuple(float(c) for c in homogeneous_coefficients(settings.activation, settings.gamma))
     eps, sigma_w = float(settings.eps), float(settings.sigma_w)
     pairs = [(p, q) for p in range(k) for q in range(p, k)]

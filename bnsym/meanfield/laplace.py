@@ -263,7 +263,8 @@ def _laplace_float(settings, gram, coeffs):
 
 def _refuse_zero(settings):
     if settings.eps == 0:
-        raise BnsymError("G Sigma G = 0 at eps = 0: batch norm is undefined (every input is the same up to a constant)")
+        raise BnsymError("G Sigma G = 0 at eps = 0: batch norm divides by zero (every input of the batch is the same "
+                         "up to a constant)")
 
 
 def _laplace_level(lam, vecs, entries, coeffs, scale, rate, level, working_dps):

@@ -392,8 +392,9 @@ def _infinite_batch(settings, state, law, method):
     ``g = gamma kappa*`` is deterministic (``kappa*^2 = a*/(a* + eps)``), and the finite-B
     expressions tend to ``lambda_L = [E[f^2 s^2] - E[f^2] - 2 E[f] (E[f s^2] - E[f])] / (2 Var f)``,
     ``lambda_M = E[f s]^2 / Var f`` (``f = phi(g s + beta)``, ``s ~ N(0, 1)``); forward ``G`` is
-    0 at ``eps = 0`` and the slope ``F'(a*)`` of the scale equation otherwise (central difference);
-    backward only ``G`` (``lambda_G``).  Cost: four one-coordinate expectations (six with eps > 0).
+    0 at ``eps = 0`` and the slope ``F'(a*)`` of the scale equation otherwise (closed form,
+    :func:`_scale_slope`); backward only ``G`` (``lambda_G``).  Cost: four one-coordinate
+    expectations (with eps > 0, nine more for the slope and its sensitivity to ``a*``).
     """
     from bnsym.meanfield.gradients import rate_from_settings
 

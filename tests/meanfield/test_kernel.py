@@ -228,9 +228,10 @@ def test_ntk_against_finite_networks(depth):
     (lambda: kernel("tanh", _inputs(), 2, batch_size=8, dps=20), "dps: the high-precision path is the Laplace method only"),
     (lambda: kernel("relu", _inputs(k=1), 2, batch_size=4, kind="ntk"), "B >= 5"),
     # a batch of identical inputs: its centred Gram block is 0 (the float64 path raised a numpy reshape error)
-    (lambda: kernel("relu", np.vstack([_inputs(k=1), np.ones((8, 16))]), 2, batch_size=8), "batch 1 .rows 8 to 15. has identical inputs.*divides by zero at eps = 0"),
-    (lambda: kernel("relu", np.vstack([_inputs(k=1), np.ones((8, 16))]), 2, batch_size=8, eps=1e-3), "Laplace path needs a nonzero centred Gram"),
-    (lambda: kernel("tanh", np.vstack([np.ones((8, 16)), _inputs(k=1)]), 2, batch_size=8), "batch 0 .rows 0 to 7. has identical inputs"),
+    (lambda: kernel("relu", np.vstack([_inputs(k=1), np.ones((8, 16))]), 2, batch_size=8), "batch 1 .rows 8 to 15. has identical or nearly identical inputs.*divides by zero at eps = 0"),
+    (lambda: kernel("relu", np.vstack([_inputs(k=1), np.ones((8, 16))]), 2, batch_size=8, eps=1e-3), "Laplace path needs a nonzero centred block"),
+    (lambda: kernel("tanh", np.vstack([np.ones((8, 16)), _inputs(k=1)]), 2, batch_size=8), "zero variance across the batch"),
+    (lambda: bnsym.propagate("relu", [_inputs(k=1), np.ones((8, 16))], 2, dps=10), "batch 1 .rows 8 to 15. has identical"),
     (lambda: bnsym.propagate("tanh", [_inputs(k=1)] * 2, 2, dps=15), "not positively homogeneous"),
 ])
 def test_bad_input_is_one_line(call, match):
@@ -287,3 +288,21 @@ def test_a_reordered_copy_of_a_batch_is_computed_once_and_spread():
     ntk = kernel("relu", data, 2, batch_size=5, kind="ntk").value
     np.testing.assert_array_equal(ntk[5:10, 5:10], ntk[np.ix_(order, order)])
     np.testing.assert_array_equal(ntk[5:10, 10:], ntk[order, 10:])
+
+
+def test_inputs_far_below_sqrt_eps_reach_the_small_input_limit():
+    """Inputs of size 1e-20 at eps = 1e-3: batch norm's normaliser is B eps to 1e-37, so one layer maps
+    Sigma to V_relu(sigma_w^2 G Sigma G) / eps, V_relu the arc-cosine kernel (a closed form, computed
+    here).  The rho rule was centred on the inputs' own scale, every node's e^{-B eps rho} underflowed
+    and the kernel raised a NumPy reshape error; its middle is now 1/(2 geomean + B eps)."""
+    b = 4
+    x = 1e-20 * np.random.default_rng(2).standard_normal((2 * b, 5))
+    k = kernel("relu", x, 1, batch_size=b, eps=1e-3)
+    gram = x @ x.T / x.shape[1]
+    g = np.kron(np.eye(2), np.eye(b) - 1.0 / b)
+    s = g @ gram @ g  # centred within each batch
+    diag = np.sqrt(np.diag(s))
+    cos = np.clip(s / np.outer(diag, diag), -1, 1)
+    theta = np.arccos(cos)
+    expected = np.outer(diag, diag) * (np.sin(theta) + (np.pi - theta) * cos) / (2 * np.pi) / 1e-3
+    assert np.allclose(k.value, expected, rtol=1e-6, atol=0)
