@@ -115,12 +115,19 @@ class BSB1State:
 def bsb1_state(settings: Settings) -> BSB1State:
     """Solve for the fixed point under ``settings`` (cached per settings)."""
     method = resolve_method(settings.method, settings.activation, settings.beta)
-    if regime(settings) == DEGENERATE:
-        return _degenerate(settings, method)
+    past_critical = regime(settings) == DEGENERATE
     with mpmath.workdps(settings.working_dps):
         law = SphereLaw(settings.batch_size, settings.working_dps)
         if settings.eps == 0:
             state = _exact(settings, law, method)
+        elif past_critical:
+            # the degenerate point attracts, but a nondegenerate point may coexist where phi is flat at beta and
+            # steep around it (gelu at beta = -0.673, gamma = 2.652, eps = 0.05: lambda_G 1.93 there, 0.186 at
+            # the degenerate point); networks started from inputs of ordinary scale reach it, so it is the answer
+            # when the solve from the eps = 0 scale finds it before contracting by COEXISTING_FLOOR
+            state = _coexisting(settings, law, method)
+            if state is None:
+                return _degenerate(settings, method)
         elif settings.batch_size == math.inf:
             state = _gaussian_with_eps(settings, law, method)
         else:
@@ -190,6 +197,24 @@ def _check_precision(fp: FixedPoint):
 
 
 # ------------------------------------------------------- past the critical eps
+#: Past the critical eps, the solve from the eps = 0 scale looks for a nondegenerate point down to this
+#: fraction of that scale before it settles for the degenerate one (docs/theory.md section 15).
+COEXISTING_FLOOR = mpmath.mpf("1e-4")
+
+
+def _coexisting(settings, law, method):
+    """The nondegenerate fixed point that coexists with the attracting degenerate one past the critical
+    eps, or ``None`` when the scale contracts below :data:`COEXISTING_FLOOR` of its start."""
+    try:
+        if settings.batch_size == math.inf:
+            return _gaussian_with_eps(settings, law, method, floor=COEXISTING_FLOOR)
+        return _radial(settings, law, method, floor=COEXISTING_FLOOR)
+    except BnsymError as error:
+        if isinstance(error, PrecisionError):
+            raise
+        return None
+
+
 def _degenerate(settings, method):
     """``G Sigma* G = 0``: every sample has the representation ``phi(beta) 1`` (docs/theory.md section 15)."""
     with mpmath.workdps(settings.working_dps):
@@ -210,7 +235,7 @@ def _exact(settings, law, method):
 
 
 # ------------------------------------------------------- B = inf, eps > 0
-def _gaussian_with_eps(settings, law, method):
+def _gaussian_with_eps(settings, law, method, floor=None):
     """Solve ``a = sigma_w^2 spread(gamma sqrt(a/(a+eps)))`` by the secant method."""
     sw2, eps, gamma = settings.sigma_w**2, settings.eps, settings.gamma
     cache = {}
@@ -222,7 +247,8 @@ def _gaussian_with_eps(settings, law, method):
         return a - sw2 * moments_at(a).spread.value
 
     a0 = sw2 * _moments(settings, law, gamma, method, cache).spread.value
-    a = _secant(g, a0, a0 * (1 + mpmath.mpf(1) / 16), settings, what="scale sigma_w^2 (q*-c*) at B=inf")
+    a = _secant(g, a0, a0 * (1 + mpmath.mpf(1) / 16), settings, what="scale sigma_w^2 (q*-c*) at B=inf",
+                lower=None if floor is None else floor * a0)
     m = moments_at(a)
     # error of the root from the error of the spread: |da| = sw2 |d spread| / |1 - F'(a)|
     h = a * mpmath.mpf(10) ** -(settings.working_dps // 3)
@@ -233,7 +259,8 @@ def _gaussian_with_eps(settings, law, method):
 
 
 def _secant(g, x0, x1, settings, *, what, lower=None):
-    """Root of ``g`` by the secant method from ``x0, x1``, to the working precision."""
+    """Root of ``g`` by the secant method from ``x0, x1``, to the working precision; BnsymError once an
+    iterate falls below ``lower`` (default ``10^-working_dps``): the scale contracts towards 0."""
     tol = mpmath.mpf(10) ** -(settings.working_dps - 3)
     g0, g1 = g(x0), g(x1)
     for _ in range(100):
@@ -249,7 +276,7 @@ def _secant(g, x0, x1, settings, *, what, lower=None):
         x0, g0, x1, g1 = x1, g1, x2, g(x2)
         if abs(x1 - x0) <= tol * abs(x1):
             return x1
-        if x1 < mpmath.mpf(10) ** -(settings.working_dps):
+        if x1 < (mpmath.mpf(10) ** -(settings.working_dps) if lower is None else lower):
             break
     raise BnsymError(
         f"no BSB1 fixed point with a positive {what}: the scale contracts towards 0 "
@@ -271,7 +298,7 @@ class RadialLevel:
     designs: int
 
 
-def _radial(settings, law, method):
+def _radial(settings, law, method, floor=None):
     b, eps, sw2 = settings.batch_size, settings.eps, settings.sigma_w**2
     cache = {}
     # analytic in kappa (above a kink's floor): interpolate the moments along the radius (docs/theory.md section 15)
@@ -291,7 +318,7 @@ def _radial(settings, law, method):
                 f"the radial integral over |Gh| did not converge to {settings.dps} digits "
                 f"(B={b}, eps={mpmath.nstr(eps, 6)})"
             )
-        current = _solve_level(settings, law, method, level, a, cache)
+        current = _solve_level(settings, law, method, level, a, cache, floor)
         levels.append(current)
         a = current.scale
         if len(levels) >= 2:
@@ -337,12 +364,12 @@ def _start_level(settings, a, tol):
     return level
 
 
-def _solve_level(settings, law, method, level, a_start, cache) -> RadialLevel:
+def _solve_level(settings, law, method, level, a_start, cache, floor=None) -> RadialLevel:
     """Solve the scale equation with the level-``level`` radial rule."""
     b, eps, sw2 = settings.batch_size, settings.eps, settings.sigma_w**2
     n = b - 1
     a_design = a_start
-    a_floor = a_start * mpmath.mpf(10) ** -(settings.working_dps)
+    a_floor = a_start * (mpmath.mpf(10) ** -(settings.working_dps) if floor is None else floor)
     for designs in range(1, 200):
         ys, ws, nodes_k, moments = _design(settings, law, method, level, a_design, cache)
 

@@ -17,8 +17,9 @@ For ``phi`` differentiable at ``beta``, ``spread_psi = gamma^2 phi'(beta)^2 B/(B
 ``sigma_w^2 gamma^2 (B-1)(q*_0 - c*_0)/B`` with the ``eps = 0`` fixed point (exact for every
 ``a``, since ReLU is homogeneous).  ``B = inf``: ``(B-1)/B -> 1`` and the Gaussian law.
 
-For ``eps >= eps_c`` the scale contracts to 0: the **degenerate** point
-``G Sigma* G = 0``, ``q* = c* = phi(beta)^2``.  There ``J -> diag(D) G / sqrt(eps)`` with
+For ``eps >= eps_c`` the degenerate point ``G Sigma* G = 0``, ``q* = c* = phi(beta)^2``, attracts
+(a nondegenerate point may coexist where ``phi`` is flat at ``beta`` and steep around it: the engine
+looks for one first, :func:`bnsym.meanfield.bsb1.bsb1_state`).  There ``J -> diag(D) G / sqrt(eps)`` with
 ``D_a = gamma a_(sign of gamma s_a)``, so
 
     lambda_G^deg = sigma_w^2 [(B-1) E[D_a^2] + E[D_a D_b]] / (B eps)     (B = inf: sigma_w^2 E[D^2] / eps),
