@@ -202,6 +202,10 @@ def _check_precision(fp: FixedPoint):
 COEXISTING_FLOOR = mpmath.mpf("1e-4")
 
 
+class ScaleContracts(BnsymError):
+    """The scale equation's iterates fall towards 0: no nondegenerate BSB1 point from this start."""
+
+
 def _coexisting(settings, law, method):
     """The nondegenerate fixed point that coexists with the attracting degenerate one past the critical
     eps, or ``None`` when the scale contracts below :data:`COEXISTING_FLOOR` of its start."""
@@ -209,9 +213,7 @@ def _coexisting(settings, law, method):
         if settings.batch_size == math.inf:
             return _gaussian_with_eps(settings, law, method, floor=COEXISTING_FLOOR)
         return _radial(settings, law, method, floor=COEXISTING_FLOOR)
-    except BnsymError as error:
-        if isinstance(error, PrecisionError):
-            raise
+    except ScaleContracts:
         return None
 
 
@@ -278,7 +280,7 @@ def _secant(g, x0, x1, settings, *, what, lower=None):
             return x1
         if x1 < (mpmath.mpf(10) ** -(settings.working_dps) if lower is None else lower):
             break
-    raise BnsymError(
+    raise ScaleContracts(
         f"no BSB1 fixed point with a positive {what}: the scale contracts towards 0 "
         f"(eps={mpmath.nstr(settings.eps, 6)} is too large for sigma_w={mpmath.nstr(settings.sigma_w, 6)})"
     )
@@ -395,7 +397,7 @@ def _solve_level(settings, law, method, level, a_start, cache, floor=None) -> Ra
         a_design = min(max(target, a_design / 2), a_design * 2)
         if a_design < a_floor:
             break
-    raise BnsymError(
+    raise ScaleContracts(
         f"no BSB1 fixed point with a positive scale sigma_w^2 (q*-c*): it contracts towards 0 "
         f"(eps={mpmath.nstr(eps, 6)} is too large for sigma_w={mpmath.nstr(settings.sigma_w, 6)}, gamma={mpmath.nstr(settings.gamma, 6)})"
     )
