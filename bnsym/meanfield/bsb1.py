@@ -42,7 +42,7 @@ from bnsym.numerics.quadrature import size as rule_size
 from bnsym.numerics.backward import bracket
 from bnsym.errors import BnsymError, PrecisionError
 from bnsym.estimate import ROUNDING, Estimate, combined_meaning, rounding_error, weighted_sum
-from bnsym.meanfield.critical import DEGENERATE, regime
+from bnsym.meanfield.critical import DEGENERATE, coexistence_possible, regime
 from bnsym.numerics.memo import cached_at_tolerance
 from bnsym.numerics.moments import MomentCurve, SphereMoments, curve_evaluation, moments_at_gains, radial_events, resolve_method
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
@@ -125,7 +125,7 @@ def bsb1_state(settings: Settings) -> BSB1State:
             # steep around it (gelu at beta = -0.673, gamma = 2.652, eps = 0.05: lambda_G 1.93 there, 0.186 at
             # the degenerate point); networks started from inputs of ordinary scale reach it, so it is the answer
             # when the solve from the eps = 0 scale finds it before contracting by COEXISTING_FLOOR
-            state = _coexisting(settings, law, method)
+            state = _coexisting(settings, law, method) if coexistence_possible(settings) else None
             if state is None:
                 return _degenerate(settings, method)
         elif settings.batch_size == math.inf:

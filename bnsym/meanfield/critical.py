@@ -37,10 +37,12 @@ degenerate point then attracts for every ``eps``) or when a slope is infinite.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import mpmath
+import numpy as np
 
 from bnsym.errors import BnsymError
 from bnsym.estimate import ROUNDING, rounding_error
@@ -171,3 +173,78 @@ def degenerate_bracket(settings: Settings, slopes) -> mpmath.mpf:
         return d2
     d11 = closed_forms.homogeneous_pair((d_plus, d_minus, 0), (d_plus, d_minus, 0), n)
     return ((b - 1) * d2 + d11) / b
+
+
+#: Past the critical eps the search for a coexisting nondegenerate point is skipped when the bound of
+#: :func:`coexistence_possible` stays below ``1 - COEXISTENCE_MARGIN`` (its float64 error is far smaller).
+COEXISTENCE_MARGIN = 1e-3
+
+
+#: Gauss-Legendre nodes in the angle of the one-coordinate law for the bound's variances.
+PSI_NODES = 800
+
+
+@functools.lru_cache(maxsize=4)
+def _legendre(n):
+    """Gauss-Legendre nodes and weights on [-1, 1] (float64, cached: NumPy's solver is O(n^3))."""
+    return np.polynomial.legendre.leggauss(n)
+
+
+def coexistence_possible(settings: Settings) -> bool:
+    r"""Whether a nondegenerate BSB1 point can coexist with the degenerate one (``eps >= eps_c``).
+
+    A nondegenerate point needs ``F(a) = a`` for some ``a > 0``.  With ``psi = phi - E phi`` over the
+    one-coordinate law, ``E[(sum_b psi_b)^2] >= 0`` gives ``E[psi_a psi_b] >= -Var_1 / (B-1)``, so
+
+        spread(g) <= U(g) = B/(B-1) Var_1 phi(g s + beta)      (B = inf: U = spread),
+        F(a) <= sigma_w^2 E_y[U(gamma kappa(a, y))] =: F_U(a).
+
+    ``False`` when ``F_U(a)/a < 1 - COEXISTENCE_MARGIN`` on a log grid of ``a`` from ``10^-12`` to
+    ``10^3`` times the ``eps = 0`` scale (where ``F_U(a)/a`` falls as ``1/a``): no such point.  ``True``
+    otherwise, or when the float64 values are not finite (the caller then searches).  Cost: float64
+    only, ``O(10^5)`` activation values (a few milliseconds).  (docs/theory.md section 15.1.)
+    """
+    b, eps, sw2 = settings.batch_size, float(settings.eps), float(settings.sigma_w) ** 2
+    gamma, beta = abs(float(settings.gamma)), float(settings.beta)
+    if b == math.inf:
+        s, ws = np.polynomial.hermite_e.hermegauss(160)
+        ws = ws / ws.sum()
+        factor = 1.0
+    elif b == 2:
+        s, ws, factor = np.array([-1.0, 1.0]), np.array([0.5, 0.5]), 2.0
+    else:
+        n = b - 1
+        psi, wpsi = _legendre(PSI_NODES)
+        psi = psi * np.pi / 2
+        with np.errstate(under="ignore"):
+            ws = wpsi * np.cos(psi) ** (n - 2)
+        s, ws, factor = math.sqrt(n) * np.sin(psi), ws / ws.sum(), b / (b - 1)
+    kappas = np.geomspace(1e-9, 1.0, 200)
+    with np.errstate(all="ignore"):
+        values = settings.activation.np(np.outer(gamma * kappas, s) + beta)
+        mean = values @ ws
+        upper = factor * ((values - mean[:, None]) ** 2 @ ws)  # U(gamma kappa)
+    if not np.all(np.isfinite(upper)):
+        return True
+    per_kappa2 = upper / kappas**2  # smooth in log kappa, constant as kappa -> 0 for phi with a slope at beta
+
+    def bound(k2):
+        k = np.sqrt(np.clip(k2, kappas[0] ** 2, 1.0))
+        return np.interp(np.log(k), np.log(kappas), per_kappa2) * k * k
+
+    a0 = max(float(sw2 * upper[-1]), 1e-300)
+    grid = a0 * np.geomspace(1e-12, 1e3, 300)
+    if b == math.inf:
+        ratio = sw2 * bound(grid / (grid + eps)) / grid
+    else:
+        n = b - 1
+        y, wy = _legendre(200)
+        lo, hi = max(math.sqrt(n) - 12.0, 0.0), math.sqrt(n) + 12.0
+        y = lo + (hi - lo) * (y + 1) / 2
+        with np.errstate(divide="ignore"):
+            log_density = (n - 1) * np.log(y) - y * y / 2
+        wy = wy * np.exp(log_density - log_density.max())
+        wy = wy / wy.sum()
+        k2 = grid[:, None] * y[None, :] ** 2 / (grid[:, None] * y[None, :] ** 2 + b * eps)
+        ratio = sw2 * (bound(k2) @ wy) / grid
+    return not bool(np.all(ratio < 1 - COEXISTENCE_MARGIN))

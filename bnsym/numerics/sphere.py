@@ -73,7 +73,10 @@ MAX_LEVEL_1D = len(SIZES) - 1
 #: Points of the float64 Chebyshev probe that bounds a one-coordinate rule's start level from below
 #: (:meth:`SphereLaw._resolved_level`), and the coefficient size (relative to the largest) it resolves.
 PROBE_POINTS = 1024
-PROBE_FLOOR = 1e-13
+PROBE_FLOOR = 1e-8  # (cos(psi)^(n-2) carries float64 noise of about n 1e-16: 1e-11 at B = 10^5)
+#: The start level has at least this fraction of the probe's coefficient count as nodes per panel:
+#: enough to see every feature the probe resolves (the convergence loop then does the rest).
+PROBE_NODES = 0.25
 MAX_LEVEL_2D = SIZES.index(256)
 
 
@@ -265,9 +268,9 @@ class SphereLaw:
 
     def _resolved_level(self, funcs):
         """The least rule level at which every plain Gauss panel of the one-coordinate rule has at least
-        half as many nodes as the float64 Chebyshev interpolant of each integrand times the law's density
-        needs on it (coefficients down to :data:`PROBE_FLOOR` of the largest, from
-        :data:`PROBE_POINTS` points).  Below it a feature narrower than the node spacing (tanh at gain
+        :data:`PROBE_NODES` times as many nodes as the float64 Chebyshev interpolant of each integrand
+        times the law's density needs on it (coefficients down to :data:`PROBE_FLOOR` of the largest,
+        from :data:`PROBE_POINTS` points).  Below it a feature narrower than the node spacing (tanh at gain
         100, 0.01 wide) can fall between the nodes of two levels, which then agree on a wrong value: a
         start level is never below this one (docs/theory.md section 3.2).  Panels with a smoothing map
         or tanh-sinh rule (beside kinks) are not probed.  Cost: ``PROBE_POINTS`` float64 evaluations
@@ -281,15 +284,27 @@ class SphereLaw:
                                          if kind == "gauss" and not any(smooth)] or [0])
             need = max(need, self._probes[key])
         level = 0
-        while size(level) < need / 2 and level < MAX_LEVEL_1D:
+        while size(level) < PROBE_NODES * need and level < MAX_LEVEL_1D:
             level += 1
         return level
+
+    def _nested_floor(self, funcs):
+        """:meth:`_resolved_level` of the nested rule's integrands (their one-coordinate resolution bounds
+        each angle's rule from below); :class:`PrecisionError` at once if that is past the nested rule's
+        largest level (measured: E[tanh'(30 s_a) tanh'(30 s_b)] at B = 65 came out 0 +- 0)."""
+        floor = self._resolved_level(_distinct(funcs))
+        if floor > MAX_LEVEL_2D:
+            raise PrecisionError(f"two-coordinate expectation: the integrands need more than {SIZES[MAX_LEVEL_2D]} "
+                                 f"nodes per panel to be resolved (B={self.batch_size})")
+        return floor
 
     def _probe(self, f, lo, hi):
         """Chebyshev coefficients needed on the panel ``[lo, hi]`` (see :meth:`_resolved_level`)."""
         m = PROBE_POINTS
         x = np.cos(np.pi * np.arange(m + 1) / m)
-        t = (float(lo) + float(hi)) / 2 + (float(hi) - float(lo)) / 2 * x
+        # the ends pulled in by 1e-9 of the width: a panel that ends on a kink sees its own piece there
+        # (relu' sampled exactly at 0 gave one nonzero value, a flat spectrum and 768-node rules)
+        t = (float(lo) + float(hi)) / 2 + (float(hi) - float(lo)) / 2 * (1 - 1e-9) * x
         with np.errstate(all="ignore"):
             if self.infinite:
                 s, weight = t, np.exp(-t * t / 2)
@@ -573,7 +588,7 @@ class SphereLaw:
                 pass
         funcs = [f for pair in pairs for factors in pair for f in factors]
         key = _hint_key(self, "nested" if density is None else "weighted", funcs)
-        level = self._start_level(start_level, two_d=True, key=key)
+        level = max(self._start_level(start_level, two_d=True, key=key), self._nested_floor(funcs))
         layout = self._nested_layout(pairs)  # the panels and cuts do not depend on the level
 
         def judge(current, previous):
@@ -688,7 +703,7 @@ class SphereLaw:
         Raises :class:`PrecisionError` as :meth:`_nested` does."""
         funcs = [f for pair in pairs for factors in pair for f in factors]
         key = _hint_key(self, "nested, float64", funcs)
-        level = self._start_level(start_level, two_d=True, key=key)
+        level = max(self._start_level(start_level, two_d=True, key=key), self._nested_floor(funcs))
         sizes = [float(s) for s in scales]
         layout = self._nested_layout(pairs)  # the panels and cuts do not depend on the level
 

@@ -161,7 +161,7 @@ def test_a_nondegenerate_point_past_the_critical_eps_is_found_and_simulation_rea
     0.0093, so at eps = 0.05 the degenerate point attracts, yet a nondegenerate point coexists (phi is
     steep a little away from beta) and a map iterated from an ordinary scale goes there.  bnsym used to
     report the degenerate point (lambda_G = 0.186); the witness, the Monte Carlo map iterated to its
-    fixed point, gives 1.9423 +- 0.0012 (2 10^6 samples).  Bound: 5 standard errors of the estimate
+    fixed point, gave 1.9423 +- 0.0012 with 2 10^6 samples (the test draws 10^6).  Bound: 5 standard errors of the estimate
     (false failure 6e-7 for a normal estimate) plus 1e-3 for the ratio estimator's O(1/samples) bias
     and the sampled fixed point's offset (measured difference 8e-4, 0.7 standard errors)."""
     from bnsym.montecarlo import sampling
@@ -174,3 +174,26 @@ def test_a_nondegenerate_point_past_the_critical_eps_is_found_and_simulation_rea
     witness = sampling.gradient_explosion_rate("gelu", 8, samples=1_000_000, seed=MASTER_SEED + 71,
                                                gamma=2.652, beta=-0.673, eps=0.05)
     assert abs(float(rate.value) - witness.value) <= 5 * witness.error + 1e-3, (rate, witness)
+
+
+@pytest.mark.parametrize("name,b,kwargs", [("tanh", 8, {"eps": "1.05"}), ("relu", 8, {"eps": "1"}),
+                                            ("tanh", 16, {"beta": "0.5", "eps": "3"})])
+def test_the_coexistence_bound_only_skips_searches_that_contract(name, b, kwargs):
+    """Past eps_c the search for a coexisting point is skipped when the bound F(a) <= sigma_w^2
+    E_y[B/(B-1) Var_1 phi] stays below a (docs/theory.md section 15.1).  Where it says 'none', the
+    search itself (run here anyway) contracts to the degenerate point; and it says 'possible' for the
+    gelu case above, where a point exists."""
+    import mpmath as mp
+
+    from bnsym.meanfield import bsb1
+    from bnsym.meanfield.critical import coexistence_possible
+    from bnsym.meanfield.results import make_settings
+    from bnsym.numerics.moments import resolve_method
+    from bnsym.numerics.sphere import SphereLaw
+
+    settings = make_settings(name, b, dps=10, **kwargs)
+    assert not coexistence_possible(settings)
+    with mp.workdps(settings.working_dps):
+        law = SphereLaw(b, settings.working_dps)
+        assert bsb1._coexisting(settings, law, resolve_method("auto", settings.activation, settings.beta)) is None
+    assert coexistence_possible(make_settings("gelu", 8, gamma="2.652", beta="-0.673", eps="0.05", dps=10))
