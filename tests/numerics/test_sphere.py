@@ -208,7 +208,7 @@ def test_one_coordinate_rule_resolves_a_narrow_feature_before_judging(b, gain):
             density, ends = (lambda s: (1 - s * s / n) ** (mpmath.mpf(n - 3) / 2) / norm), [-mpmath.sqrt(n), mpmath.sqrt(n)]
         points = [ends[0], -5 / gain, -1 / gain, 0, 1 / gain, 5 / gain, ends[1]]
         for value, power in ((mean, 2), (square, 4)):
-            reference = mpmath.quad(lambda s: mpmath.sech(gain * s) ** power * density(s), points)
+            reference = mpmath.quad(lambda s, k=power: mpmath.sech(gain * s) ** k * density(s), points)
             assert abs(value.value - reference) <= mpmath.mpf("1e-13") * reference, (value, reference)
 
 
