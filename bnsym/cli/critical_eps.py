@@ -31,7 +31,7 @@ def run(args) -> int:
                         dps=args.dps)
     d = crit.settings.dps
     rows = [
-        ("eps_c", "scale map slope S0 = 1: degenerate fixed point for eps >= eps_c", crit.value, crit.error),
+        ("eps_c", "scale map slope S0 = 1: the degenerate point attracts for eps >= eps_c", crit.value, crit.error),
         ("eps_g", "degenerate lambda_G = 1: gradients explode for eps < eps_g", crit.gradient_eps, crit.gradient_eps_error),
     ]
     if args.json:
