@@ -13,18 +13,9 @@ from __future__ import annotations
 import time
 
 import mpmath
+from caches import clear_caches
 
 import bnsym
-import importlib
-
-fixed_point_module = importlib.import_module("bnsym.fixed_point")
-from bnsym.numerics import quadrature, sphere
-
-
-def clear_caches():
-    for f in (quadrature.gauss_legendre, quadrature.tanh_sinh, quadrature.composite_legendre, fixed_point_module.bsb1_state):
-        f.cache_clear()
-    sphere._LEVEL_HINTS.clear()
 
 
 def timed(f):

@@ -13,15 +13,9 @@ from __future__ import annotations
 import argparse
 import time
 
+from caches import clear_caches
+
 import bnsym
-from bnsym.meanfield import bsb1
-from bnsym.numerics import quadrature, sphere
-
-
-def clear_caches():
-    for f in (quadrature.gauss_legendre, quadrature.tanh_sinh, quadrature.composite_legendre, bsb1.bsb1_state):
-        f.cache_clear()
-    sphere._LEVEL_HINTS.clear()
 
 
 def timed(batch_size, eps, dps):

@@ -23,17 +23,10 @@ import argparse
 import time
 
 import numpy as np
+from caches import clear_caches
 
 import bnsym
 from bnsym.errors import PrecisionError
-from bnsym.meanfield import bsb1
-from bnsym.numerics import quadrature, sphere
-
-
-def clear_caches():
-    for f in (quadrature.gauss_legendre, quadrature.tanh_sinh, quadrature.composite_legendre, bsb1.bsb1_state):
-        f.cache_clear()
-    sphere._LEVEL_HINTS.clear()
 
 
 def timed(activation, gram, dps, **kw):
