@@ -37,7 +37,6 @@ degenerate point then attracts for every ``eps``) or when a slope is infinite.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -48,6 +47,8 @@ from bnsym.errors import BnsymError
 from bnsym.estimate import ROUNDING, rounding_error
 from bnsym.meanfield.results import Quantity, Settings, make_settings
 from bnsym.numerics import closed_forms
+from bnsym.numerics.float_rates import gegenbauer_rule
+from bnsym.numerics.quadrature import legendre_float64
 
 NONDEGENERATE = "nondegenerate"
 DEGENERATE = "degenerate"
@@ -180,14 +181,8 @@ def degenerate_bracket(settings: Settings, slopes) -> mpmath.mpf:
 COEXISTENCE_MARGIN = 1e-3
 
 
-#: Gauss-Legendre nodes in the angle of the one-coordinate law for the bound's variances.
+#: Nodes of the one-coordinate law's float64 rule for the bound's variances.
 PSI_NODES = 800
-
-
-@functools.lru_cache(maxsize=4)
-def _legendre(n):
-    """Gauss-Legendre nodes and weights on [-1, 1] (float64, cached: NumPy's solver is O(n^3))."""
-    return np.polynomial.legendre.leggauss(n)
 
 
 def coexistence_possible(settings: Settings) -> bool:
@@ -213,12 +208,8 @@ def coexistence_possible(settings: Settings) -> bool:
     elif b == 2:
         s, ws, factor = np.array([-1.0, 1.0]), np.array([0.5, 0.5]), 2.0
     else:
-        n = b - 1
-        psi, wpsi = _legendre(PSI_NODES)
-        psi = psi * np.pi / 2
-        with np.errstate(under="ignore"):
-            ws = wpsi * np.cos(psi) ** (n - 2)
-        s, ws, factor = math.sqrt(n) * np.sin(psi), ws / ws.sum(), b / (b - 1)
+        s, ws, _, _ = gegenbauer_rule(b, PSI_NODES, 1)
+        factor = b / (b - 1)
     kappas = np.geomspace(1e-9, 1.0, 200)
     with np.errstate(all="ignore"):
         values = settings.activation.np(np.outer(gamma * kappas, s) + beta)
@@ -238,7 +229,7 @@ def coexistence_possible(settings: Settings) -> bool:
         ratio = sw2 * bound(grid / (grid + eps)) / grid
     else:
         n = b - 1
-        y, wy = _legendre(200)
+        y, wy = legendre_float64(200)
         lo, hi = max(math.sqrt(n) - 12.0, 0.0), math.sqrt(n) + 12.0
         y = lo + (hi - lo) * (y + 1) / 2
         with np.errstate(divide="ignore"):

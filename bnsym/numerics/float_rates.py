@@ -37,6 +37,7 @@ import numpy as np
 from bnsym import validation
 from bnsym.activations import activation as parse_activation
 from bnsym.errors import BnsymInputError
+from bnsym.numerics.quadrature import legendre_float64
 
 #: ``(nodes, Funk-Hecke terms)`` of the two rules compared.
 LEVELS = ((384, 144), (512, 192))
@@ -44,30 +45,12 @@ LEVELS = ((384, 144), (512, 192))
 CUT = 1e-30
 
 
-@lru_cache(maxsize=8)
-def _legendre(nodes: int):
-    """Gauss-Legendre nodes and weights in float64 by Newton on the three-term recurrence
-    (``numpy.polynomial.legendre.leggauss`` solves an eigenproblem: seconds on a busy machine)."""
-    x = np.cos(np.pi * (np.arange(1, nodes + 1) - 0.25) / (nodes + 0.5))
-    for _ in range(20):
-        p0, p1 = np.ones_like(x), x.copy()
-        for j in range(2, nodes + 1):
-            p0, p1 = p1, ((2 * j - 1) * x * p1 - (j - 1) * p0) / j
-        dp = nodes * (x * p1 - p0) / (x * x - 1)
-        step = p1 / dp
-        x = x - step
-        if np.max(np.abs(step)) < 1e-15:
-            break
-    weights = 2 / ((1 - x * x) * dp * dp)
-    return x[::-1].copy(), weights[::-1].copy()
-
-
 @lru_cache(maxsize=64)
 def gegenbauer_rule(batch_size: int, nodes: int, terms: int):
     """``(s [K], w [K], basis [K, T], P [T])``: coordinates, normalised weights, ``w_i p_k(t_i)``, ``P_k(rho)``."""
     n = batch_size - 1
     lam = (n - 2) / 2
-    x, w = _legendre(nodes)
+    x, w = legendre_float64(nodes)
     k_outer = n - 2
     top = math.pi / 2 if k_outer <= 0 else min(math.pi / 2, math.acos(CUT ** (1.0 / k_outer)))
     psi = top * x

@@ -21,6 +21,7 @@ between two consecutive levels is the error estimate used throughout bnsym.
 :func:`panel` maps a rule to an interval ``[lo, hi]``; with ``smooth_lo`` /
 ``smooth_hi`` it uses the smoothed map ``x = L + (R - L) u**2`` (and its mirror),
 which turns a square-root end point singularity into an analytic one.
+:func:`legendre_float64` is the Gauss-Legendre rule computed in float64 (for the float64 paths).
 :func:`breakpoint_panels` lays out the panels between an integrand's breakpoints
 (their kinds from the breakpoints' flags, graded beside a nearby singular point),
 for every rule of the engine: the sphere laws' angles and the chi law's radius.
@@ -248,6 +249,25 @@ def float64_rule(rule, *args, complements: bool = False, **kwargs):
         nodes, weights = rule(*args, FLOAT_RULE_DPS, **kwargs)
         out = (np.array([float(x) for x in nodes]), np.array([float(w) for w in weights]))
         return out + (np.array([float(1 - x) for x in nodes]),) if complements else out
+
+
+@lru_cache(maxsize=8)
+def legendre_float64(nodes: int):
+    """Gauss-Legendre nodes and weights on ``[-1, 1]`` in float64 (ascending), by Newton on the
+    three-term recurrence (``numpy.polynomial.legendre.leggauss`` solves an eigenproblem: seconds on
+    a busy machine).  Cached per size."""
+    x = np.cos(np.pi * (np.arange(1, nodes + 1) - 0.25) / (nodes + 0.5))
+    for _ in range(20):
+        p0, p1 = np.ones_like(x), x.copy()
+        for j in range(2, nodes + 1):
+            p0, p1 = p1, ((2 * j - 1) * x * p1 - (j - 1) * p0) / j
+        dp = nodes * (x * p1 - p0) / (x * x - 1)
+        step = p1 / dp
+        x = x - step
+        if np.max(np.abs(step)) < 1e-15:
+            break
+    weights = 2 / ((1 - x * x) * dp * dp)
+    return x[::-1].copy(), weights[::-1].copy()
 
 
 def exponential_rule(scale, rate, alpha, n, working_dps):

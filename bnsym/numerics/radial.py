@@ -14,10 +14,10 @@ and the normalized pre-activation is ``kappa s`` with
 truncated where ``p_n`` is below ``10^-working_dps`` of its peak, split into panels
 at most :data:`MAX_PANEL_WIDTH` wide where that support is wide (``n`` past about 10^4), graded
 geometrically towards ``y = 0`` down to ``y_eps = sqrt(B eps / a)`` (the
-integrand has its singularities at ``y = +- i y_eps``), and cut, with
-tanh-sinh panels, at the radii where a kink of ``phi`` enters the support of
-the sphere law (there the sphere expectations have an algebraic
-singularity).
+integrand has its singularities at ``y = +- i y_eps``), and cut at the radii where
+a kink of ``phi`` enters the support of the sphere law or two kink lines cross on
+its edge (there the sphere expectations are not analytic), each panel beside such a
+radius with the rule its flag calls for (:func:`~bnsym.numerics.quadrature.breakpoint_panels`).
 
 :func:`reweight` moves a rule designed for scale ``a_d`` to a nearby scale
 ``a`` without new integrand evaluations: substituting ``y = r y'``,

@@ -65,7 +65,6 @@ from bnsym.numerics.quadrature import (
     float64_rule,
     merged_cuts,
     panel,
-    size,
 )
 
 #: Highest rule level for one-dimensional integrals, and for nested ones.
@@ -283,10 +282,7 @@ class SphereLaw:
                 self._probes[key] = max([self._probe(f, lo, hi) for lo, hi, kind, smooth in edges
                                          if kind == "gauss" and not any(smooth)] or [0])
             need = max(need, self._probes[key])
-        level = 0
-        while size(level) < PROBE_NODES * need and level < MAX_LEVEL_1D:
-            level += 1
-        return level
+        return _least_level(PROBE_NODES * need)
 
     def _nested_floor(self, funcs):
         """:meth:`_resolved_level` of the nested rule's integrands (their one-coordinate resolution bounds
@@ -459,11 +455,7 @@ class SphereLaw:
             return start_level
         if key is not None and key in _LEVEL_HINTS:
             return hinted_level(key, None)
-        wanted = 0.45 * self.working_dps if two_d else 0.8 * self.working_dps
-        level = 0
-        while SIZES[level] < wanted and level < MAX_LEVEL_1D:
-            level += 1
-        return level
+        return _least_level(0.45 * self.working_dps if two_d else 0.8 * self.working_dps)
 
     def _inner_cuts(self, f):
         """Kinks of ``f`` inside the support that matters at this precision."""
@@ -863,6 +855,14 @@ def _product(values, factors, one=None):
     for f in factors:
         result = result * values[id(f)]
     return result
+
+
+def _least_level(nodes):
+    """The least rule level with at least ``nodes`` nodes per panel (at most :data:`MAX_LEVEL_1D`)."""
+    level = 0
+    while SIZES[level] < nodes and level < MAX_LEVEL_1D:
+        level += 1
+    return level
 
 
 def _distinct(items, key=id):
