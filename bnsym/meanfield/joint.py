@@ -41,7 +41,7 @@ import numpy as np
 
 from bnsym.errors import BnsymInputError
 from bnsym.numerics import arccos, gaussian_kernels
-from bnsym.numerics.quadrature import SIZES, tanh_sinh
+from bnsym.numerics.quadrature import SIZES, schwinger_scale, tanh_sinh
 from bnsym.numerics.sphere import converge, parts_agree
 
 #: Rule levels (indices into :data:`bnsym.numerics.quadrature.SIZES`) of the float64 path, for ``w`` and ``rho``.
@@ -115,8 +115,8 @@ def _cross_chunk(coefficients, s, ds, b, eps, levels):
         nu, v = np.linalg.eigh(w * hp + w1 * hq)
         nu = np.clip(nu, 0, None)
         good = nu > 1e-13 * nu[:, -1:]
-        # the rho rule's middle: 1/(2 x the geometric mean of nu), or 1/(B eps) where e^{-B eps rho} cuts off first
-        # (inputs far below sqrt(eps): every node underflowed and the chunk had none)
+        # the rho rule's middle, quadrature.schwinger_scale's 1/(2 geomean + B eps) for each pair of the chunk:
+        # where e^{-B eps rho} cuts off first (inputs far below sqrt(eps)) every node underflowed without it
         scale = 1 / (2 * np.exp(np.where(good, np.log(np.where(good, nu, 1)), 0).sum(axis=1) / good.sum(axis=1)) + b * eps)
         rho = scale[:, None] * (x_left / x_right)[None, :]
         g = 1 / (1 + 2 * rho[:, :, None] * nu[:, None, :])
@@ -240,7 +240,9 @@ def _parameter_rule(hm, alpha, b, eps, level, working_dps):
         raise BnsymInputError("inputs: a batch of the pair has identical rows (G Sigma G = 0 in its block); "
                               "the high-precision cross map needs a nonzero centred Gram matrix in every batch")
     good = [x for x in nu if x > max(nu) * mpmath.mpf(10) ** -8]  # the scale only steers the rule
-    c = 1 / (2 * mpmath.exp(mpmath.fsum(mpmath.log(x) for x in good) / len(good)))
+    # 1/(2 geomean + B eps): where e^{-B eps s} cuts off first (inputs far below sqrt(eps)) the rule must
+    # sit there, or every node underflows and the cross block comes out 0 (1e-44981794588485683291 for 2.6e-58)
+    c = schwinger_scale(good, b * eps)
     nodes = []
     for left, right, weight in zip(*tanh_sinh(SIZES[level], working_dps)):
         x = c * left / right

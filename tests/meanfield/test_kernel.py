@@ -290,14 +290,16 @@ def test_a_reordered_copy_of_a_batch_is_computed_once_and_spread():
     np.testing.assert_array_equal(ntk[5:10, 10:], ntk[order, 10:])
 
 
-def test_inputs_far_below_sqrt_eps_reach_the_small_input_limit():
+@pytest.mark.parametrize("dps", [None, 6])
+def test_inputs_far_below_sqrt_eps_reach_the_small_input_limit(dps):
     """Inputs of size 1e-20 at eps = 1e-3: batch norm's normaliser is B eps to 1e-37, so one layer maps
     Sigma to V_relu(sigma_w^2 G Sigma G) / eps, V_relu the arc-cosine kernel (a closed form, computed
-    here).  The rho rule was centred on the inputs' own scale, every node's e^{-B eps rho} underflowed
-    and the kernel raised a NumPy reshape error; its middle is now 1/(2 geomean + B eps)."""
+    here).  The Schwinger rules were centred on the inputs' own scale and every node's e^{-B eps rho}
+    underflowed: the float64 path raised a NumPy reshape error, the mpmath path (dps = 6) returned cross
+    blocks of 1e-44981794588485683291 for 2.6e-38.  Their middle is now 1/(2 geomean + B eps)."""
     b = 4
     x = 1e-20 * np.random.default_rng(2).standard_normal((2 * b, 5))
-    k = kernel("relu", x, 1, batch_size=b, eps=1e-3)
+    k = kernel("relu", x, 1, batch_size=b, eps=1e-3, dps=dps)
     gram = x @ x.T / x.shape[1]
     g = np.kron(np.eye(2), np.eye(b) - 1.0 / b)
     s = g @ gram @ g  # centred within each batch
@@ -305,4 +307,4 @@ def test_inputs_far_below_sqrt_eps_reach_the_small_input_limit():
     cos = np.clip(s / np.outer(diag, diag), -1, 1)
     theta = np.arccos(cos)
     expected = np.outer(diag, diag) * (np.sin(theta) + (np.pi - theta) * cos) / (2 * np.pi) / 1e-3
-    assert np.allclose(k.value, expected, rtol=1e-6, atol=0)
+    assert np.allclose(np.array(k.value.tolist() if dps else k.value, dtype=float), expected, rtol=1e-6, atol=0)
