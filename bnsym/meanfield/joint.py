@@ -96,6 +96,15 @@ def cross_map(coefficients, s, direction=None, *, batch_size, eps=0.0, levels=FL
 def _cross_chunk(coefficients, s, ds, b, eps, levels):
     alpha = int(coefficients[2])
     duplicated = np.all(s[:, :b, :b] == s[:, :b, b:], axis=(1, 2))  # the pair (p, p): centred_pairs copies the block
+    # B_phi depends on y / sqrt(|y|^2 / B + eps), so C(S, eps) = C(S / c, eps / c) and the slope along dS is the
+    # slope at S / c along dS / c: each pair is brought to unit scale by a power of two c (exact), so that inputs
+    # of any magnitude neither overflow nor underflow the rule (measured: inputs of 1e100 or 1e-100 at eps = 0
+    # gave NaN weights before)
+    _, exponent = np.frexp(np.einsum("pii->pi", s).max(axis=1))
+    unit = np.ldexp(1.0, -exponent)
+    s = s * unit[:, None, None]
+    ds = None if ds is None else ds * unit[:, None, None]
+    eps = eps * unit
     lam, q = np.linalg.eigh(s)
     f = q * np.sqrt(np.clip(lam, 0, None))[:, None, :]  # S = F F^T
     fp, fq = f[:, :b], f[:, b:]
@@ -122,7 +131,7 @@ def _cross_chunk(coefficients, s, ds, b, eps, levels):
         g = 1 / (1 + 2 * rho[:, :, None] * nu[:, None, :])
         log_det = np.log1p(2 * rho[:, :, None] * nu[:, None, :]).sum(axis=-1)
         weight = (weight_w * x_weights[None, :] * 2 * scale[:, None] / x_right[None, :] ** 2
-                  * rho ** (alpha - 1) * np.exp(-b * eps * rho - 0.5 * log_det))
+                  * rho ** (alpha - 1) * np.exp(-b * eps[:, None] * rho - 0.5 * log_det))
         # drop nodes whose weight times the bound (S_aa S_bb)^(alpha/2) on |V_phi| is below PRUNE of the largest
         keep = (weight * bound[:, None]).max(axis=0) > PRUNE * (weight * bound[:, None]).max()
         weight, rho, g = weight[:, keep], rho[:, keep], g[:, keep]

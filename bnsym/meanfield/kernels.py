@@ -190,7 +190,13 @@ def input_gram(x: np.ndarray) -> np.ndarray:
     rows), so that :func:`distinct_batches` sees copies whatever the BLAS's summation order."""
     rows, inverse = np.unique(x, axis=0, return_inverse=True)
     inverse = np.ravel(inverse)
-    return (rows @ rows.T / x.shape[1])[np.ix_(inverse, inverse)]
+    with np.errstate(over="ignore"):
+        gram = rows @ rows.T / x.shape[1]
+    if not np.all(np.isfinite(gram)):
+        raise BnsymInputError(f"inputs: their Gram matrix X X^T / d overflows float64 (largest |x| = "
+                              f"{np.abs(x).max():.3g}); divide them by a common factor c (the map is unchanged "
+                              f"when eps is divided by c^2 too)")
+    return gram[np.ix_(inverse, inverse)]
 
 
 def _take(matrix, rows):

@@ -288,3 +288,20 @@ def test_small_eps_secant_hitting_an_exact_root(batch_size):
     rate = bnsym.gradient_explosion_rate("relu", batch_size, eps=1e-3, dps=12)
     sampled = sampling.gradient_explosion_rate("relu", batch_size, eps=1e-3, samples=100000, seed=seed(2))
     assert abs(float(rate) - sampled.value) < sigmas(1) * sampled.stderr, (float(rate), sampled)
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("beta,stream", [("0", 40), ("0.37", 41)])
+def test_a_steep_activation_at_a_large_batch_against_sampling(beta, stream):
+    """tanh at gamma = 100, B = 32: tanh'(100 s + beta) is a spike 0.01 wide on a support of width 11.
+    bnsym first returned 0.0201 here (Monte Carlo 54.75), then PrecisionError (one panel needed more than
+    4096 nodes); the one-coordinate rule now splits such panels where a float64 probe says they are
+    unresolved (docs/theory.md section 3.2).  Two comparisons at ``sigmas(2)``: false-failure
+    probability <= 1e-4, plus 1e-3 relative for the ratio estimator's O(1/samples) bias."""
+    from bnsym.montecarlo import sampling
+
+    rate = bnsym.gradient_explosion_rate("tanh", 32, gamma=100, beta=beta, dps=10)
+    assert rate.error < 1e-9 * rate.value
+    sampled = sampling.gradient_explosion_rate("tanh", 32, gamma=100, beta=float(beta), samples=200_000,
+                                               seed=seed(stream))
+    assert abs(float(rate) - sampled.value) < sigmas(2) * sampled.stderr + 1e-3 * sampled.value, (float(rate), sampled)

@@ -308,3 +308,18 @@ def test_inputs_far_below_sqrt_eps_reach_the_small_input_limit(dps):
     theta = np.arccos(cos)
     expected = np.outer(diag, diag) * (np.sin(theta) + (np.pi - theta) * cos) / (2 * np.pi) / 1e-3
     assert np.allclose(np.array(k.value.tolist() if dps else k.value, dtype=float), expected, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("kind", ["nngp", "ntk"])
+def test_the_kernel_at_eps_0_does_not_depend_on_the_inputs_scale(kind):
+    """At eps = 0 batch norm removes the scale: inputs times 1e100 or 1e-100 give the layer-2 kernel of the
+    inputs themselves (the NTK too: Theta^0 = Sigma^0 scales, but J Theta^0 J^T does not).  Before,
+    the float64 path's weights overflowed or underflowed to NaN and it raised a NumPy reshape error;
+    Gram matrices that overflow float64 are refused in one line."""
+    x = np.random.default_rng(3).standard_normal((10, 6))
+    base = kernel("relu", x, 2, batch_size=5, kind=kind)
+    for factor in (1e100, 1e-100):
+        scaled = kernel("relu", factor * x, 2, batch_size=5, kind=kind)
+        assert np.abs(scaled.value - base.value).max() <= 10 * (scaled.error + base.error)
+    with pytest.raises(BnsymInputError, match="overflows float64"):
+        kernel("relu", 1e160 * x, 2, batch_size=5)

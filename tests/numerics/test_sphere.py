@@ -187,16 +187,18 @@ def test_step_pair_beside_a_crossing_on_the_edge(delta):
     assert abs(value.value - reference) < 1e-13
 
 
-@pytest.mark.parametrize("b,gain", [(8, 100), (32, 30), (math.inf, 10)])
-def test_one_coordinate_rule_resolves_a_narrow_feature_before_judging(b, gain):
-    """tanh' at gain 100 is a spike 0.01 wide at s = 0.  The start level used to miss it: two levels
-    of 16 and 24 nodes agreed on E[tanh'(100 s)^2] = 0, and lambda_G of tanh at gamma = 100, B = 32
-    came out as 0.0201 where Monte Carlo gives 54.75.  The float64 Chebyshev probe of the integrand
-    now sets the least start level.  Reference: mpmath.quad on the one-coordinate marginal
-    (1 - s^2/n)^((n-3)/2) (Gaussian at B = inf), split around the spike.  (At B = inf and gain 100
-    one panel over [-8.6, 8.6] would need some 10^4 nodes: PrecisionError, not a wrong value.)"""
-    gain = mpmath.mpf(gain)
-    f = Integrand(activation("tanh"), gain, mpmath.mpf(0), derivative=True)
+@pytest.mark.parametrize("b,gain,shift", [(8, 100, 0), (32, 30, 0), (math.inf, 10, 0), (32, 100, 0),
+                                          (32, 100, "0.37"), (math.inf, 100, "-0.2")])
+def test_one_coordinate_rule_resolves_a_narrow_feature_before_judging(b, gain, shift):
+    """tanh' at gain 100 is a spike 0.01 wide at s = -shift/gain.  The start level used to miss it: two
+    levels of 16 and 24 nodes agreed on E[tanh'(100 s)^2] = 0, and lambda_G of tanh at gamma = 100,
+    B = 32 came out as 0.0201 where Monte Carlo gives 54.75.  The float64 Chebyshev probe of the
+    integrand now sets the least start level.  Then one panel over the support needed more than 4096
+    nodes at B = 32 and B = inf (PrecisionError); the probe now also bisects such panels
+    (SphereLaw._splits).  Reference: mpmath.quad on the one-coordinate marginal
+    (1 - s^2/n)^((n-3)/2) (Gaussian at B = inf), split around the spike."""
+    gain, shift = mpmath.mpf(gain), mpmath.mpf(shift)
+    f = Integrand(activation("tanh"), gain, shift, derivative=True)
     with mpmath.workdps(20):
         law = SphereLaw(b, 20)
         (mean, square), = law.expect_with_norms([f], mpmath.mpf("1e-13"))
@@ -206,9 +208,10 @@ def test_one_coordinate_rule_resolves_a_narrow_feature_before_judging(b, gain):
             n = b - 1
             norm = mpmath.sqrt(n) * mpmath.beta(mpmath.mpf(n - 1) / 2, mpmath.mpf(1) / 2)
             density, ends = (lambda s: (1 - s * s / n) ** (mpmath.mpf(n - 3) / 2) / norm), [-mpmath.sqrt(n), mpmath.sqrt(n)]
-        points = [ends[0], -5 / gain, -1 / gain, 0, 1 / gain, 5 / gain, ends[1]]
+        centre = -shift / gain
+        points = [ends[0]] + [centre + k / gain for k in (-5, -1, 0, 1, 5)] + [ends[1]]
         for value, power in ((mean, 2), (square, 4)):
-            reference = mpmath.quad(lambda s, k=power: mpmath.sech(gain * s) ** k * density(s), points)
+            reference = mpmath.quad(lambda s, k=power: mpmath.sech(gain * s + shift) ** k * density(s), points)
             assert abs(value.value - reference) <= mpmath.mpf("1e-13") * reference, (value, reference)
 
 
