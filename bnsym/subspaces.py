@@ -33,14 +33,21 @@ def subspace_index(subspace: str) -> int:
 
 def subspace_direction(batch_size: int, subspace: str) -> np.ndarray:
     """A unit-Frobenius-norm matrix in ``L`` (from ``v = (+1, -1, +1, ...)``) or ``M``
-    (the ``M`` part of ``x y^T + y x^T`` for two orthogonal sign patterns)."""
+    (the ``M`` part of ``x y^T + y x^T`` for two orthogonal sign patterns; at ``B = 4``, where that
+    part vanishes, of the matrix pairing inputs 1-2 and 3-4).  ``L`` needs ``B >= 3``, ``M`` ``B >= 4``
+    (:class:`BnsymInputError` otherwise)."""
     b = int(batch_size)
     index = subspace_index(subspace)
+    if b < (3 if index == 1 else 4):
+        raise BnsymInputError(f"batch_size: the subspace {subspace} is empty at B = {b} (dimension "
+                              f"{'B - 1 for B >= 3' if index == 1 else 'B (B - 3) / 2'})")
     if index == 1:
         seed = np.diag([(-1.0) ** i for i in range(b)])
     else:
         x = np.where(np.arange(b) < b // 2, 1.0, -1.0)
         y = np.array([(-1.0) ** i for i in range(b)])
         seed = np.outer(x, y) + np.outer(y, x)
+        if b == 4:  # there x y^T + y x^T has no M part (the direction was NaN): pair inputs 1-2 and 3-4 instead
+            seed = np.kron(np.eye(2), 1.0 - np.eye(2))
     part = subspace_parts(seed)[index]
     return part / np.linalg.norm(part)

@@ -10,6 +10,10 @@ Usage: ``python results/audit_engine.py WHAT SEED COUNT [--steep]`` with WHAT on
   ``G T G`` must return lambda_x (the eigenspace is the whole centred cross block, multiplicity (B-1)^2).
   Errors: the standard error over 8 independent seeds (a t statistic with 7 degrees of freedom, for
   which |t| > 5 has probability 1.6e-3);
+- ``spectrum``: the forward eigenvalues (``bnsym.spectrum``) against central differences of the sampled
+  Gram map at the fixed point, ``Sigma* +- delta E`` with ``E`` a unit direction in the subspace
+  (``subspaces.subspace_direction``; ``G`` itself for the scale eigenvalue at eps > 0), ``delta = 0.01 (q* - c*)``,
+  the same draws on both sides, projected on ``E``; the standard error over 8 seeds (t7);
 - ``propagate``: one layer of ``bnsym.propagate`` (its general route for non-homogeneous phi) from a random
   input Gram matrix against ``sampling.gram_map`` (4 10^5 samples), the largest entrywise |z|.
 
@@ -90,6 +94,44 @@ def audit_cross(act, b, kw, i):
             f"lambda_x={lx:.6g} mc={m_l:.6g}+-{se_l:.2g} t7={z_l:.1f}{flag(z_l)}")
 
 
+def common_map(act, sigma, z, kw):
+    """The sampled Gram map from given standard normal draws ``z`` (samples x B): ``h = z sqrt(Sigma)`` with the
+    symmetric square root, which moves smoothly with ``Sigma`` (an eigenvector factor does not where
+    eigenvalues are equal, as on a BSB1 matrix, and then the draws at +delta and -delta decorrelate)."""
+    values, vectors = np.linalg.eigh(sigma)
+    root = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    y = sampling.apply_batchnorm(z @ root, act, **kw)
+    return y.T @ y / z.shape[0]
+
+
+def audit_spectrum(act, b, kw, i):
+    from bnsym.subspaces import subspace_direction, subspace_parts
+
+    sp = bnsym.spectrum(act, b, dps=8, **kw)
+    fp = sp.fixed_point
+    if fp.regime == "degenerate":
+        return f"degenerate: {[float(e.value) for e in sp.forward]} (not sampled)"
+    q, c = float(fp.value), float(fp.c)
+    star = (q - c) * np.eye(b) + c
+    delta = 0.01 * (q - c)
+    g = np.eye(b) - 1.0 / b
+    out = []
+    for eig in sp.forward:
+        if eig.subspace == "G" and kw["eps"] == 0:
+            continue  # scale invariance: exactly 0
+        e = g / np.linalg.norm(g) if eig.subspace == "G" else subspace_direction(b, eig.subspace)
+        part = {"G": 0, "L": 1, "M": 2}[eig.subspace]
+        slopes = []
+        for seed in range(8):  # common random numbers: the same draws at +delta and -delta
+            z = np.random.default_rng(10_000 * i + seed).standard_normal((100_000, b))
+            plus, minus = (common_map(act, star + sign * delta * e, z, kw) for sign in (1, -1))
+            slopes.append(np.sum(subspace_parts(plus - minus)[part] * e) / (2 * delta * np.sum(e * e)))
+        m, se = float(np.mean(slopes)), float(np.std(slopes, ddof=1) / math.sqrt(8))
+        t = (float(eig.value) - m) / se if se > 0 else float("nan")
+        out.append(f"{eig.subspace}={float(eig.value):.6g} mc={m:.6g}+-{se:.2g} t7={t:.1f}{flag(t)}")
+    return f"{fp.regime} " + "  ".join(out)
+
+
 def audit_propagate(act, b, kw, i):
     rng = np.random.default_rng(2000 + i)
     a = rng.standard_normal((b, b + 3))
@@ -108,7 +150,8 @@ def main():
     what = args[0]
     rng = random.Random(int(args[1]) if len(args) > 1 else 0)
     count = int(args[2]) if len(args) > 2 else 20
-    audit = {"fixed": audit_fixed, "cross": audit_cross, "propagate": audit_propagate}[what]
+    audit = {"fixed": audit_fixed, "cross": audit_cross, "spectrum": audit_spectrum,
+             "propagate": audit_propagate}[what]
     for i in range(count):
         act, b, kw = draw(rng, "--steep" in sys.argv)
         t = time.time()
