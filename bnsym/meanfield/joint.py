@@ -101,7 +101,7 @@ def _cross_chunk(coefficients, s, ds, b, eps, levels):
     # of any magnitude neither overflow nor underflow the rule (measured: inputs of 1e100 or 1e-100 at eps = 0
     # gave NaN weights before)
     _, exponent = np.frexp(np.einsum("pii->pi", s).max(axis=1))
-    unit = np.ldexp(1.0, -exponent)
+    unit = np.ldexp(1.0, -np.clip(exponent, -1000, 1000))
     s = s * unit[:, None, None]
     ds = None if ds is None else ds * unit[:, None, None]
     eps = eps * unit

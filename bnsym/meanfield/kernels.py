@@ -194,8 +194,13 @@ def input_gram(x: np.ndarray) -> np.ndarray:
         gram = rows @ rows.T / x.shape[1]
     if not np.all(np.isfinite(gram)):
         raise BnsymInputError(f"inputs: their Gram matrix X X^T / d overflows float64 (largest |x| = "
-                              f"{np.abs(x).max():.3g}); divide them by a common factor c (the map is unchanged "
-                              f"when eps is divided by c^2 too)")
+                              f"{np.abs(x).max():.3g}); divide them by a common factor (at eps = 0 the kernel "
+                              f"does not depend on their scale)")
+    largest = np.abs(np.diag(gram)).max(initial=0.0)
+    if largest < np.finfo(float).tiny and np.any(x):
+        raise BnsymInputError(f"inputs: their Gram matrix X X^T / d underflows float64 (largest |x| = "
+                              f"{np.abs(x).max():.3g}); multiply them by a common factor (at eps = 0 the kernel "
+                              f"does not depend on their scale)")
     return gram[np.ix_(inverse, inverse)]
 
 

@@ -80,6 +80,12 @@ PROBE_NODES = 0.25
 #: bisected, and its halves probed again, at most SPLIT_DEPTH times (:meth:`SphereLaw._splits`).
 SPLIT_ABOVE = 256
 SPLIT_DEPTH = 16
+#: A probe whose upper half of coefficients has a median below PROBE_NOISE_TAIL of the largest is read as
+#: float64 rounding noise there, and coefficients below PROBE_NOISE_MARGIN times that median are not counted.
+PROBE_NOISE_TAIL = 1e-6
+PROBE_NOISE_MARGIN = 100
+#: At most this many split points per panel between kinks (a safety net; measured: none needed more than 12).
+MAX_SPLITS = 64
 MAX_LEVEL_2D = SIZES.index(256)
 
 
@@ -286,18 +292,28 @@ class SphereLaw:
             points = []
             for lo, hi, kind, smooth in self._panel_edges(cuts):
                 if kind == "gauss" and not any(smooth):
-                    self._bisect(funcs, float(lo), float(hi), SPLIT_DEPTH, points)
+                    lo, hi = float(lo), float(hi)
+                    scales = [self._probe_spectrum(f, lo, hi)[1] for f in funcs]
+                    found = []
+                    self._bisect(funcs, scales, lo, hi, SPLIT_DEPTH, found)
+                    points += found
             to_s = (lambda t: mpmath.mpf(t)) if self.infinite else (lambda t: self.root_n * mpmath.sin(t))
             self._split_memo[key] = [(to_s(t), True) for t in sorted(points)]
         return self._split_memo[key]
 
-    def _bisect(self, funcs, lo, hi, depth, points):
-        if depth == 0 or max(self._probe(f, lo, hi) for f in funcs) <= SPLIT_ABOVE:
+    def _bisect(self, funcs, scales, lo, hi, depth, points):
+        """Split points of ``[lo, hi]`` into ``points``: coefficients count from :data:`PROBE_FLOOR` of each
+        integrand's largest on the whole panel (``scales``), not of the piece's own, so that float64
+        rounding noise where an integrand is tiny (saturated tanh', 1e-16 on values of 1e-12) does not
+        read as a feature (it drove the bisection to full depth: 13100 pieces for tanh at B = inf, beta = 12)."""
+        if depth == 0 or len(points) >= MAX_SPLITS:
+            return
+        if max(self._probe(f, lo, hi, scale) for f, scale in zip(funcs, scales)) <= SPLIT_ABOVE:
             return
         middle = (lo + hi) / 2
         points.append(middle)
-        self._bisect(funcs, lo, middle, depth - 1, points)
-        self._bisect(funcs, middle, hi, depth - 1, points)
+        self._bisect(funcs, scales, lo, middle, depth - 1, points)
+        self._bisect(funcs, scales, middle, hi, depth - 1, points)
 
     def _panel_edges(self, cuts):
         """Panels of the one-coordinate rule between ``cuts`` (points in ``s``), in the rule's coordinate:
@@ -317,12 +333,14 @@ class SphereLaw:
         or tanh-sinh rule (beside kinks) are not probed.  Cost: ``PROBE_POINTS`` float64 evaluations
         and one FFT per integrand and panel (cached per integrand)."""
         _, edges = self._s_panels_1d(funcs, 0, split)
+        probed = [(float(lo), float(hi)) for lo, hi, kind, smooth in edges if kind == "gauss" and not any(smooth)]
         need = 0
         for f in funcs:
             key = (f.base, f._finishing, tuple((float(lo), float(hi)) for lo, hi, _, _ in edges))
             if key not in self._probes:
-                self._probes[key] = max([self._probe(f, lo, hi) for lo, hi, kind, smooth in edges
-                                         if kind == "gauss" and not any(smooth)] or [0])
+                # coefficients count from PROBE_FLOOR of the integrand's largest over all its panels (see _bisect)
+                scale = max([self._probe_spectrum(f, lo, hi)[1] for lo, hi in probed] or [0])
+                self._probes[key] = max([self._probe(f, lo, hi, scale) for lo, hi in probed] or [0])
             need = max(need, self._probes[key])
         return _least_level(PROBE_NODES * need)
 
@@ -330,19 +348,21 @@ class SphereLaw:
         """:meth:`_resolved_level` of the nested rule's integrands (their one-coordinate resolution bounds
         each angle's rule from below); :class:`PrecisionError` at once if that is past the nested rule's
         largest level (measured: E[tanh'(30 s_a) tanh'(30 s_b)] at B = 65 came out 0 +- 0)."""
-        floor = self._resolved_level(_distinct(funcs))
+        floor = self._resolved_level(_distinct(funcs), split=False)  # the nested rules' panels are not split
         if floor > MAX_LEVEL_2D:
             raise PrecisionError(f"two-coordinate expectation: the integrands need more than {SIZES[MAX_LEVEL_2D]} "
                                  f"nodes per panel to be resolved (B={self.batch_size})")
         return floor
 
-    def _probe(self, f, lo, hi):
-        """Chebyshev coefficients needed on the panel ``[lo, hi]`` (see :meth:`_resolved_level`)."""
+    def _probe_spectrum(self, f, lo, hi):
+        """``(a, largest)``: the magnitudes ``|a_k|`` of the Chebyshev coefficients of ``F`` times the law's
+        density on ``[lo, hi]`` (the panel's coordinate), from :data:`PROBE_POINTS` + 1 Chebyshev-Lobatto points
+        in float64, and the largest of them (``(None, 0)`` if the values are not finite or all zero)."""
         m = PROBE_POINTS
         x = np.cos(np.pi * np.arange(m + 1) / m)
         # the ends pulled in by 1e-9 of the width: a panel that ends on a kink sees its own piece there
         # (relu' sampled exactly at 0 gave one nonzero value, a flat spectrum and 768-node rules)
-        t = (float(lo) + float(hi)) / 2 + (float(hi) - float(lo)) / 2 * (1 - 1e-9) * x
+        t = (lo + hi) / 2 + (hi - lo) / 2 * (1 - 1e-9) * x
         with np.errstate(all="ignore"):
             if self.infinite:
                 s, weight = t, np.exp(-t * t / 2)
@@ -350,10 +370,25 @@ class SphereLaw:
                 s, weight = float(self.root_n) * np.sin(t), np.cos(t) ** (self.n - 2)
             values = np.asarray(f.evaluate_float(s), dtype=float) * weight
         if not np.all(np.isfinite(values)) or not np.any(values):
+            return None, 0.0
+        a = np.abs(np.fft.rfft(np.concatenate([values, values[-2:0:-1]])).real)[: m + 1] / m
+        return a, float(a.max())
+
+    def _probe(self, f, lo, hi, scale=0.0):
+        """Chebyshev coefficients needed on the panel ``[lo, hi]``: the index of the last one above
+        :data:`PROBE_FLOOR` times ``scale`` or the panel's own largest, whichever is larger (see
+        :meth:`_resolved_level`)."""
+        a, largest = self._probe_spectrum(f, float(lo), float(hi))
+        if a is None:
             return 0
-        c = np.abs(np.fft.rfft(np.concatenate([values, values[-2:0:-1]])).real)[: m + 1]
-        above = np.flatnonzero(c > PROBE_FLOOR * c.max())
-        return int(above[-1]) + 1
+        floor = PROBE_FLOOR * max(scale, largest)
+        noise = float(np.median(a[PROBE_POINTS // 2:]))
+        if noise < PROBE_NOISE_TAIL * largest:
+            # a flat tail this far down is float64 rounding (1 - tanh^2 where tanh is saturated), not an
+            # unresolved feature (whose tail stays within a few decades of the largest coefficient)
+            floor = max(floor, PROBE_NOISE_MARGIN * noise)
+        above = np.flatnonzero(a > floor)
+        return int(above[-1]) + 1 if above.size else 0
 
     def _one_coordinate_rule(self, cuts, level):
         edges = self._panel_edges(cuts)

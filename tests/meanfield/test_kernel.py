@@ -323,3 +323,5 @@ def test_the_kernel_at_eps_0_does_not_depend_on_the_inputs_scale(kind):
         assert np.abs(scaled.value - base.value).max() <= 10 * (scaled.error + base.error)
     with pytest.raises(BnsymInputError, match="overflows float64"):
         kernel("relu", 1e160 * x, 2, batch_size=5)
+    with pytest.raises(BnsymInputError, match="underflows float64"):  # was a LinAlgError from a subnormal Gram
+        kernel("relu", 1e-155 * x, 2, batch_size=5)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from bnsym.activations import activation
+from bnsym.errors import PrecisionError
 from bnsym.numerics.sphere import Integrand, SphereLaw
 
 
@@ -226,3 +227,28 @@ def test_funk_hecke_series_of_a_steep_activation_against_the_nested_rule():
         (nested,) = law.expect_weighted([((f,), (f,))], lambda a, c: 1, mpmath.mpf("1e-12"), None)
         assert abs(series.value - nested.value) <= series.error + nested.error
         assert series.error <= mpmath.mpf("1e-12") * series.value * 10
+
+
+def test_the_nested_rule_refuses_a_feature_finer_than_its_panels():
+    """The nested rules run on unsplit panels, so their floor must come from unsplit probes: taken from
+    the split ones (SphereLaw._splits) it fell to 64 nodes and E[relu'(s_a - 0.5) tanh'(100 s_b)] at
+    B = 65 came out 4.4e-15 +- 4.4e-15 where Monte Carlo gives 2.476e-3 +- 2e-5 (found by the review)."""
+    with mpmath.workdps(15):
+        law = SphereLaw(65, 15)
+        step = Integrand(activation("relu"), mpmath.mpf(1), mpmath.mpf("-0.5"), derivative=True)
+        spike = Integrand(activation("tanh"), mpmath.mpf(100), mpmath.mpf(0), derivative=True)
+        with pytest.raises(PrecisionError, match="more than 256 nodes"):
+            law.expect_pairs([(step, spike)], mpmath.mpf("1e-6"))
+
+
+@pytest.mark.parametrize("b,gain,shift", [(math.inf, 1, 12), (8, 10, 37), (32, 30, 10)])
+def test_float64_rounding_where_an_integrand_is_saturated_is_not_split(b, gain, shift):
+    """tanh'(gain s + shift) far in its tail is 1 - tanh^2 in float64: rounding noise of 1e-16 on values
+    of 1e-12 and less, a flat Chebyshev tail that read as an unresolved feature and drove the bisection to
+    full depth (13100 pieces at B = inf, shift 12: minutes for a 1.7 s call).  The probe now reads a
+    tail six decades below its largest coefficient as noise."""
+    f = Integrand(activation("tanh"), mpmath.mpf(gain), mpmath.mpf(shift), derivative=True)
+    with mpmath.workdps(25):
+        law = SphereLaw(b, 25)
+        assert len(law._splits([f])) <= 4
+        assert law._resolved_level([f]) <= 8
