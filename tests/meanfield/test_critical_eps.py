@@ -156,6 +156,7 @@ def test_relu_rate_across_the_critical_point_against_simulation(eps, depth, fit,
     assert abs(sim.rate - float(rate)) <= allowed, (sim.rate, sim.rate_stderr, float(rate))
 
 
+@pytest.mark.slow
 def test_a_nondegenerate_point_past_the_critical_eps_is_found_and_simulation_reaches_it():
     """gelu at beta = -0.673 (near its minimum: phi'(beta) = 0.036), gamma = 2.652, B = 8: eps_c =
     0.0093, so at eps = 0.05 the degenerate point attracts, yet a nondegenerate point coexists (phi is
@@ -176,6 +177,7 @@ def test_a_nondegenerate_point_past_the_critical_eps_is_found_and_simulation_rea
     assert abs(float(rate.value) - witness.value) <= 5 * witness.error + 1e-3, (rate, witness)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,b,kwargs", [("tanh", 8, {"eps": "1.05"}), ("relu", 8, {"eps": "1"}),
                                             ("tanh", 16, {"beta": "0.5", "eps": "3"})])
 def test_the_coexistence_bound_only_skips_searches_that_contract(name, b, kwargs):

@@ -182,6 +182,7 @@ def test_cross_batch_with_eps_and_beta_agrees_with_simulation():
     _check("tanh", 8, (MASTER_SEED, 14, 1), beta=0.5, eps=1e-3, sigma_w=1.3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,beta", [("tanh", "0.3"), ("relu", "0")])
 def test_cross_batch_past_the_critical_eps_continues_the_nondegenerate_branch(name, beta):
     """Past the critical eps every sample is phi(beta) 1 and J -> diag(D) G / sqrt(eps), so

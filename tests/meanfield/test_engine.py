@@ -290,6 +290,7 @@ def test_small_eps_secant_hitting_an_exact_root(batch_size):
     assert abs(float(rate) - sampled.value) < sigmas(1) * sampled.stderr, (float(rate), sampled)
 
 
+@pytest.mark.slow
 @pytest.mark.statistical
 @pytest.mark.parametrize("beta,stream", [("0", 40), ("0.37", 41)])
 def test_a_steep_activation_at_a_large_batch_against_sampling(beta, stream):

@@ -175,6 +175,7 @@ def test_batches_must_share_their_input_dimension():
         simulate("relu", 4, 2, 8, input=["random", "random"], output_gradient=np.ones((8, 4)))
 
 
+@pytest.mark.slow
 @pytest.mark.statistical
 def test_within_batch_blocks_have_the_single_batch_law_and_methods_agree_across_batches():
     """Two batches (tanh, B = 4, N = 32, depth 3; 4000 conditional and 400 explicit seeds).

@@ -216,6 +216,7 @@ def test_one_coordinate_rule_resolves_a_narrow_feature_before_judging(b, gain, s
             assert abs(value.value - reference) <= mpmath.mpf("1e-13") * reference, (value, reference)
 
 
+@pytest.mark.slow
 def test_funk_hecke_series_of_a_steep_activation_against_the_nested_rule():
     """E[tanh'(10 s_a) tanh'(10 s_b)] at B = 8 needs more Gegenbauer terms than the old cap
     (4 x working digits + 40; PrecisionError): the series now runs to half the rule's nodes.
