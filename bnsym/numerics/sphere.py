@@ -223,6 +223,7 @@ class SphereLaw:
         self._node_memo = {}  # activation-piece values at the nodes of a rule, by (base, rule)
         self._probes = {}  # Chebyshev coefficients needed per integrand and panels (_resolved_level)
         self._split_memo = {}  # extra panel ends per set of integrands (_splits)
+        self._spectra = {}  # float64 Chebyshev probes per integrand and piece (_probe_spectrum)
         self.infinite = batch_size == math.inf
         self.n = math.inf if self.infinite else batch_size - 1
         with mpmath.workdps(working_dps):
@@ -356,6 +357,13 @@ class SphereLaw:
         """``(a, largest)``: the magnitudes ``|a_k|`` of the Chebyshev coefficients of ``F`` times the law's
         density on ``[lo, hi]`` (the panel's coordinate), from :data:`PROBE_POINTS` + 1 Chebyshev-Lobatto points
         in float64, and the largest of them (``(None, 0)`` if the values are not finite or all zero)."""
+        key = (f.base, f._finishing, lo, hi)
+        if key not in self._spectra:
+            self._spectra[key] = self._chebyshev_probe(f, lo, hi)
+        return self._spectra[key]
+
+    def _chebyshev_probe(self, f, lo, hi):
+        """:meth:`_probe_spectrum`, uncached."""
         m = PROBE_POINTS
         x = np.cos(np.pi * np.arange(m + 1) / m)
         # the ends pulled in by 1e-9 of the width: a panel that ends on a kink sees its own piece there
