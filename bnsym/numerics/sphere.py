@@ -281,7 +281,8 @@ class SphereLaw:
         """Extra panel ends ``[(s, True)]`` where the integrands are analytic but steep: each plain Gauss
         panel between kinks whose float64 probe (:meth:`_probe`, the largest over ``funcs``) needs more
         than :data:`SPLIT_ABOVE` Chebyshev coefficients is bisected in its own coordinate, and each half
-        again, at most :data:`SPLIT_DEPTH` times.  The pieces are graded towards a narrow feature
+        again, to depth :data:`SPLIT_DEPTH` and at most :data:`MAX_SPLITS` points per panel.  The pieces
+        are graded towards a narrow feature
         (tanh at gain 100 varies over 0.01 of a support of width 11 at B = 32: a single Gauss panel
         needed more than 4096 nodes for 14 digits).  Cached per set of integrands; cost
         ``PROBE_POINTS`` float64 evaluations per integrand and probed piece."""
@@ -303,8 +304,9 @@ class SphereLaw:
     def _bisect(self, funcs, scales, lo, hi, depth, points):
         """Split points of ``[lo, hi]`` into ``points``: coefficients count from :data:`PROBE_FLOOR` of each
         integrand's largest on the whole panel (``scales``), not of the piece's own, so that float64
-        rounding noise where an integrand is tiny (saturated tanh', 1e-16 on values of 1e-12) does not
-        read as a feature (it drove the bisection to full depth: 13100 pieces for tanh at B = inf, beta = 12)."""
+        rounding where an integrand is tiny beside its panel's largest is not counted.  Rounding over a
+        whole saturated panel (tanh' far in its tail: 1e-16 on values of 1e-12) still reads as a feature;
+        :data:`MAX_SPLITS` bounds its cost (without a bound: 13100 pieces for tanh at B = inf, beta = 12)."""
         if depth == 0 or len(points) >= MAX_SPLITS:
             return
         if max(self._probe(f, lo, hi, scale) for f, scale in zip(funcs, scales)) <= SPLIT_ABOVE:
@@ -325,8 +327,8 @@ class SphereLaw:
     def _resolved_level(self, funcs, split=True):
         """The least rule level at which every plain Gauss panel of the one-coordinate rule has at least
         :data:`PROBE_NODES` times as many nodes as the float64 Chebyshev interpolant of each integrand
-        times the law's density needs on it (coefficients down to :data:`PROBE_FLOOR` of the largest,
-        from :data:`PROBE_POINTS` points).  Below it a feature narrower than the node spacing (tanh at gain
+        times the law's density needs on it (coefficients down to :data:`PROBE_FLOOR` of the largest on any
+        of the integrand's panels, from :data:`PROBE_POINTS` points).  Below it a feature narrower than the node spacing (tanh at gain
         100, 0.01 wide) can fall between the nodes of two levels, which then agree on a wrong value: a
         start level is never below this one (docs/theory.md section 3.2).  Panels with a smoothing map
         or tanh-sinh rule (beside kinks) are not probed.  Cost: ``PROBE_POINTS`` float64 evaluations
