@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import mpmath
@@ -221,10 +221,7 @@ def spectrum_from_settings(settings: Settings) -> Spectrum:
     if shortfall > 1:
         extra = math.ceil(math.log10(shortfall)) + 2
         if extra <= MAX_EXTRA_DIGITS:
-            higher = make_settings(settings.activation, settings.batch_size, gamma=settings.gamma, beta=settings.beta,
-                                   eps=settings.eps, sigma_w=settings.sigma_w, dps=settings.dps + extra,
-                                   method=settings.method)
-            state, values, method = _eigenvalue_estimates(higher)
+            state, values, method = _eigenvalue_estimates(replace(settings, dps=settings.dps + extra))
     mult = multiplicities(settings.batch_size)
     out = {"forward": [], "backward": []}
     for (op, sub), est in values.items():

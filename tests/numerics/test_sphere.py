@@ -188,6 +188,17 @@ def test_step_pair_beside_a_crossing_on_the_edge(delta):
     assert abs(value.value - reference) < 1e-13
 
 
+def _one_coordinate_marginal(b):
+    """``(density, [lo, hi])`` of one coordinate of ``sqrt(B) u``: ``(1 - s^2/n)^((n-3)/2)`` normalised on
+    ``|s| < sqrt(n)``, ``n = B - 1``, or the standard Gaussian at ``B = inf`` (an independent reference
+    for mpmath.quad)."""
+    if b == math.inf:
+        return (lambda s: mpmath.npdf(s)), [-mpmath.inf, mpmath.inf]
+    n = b - 1
+    norm = mpmath.sqrt(n) * mpmath.beta(mpmath.mpf(n - 1) / 2, mpmath.mpf(1) / 2)
+    return (lambda s: (1 - s * s / n) ** (mpmath.mpf(n - 3) / 2) / norm), [-mpmath.sqrt(n), mpmath.sqrt(n)]
+
+
 @pytest.mark.parametrize("b,gain,shift", [(8, 100, 0), (32, 30, 0), (math.inf, 10, 0), (32, 100, 0),
                                           (32, 100, "0.37"), (math.inf, 100, "-0.2")])
 def test_one_coordinate_rule_resolves_a_narrow_feature_before_judging(b, gain, shift):
@@ -203,12 +214,7 @@ def test_one_coordinate_rule_resolves_a_narrow_feature_before_judging(b, gain, s
     with mpmath.workdps(20):
         law = SphereLaw(b, 20)
         (mean, square), = law.expect_with_norms([f], mpmath.mpf("1e-13"))
-        if b == math.inf:
-            density, ends = (lambda s: mpmath.npdf(s)), [-mpmath.inf, mpmath.inf]
-        else:
-            n = b - 1
-            norm = mpmath.sqrt(n) * mpmath.beta(mpmath.mpf(n - 1) / 2, mpmath.mpf(1) / 2)
-            density, ends = (lambda s: (1 - s * s / n) ** (mpmath.mpf(n - 3) / 2) / norm), [-mpmath.sqrt(n), mpmath.sqrt(n)]
+        density, ends = _one_coordinate_marginal(b)
         centre = -shift / gain
         points = [ends[0]] + [centre + k / gain for k in (-5, -1, 0, 1, 5)] + [ends[1]]
         for value, power in ((mean, 2), (square, 4)):
@@ -256,12 +262,7 @@ def test_a_small_narrow_bump_on_a_smooth_function_is_never_silent(b, height):
             ((mean, _),) = law.expect_with_norms([f], mpmath.mpf("1e-10"))
         except PrecisionError:
             return
-        if b == math.inf:
-            density, ends = (lambda s: mpmath.npdf(s)), [-mpmath.inf, mpmath.inf]
-        else:
-            n = b - 1
-            norm = mpmath.sqrt(n) * mpmath.beta(mpmath.mpf(n - 1) / 2, mpmath.mpf(1) / 2)
-            density, ends = (lambda s: (1 - s * s / n) ** (mpmath.mpf(n - 3) / 2) / norm), [-mpmath.sqrt(n), mpmath.sqrt(n)]
+        density, ends = _one_coordinate_marginal(b)
         centre = mpmath.mpf(111) / 300
         points = [ends[0]] + [centre + k / mpmath.mpf(300) for k in (-8, -1, 0, 1, 8)] + [ends[1]]
         reference = mpmath.quad(lambda s: f.evaluate(s) * density(s), points)
