@@ -33,6 +33,9 @@ from bnsym.errors import ActivationError
 
 #: Digits of the numeric kinks: above the largest working precision (100 promised + guards).
 KINK_DPS = 160
+#: Digits of the mpmath evaluation that replaces a non-finite float64 value of the NumPy form
+#: (:meth:`Activation.np`): enough that the rounding to float64 is the only error.
+REPAIR_DPS = 30
 
 
 @dataclass(frozen=True)
@@ -131,16 +134,28 @@ class Activation:
                 sp.lambdify(x, stable_form(self.derivative), modules=modules, printer=printer))
 
     def np(self, values, derivative: bool = False) -> np.ndarray:
-        """Evaluate ``phi`` (or ``phi'``) elementwise on a NumPy array (float64); a new array."""
+        """Evaluate ``phi`` (or ``phi'``) elementwise on a NumPy array (float64); a new array.
+
+        Where the NumPy form is not finite at a finite argument (sigmoid' written
+        ``exp(-x) / (1 + exp(-x))**2`` is ``inf / inf`` below ``x = -709``), the entry is
+        evaluated again with :meth:`mp` at :data:`REPAIR_DPS` digits and rounded to float64
+        (an overflow stays ``inf``).  Cost: one pass over the result, plus one mpmath
+        evaluation per such entry.
+        """
         values = np.asarray(values, dtype=np.float64)
         # piecewise expressions evaluate every branch everywhere (x**(1/4) at x < 0);
         # the where keeps the right one, so the discarded branches' warnings are noise
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             out = self._np_functions[1 if derivative else 0](values)
-        if (isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == values.shape
+        if not (isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == values.shape
                 and not np.may_share_memory(out, values)):
-            return out  # already a fresh array (the usual case): no copy
-        return np.broadcast_to(np.asarray(out, dtype=np.float64), values.shape).copy()
+            out = np.broadcast_to(np.asarray(out, dtype=np.float64), values.shape).copy()
+        bad = ~np.isfinite(out)
+        if bad.any():
+            bad &= np.isfinite(values)
+            with mpmath.workdps(REPAIR_DPS):
+                out[bad] = [float(self.mp(mpmath.mpf(float(v)), derivative)) for v in values[bad]]
+        return out
 
 
 def choose_branch(condition, if_true, if_false):

@@ -73,6 +73,13 @@ MAX_LEVEL_1D = len(SIZES) - 1
 #: (:meth:`SphereLaw._resolved_level`), and the coefficient size (relative to the largest) it resolves.
 PROBE_POINTS = 1024
 PROBE_FLOOR = 1e-8  # (cos(psi)^(n-2) carries float64 noise of about n 1e-16: 1e-11 at B = 10^5)
+#: A probe has more points than PROBE_POINTS where needed (doubling, up to PROBE_MAX_POINTS) so that
+#: neighbouring points are at most PROBE_SPACING apart in the activation's argument ``gain s + shift``: a
+#: feature of the activation about 1 wide is then sampled however large the gain (a bump of width 1/300
+#: in ``s`` fell between the 1025 points of a panel 18 wide and was missed).  A panel that would need
+#: more is reported as unresolved (:meth:`SphereLaw._probe`), so that it is split.
+PROBE_SPACING = 0.125
+PROBE_MAX_POINTS = 2**18
 #: The start level has at least this fraction of the probe's coefficient count as nodes per panel:
 #: enough to see every feature the probe resolves (the convergence loop then does the rest).
 PROBE_NODES = 0.25
@@ -85,6 +92,10 @@ SPLIT_DEPTH = 16
 #: unresolved feature everywhere, so that without a cap the bisection went to full depth.
 MAX_SPLITS = 24
 MAX_LEVEL_2D = SIZES.index(256)
+#: The truncation of the support for growing integrands (:meth:`SphereLaw._reach`) is found on this many
+#: float64 points per side, up to REACH_SPAN times the Gaussian cut at ``B = inf``.
+REACH_POINTS = 4096
+REACH_SPAN = 6
 
 
 # --------------------------------------------------------------------------- integrands
@@ -224,6 +235,7 @@ class SphereLaw:
         self._probes = {}  # Chebyshev coefficients needed per integrand and panels (_resolved_level)
         self._split_memo = {}  # extra panel ends per set of integrands (_splits)
         self._spectra = {}  # float64 Chebyshev probes per integrand and piece (_probe_spectrum)
+        self._reaches = {}  # truncation points per integrand (_reach)
         self.infinite = batch_size == math.inf
         self.n = math.inf if self.infinite else batch_size - 1
         with mpmath.workdps(working_dps):
@@ -263,8 +275,64 @@ class SphereLaw:
 
     @cached_property
     def gauss_cut(self):
-        """Half-width ``L`` of the truncated real line at ``B = inf``."""
+        """Half-width ``L`` of the truncated real line at ``B = inf`` (for integrands of moderate growth:
+        :meth:`_reach`)."""
         return mpmath.sqrt(2 * (self.working_dps + 5) * mpmath.log(10)) + 1
+
+    def _reach(self, funcs, inner=False):
+        """Half-width of the truncated support of the rule's coordinate (``s`` at ``B = inf``, ``psi``, or
+        with ``inner`` the inner angle ``phi``) for the integrands ``funcs``: at least :attr:`gauss_cut`,
+        :attr:`psi_max` or :attr:`phi_max` (where the weight alone falls below ``10^-(wp+5)``), and
+        beyond every point where ``|F|^p w`` (``p = 1, 2``, ``w`` the weight ``exp(-s^2/2)``,
+        ``cos(psi)^(n-2)`` or ``cos(phi)^(n-3)``) is above ``10^-(wp+5)`` of its largest.  A fixed cut
+        ignored the growth of ``F``: ``x^40 + x`` at ``B = inf`` gave lambda_G = 20.25397 for 20.25316.
+        ``|F|`` is replaced by its running maximum outwards from 0 (the largest of ``|F|^p w`` is
+        unchanged, since ``w`` falls outwards), and for ``phi`` it is taken at ``|s_b| = sqrt(n)
+        min(1, |rho| + c |sin phi|)``, a bound over the outer angle.  Float64 on
+        :data:`REACH_POINTS` points of ``[0, T]`` (``T = REACH_SPAN L``, or ``pi/2``) per side;
+        :class:`PrecisionError` if an integrand has not decayed by ``T`` at ``B = inf``.  Cached per
+        integrand."""
+        default = self.gauss_cut if self.infinite else (self.phi_max if inner else self.psi_max)
+        reach = float(default)
+        for f in funcs:
+            key = (f.base, f._finishing, inner)
+            if key not in self._reaches:
+                self._reaches[key] = self._decay_point(f, inner)
+            reach = max(reach, self._reaches[key])
+        return default if reach == float(default) else mpmath.mpf(reach)
+
+    def _decay_point(self, f, inner):
+        """:meth:`_reach` of one integrand, as a float (0 when ``F`` vanishes)."""
+        if self.infinite:
+            end = REACH_SPAN * float(self.gauss_cut)
+            t = np.linspace(0, end, REACH_POINTS)
+            s, log_w = t, -t * t / 2
+        else:
+            t = np.linspace(0, np.pi / 2, REACH_POINTS)[:-1]
+            sin_t, exponent = np.sin(t), (self.n - 3 if inner else self.n - 2)
+            root_n = float(self.root_n)
+            s = root_n * (np.minimum(1.0, abs(float(self.rho)) + float(self.c) * sin_t) if inner else sin_t)
+            with np.errstate(divide="ignore"):
+                log_w = exponent * np.log(np.cos(t))
+        depth = (self.working_dps + 5) * math.log(10)
+        last = 0.0
+        with np.errstate(all="ignore"):
+            for sign in (1.0, -1.0):
+                size = np.abs(np.asarray(f.evaluate_float(sign * s), dtype=float))
+                size = np.maximum.accumulate(np.where(np.isnan(size), np.inf, size))
+                log_size = np.log(size)
+                for power in (1, 2):
+                    g = power * log_size + log_w
+                    peak = np.max(g)
+                    if peak == -np.inf:
+                        continue
+                    above = np.flatnonzero(g >= peak - depth) if np.isfinite(peak) else np.flatnonzero(g == np.inf)
+                    index = above[-1]
+                    if self.infinite and index == t.size - 1:
+                        raise PrecisionError(f"the integrand has not decayed against the Gaussian weight by "
+                                             f"|s| = {end:.3g} (it grows too fast for its expectation at B=inf)")
+                    last = max(last, t[min(index + 1, t.size - 1)])
+        return last
 
     # ------------------------------------------------------------- 1D panels
     def _s_panels_1d(self, funcs, level, split=True):
@@ -272,9 +340,11 @@ class SphereLaw:
         panels between the integrands' kinks, and (``split``) between the points of :meth:`_splits`."""
         extra = [self._splits(funcs)] if split else []
         cuts = merged_cuts([*(f.breakpoints() for f in funcs), *extra], self.working_dps)
-        key = (level, tuple((mpmath.nstr(s, self.working_dps - 3), regular) for s, regular in cuts))
+        reach = self._reach(funcs)
+        key = (level, mpmath.nstr(reach, self.working_dps - 3),
+               tuple((mpmath.nstr(s, self.working_dps - 3), regular) for s, regular in cuts))
         if key not in self._rules:
-            self._rules[key] = self._one_coordinate_rule(cuts, level)
+            self._rules[key] = self._one_coordinate_rule(cuts, level, reach)
         return self._rules[key]
 
     def _splits(self, funcs):
@@ -290,10 +360,10 @@ class SphereLaw:
         if key not in self._split_memo:
             cuts = merged_cuts((f.breakpoints() for f in funcs), self.working_dps)
             points = []
-            for lo, hi, kind, smooth in self._panel_edges(cuts):
+            for lo, hi, kind, smooth in self._panel_edges(cuts, self._reach(funcs)):
                 if kind == "gauss" and not any(smooth):
                     lo, hi = float(lo), float(hi)
-                    scales = [self._probe_spectrum(f, lo, hi)[1] for f in funcs]
+                    scales = [self._finite_scale(f, lo, hi) for f in funcs]
                     found = []
                     self._bisect(funcs, scales, lo, hi, SPLIT_DEPTH, found)
                     points += found
@@ -316,13 +386,13 @@ class SphereLaw:
         self._bisect(funcs, scales, lo, middle, depth - 1, points)
         self._bisect(funcs, scales, middle, hi, depth - 1, points)
 
-    def _panel_edges(self, cuts):
-        """Panels of the one-coordinate rule between ``cuts`` (points in ``s``), in the rule's coordinate:
-        ``s`` at ``B = inf``, the angle ``psi`` (``s = sqrt(n) sin psi``) otherwise."""
+    def _panel_edges(self, cuts, reach):
+        """Panels of the one-coordinate rule on ``[-reach, reach]`` between ``cuts`` (points in ``s``), in the
+        rule's coordinate: ``s`` at ``B = inf``, the angle ``psi`` (``s = sqrt(n) sin psi``) otherwise."""
         if self.infinite:
-            return breakpoint_panels(-self.gauss_cut, self.gauss_cut, cuts, self.working_dps)
+            return breakpoint_panels(-reach, reach, cuts, self.working_dps)
         psi_cuts = [(mpmath.asin(s / self.root_n), reg) for s, reg in cuts if abs(s) < self.root_n]
-        return breakpoint_panels(-self.psi_max, self.psi_max, psi_cuts, self.working_dps)
+        return breakpoint_panels(-reach, reach, psi_cuts, self.working_dps)
 
     def _resolved_level(self, funcs, split=True):
         """The least rule level at which every plain Gauss panel of the one-coordinate rule has at least
@@ -340,7 +410,7 @@ class SphereLaw:
             key = (f.base, f._finishing, tuple((float(lo), float(hi)) for lo, hi, _, _ in edges))
             if key not in self._probes:
                 # coefficients count from PROBE_FLOOR of the integrand's largest over all its panels (see _bisect)
-                scale = max([self._probe_spectrum(f, lo, hi)[1] for lo, hi in probed] or [0])
+                scale = max([self._finite_scale(f, lo, hi) for lo, hi in probed] or [0])
                 self._probes[key] = max([self._probe(f, lo, hi, scale) for lo, hi in probed] or [0])
             need = max(need, self._probes[key])
         return _least_level(PROBE_NODES * need)
@@ -356,17 +426,34 @@ class SphereLaw:
         return floor
 
     def _probe_spectrum(self, f, lo, hi):
-        """``(a, largest)``: the magnitudes ``|a_k|`` of the Chebyshev coefficients of ``F`` times the law's
-        density on ``[lo, hi]`` (the panel's coordinate), from :data:`PROBE_POINTS` + 1 Chebyshev-Lobatto points
-        in float64, and the largest of them (``(None, 0)`` if the values are not finite or all zero)."""
+        """``(a, largest, resolved)``: the magnitudes ``|a_k|`` of the Chebyshev coefficients of ``F`` times
+        the law's density on ``[lo, hi]`` (the panel's coordinate), from ``m + 1`` Chebyshev-Lobatto points in
+        float64 (``m`` from :meth:`_probe_points`), and the largest of them (``(None, 0, True)`` if all the
+        values are zero).  ``resolved`` is False when the points cannot be dense enough (then ``m`` is
+        :data:`PROBE_MAX_POINTS`) or a value is not finite (then ``a`` is None and ``largest`` infinite)."""
         key = (f.base, f._finishing, lo, hi)
         if key not in self._spectra:
             self._spectra[key] = self._chebyshev_probe(f, lo, hi)
         return self._spectra[key]
 
+    def _probe_points(self, f, lo, hi):
+        """Points ``m`` of the probe of ``f`` on ``[lo, hi]``: the least ``PROBE_POINTS * 2^k`` whose
+        Chebyshev-Lobatto spacing, at most ``pi (hi - lo) / (2 m)`` in the panel's coordinate, is at most
+        :data:`PROBE_SPACING` in the activation's argument (``|ds/dpsi| <= sqrt(n)`` on the sphere), or
+        ``None`` past :data:`PROBE_MAX_POINTS`."""
+        stretch = abs(float(f.gain)) * (hi - lo) * (1.0 if self.infinite else float(self.root_n))
+        m = PROBE_POINTS
+        while math.pi * stretch / (2 * m) > PROBE_SPACING:
+            m *= 2
+            if m > PROBE_MAX_POINTS:
+                return None
+        return m
+
     def _chebyshev_probe(self, f, lo, hi):
         """:meth:`_probe_spectrum`, uncached."""
-        m = PROBE_POINTS
+        m = self._probe_points(f, lo, hi)
+        resolved = m is not None
+        m = m or PROBE_MAX_POINTS
         x = np.cos(np.pi * np.arange(m + 1) / m)
         # the ends pulled in by 1e-9 of the width: a panel that ends on a kink sees its own piece there
         # (relu' sampled exactly at 0 gave one nonzero value, a flat spectrum and 768-node rules)
@@ -377,24 +464,35 @@ class SphereLaw:
             else:
                 s, weight = float(self.root_n) * np.sin(t), np.cos(t) ** (self.n - 2)
             values = np.asarray(f.evaluate_float(s), dtype=float) * weight
-        if not np.all(np.isfinite(values)) or not np.any(values):
-            return None, 0.0
+        if not np.all(np.isfinite(values)):  # F overflows float64 (its NumPy form is repaired otherwise)
+            return None, math.inf, False
+        if not np.any(values):
+            return None, 0.0, True
         a = np.abs(np.fft.rfft(np.concatenate([values, values[-2:0:-1]])).real)[: m + 1] / m
-        return a, float(a.max())
+        return a, float(a.max()), resolved
+
+    def _finite_scale(self, f, lo, hi):
+        """The largest probe coefficient of ``f`` on ``[lo, hi]`` (:meth:`_probe_spectrum`), or 0 where its
+        values overflow (each piece then counts from its own largest)."""
+        largest = self._probe_spectrum(f, lo, hi)[1]
+        return largest if math.isfinite(largest) else 0.0
 
     def _probe(self, f, lo, hi, scale=0.0):
         """Chebyshev coefficients needed on the panel ``[lo, hi]``: the index of the last one above
         :data:`PROBE_FLOOR` times ``scale`` or the panel's own largest, whichever is larger (see
-        :meth:`_resolved_level`)."""
-        a, largest = self._probe_spectrum(f, float(lo), float(hi))
+        :meth:`_resolved_level`); :data:`PROBE_MAX_POINTS` + 1 (more than any rule has nodes) when the
+        probe is not resolved, so that the panel is split or the rule refuses."""
+        a, largest, resolved = self._probe_spectrum(f, float(lo), float(hi))
+        if not resolved:
+            return PROBE_MAX_POINTS + 1
         if a is None:
             return 0
         floor = PROBE_FLOOR * max(scale, largest)
         above = np.flatnonzero(a > floor)
         return int(above[-1]) + 1 if above.size else 0
 
-    def _one_coordinate_rule(self, cuts, level):
-        edges = self._panel_edges(cuts)
+    def _one_coordinate_rule(self, cuts, level, reach):
+        edges = self._panel_edges(cuts, reach)
         if self.infinite:
             out = []
             norm = 1 / mpmath.sqrt(2 * mpmath.pi)
@@ -535,12 +633,14 @@ class SphereLaw:
             return hinted_level(key, None)
         return _least_level(0.45 * self.working_dps if two_d else 0.8 * self.working_dps)
 
-    def _inner_cuts(self, f):
-        """Kinks of ``f`` inside the support that matters at this precision."""
+    def _inner_cuts(self, f, reach=None):
+        """Kinks of ``f`` inside the support that matters at this precision (``[-reach, reach]`` in the
+        rule's coordinate; :meth:`_reach` of ``f`` by default)."""
         cuts = f.breakpoints()
+        reach = self._reach([f]) if reach is None else reach
         if self.infinite:
-            return [c for c in cuts if abs(c[0]) < self.gauss_cut]
-        limit = self.root_n * mpmath.sin(self.psi_max) if self.psi_max < mpmath.pi / 2 else self.root_n
+            return [c for c in cuts if abs(c[0]) < reach]
+        limit = self.root_n * mpmath.sin(reach) if reach < mpmath.pi / 2 else self.root_n
         return [c for c in cuts if abs(c[0]) < limit]
 
     # ------------------------------------------------------------ Funk-Hecke
@@ -686,9 +786,10 @@ class SphereLaw:
         )
 
     def _nested_layout(self, pairs):
-        """``(outer_funcs, inner_funcs, inner_products, g_cuts, edges)`` of the nested rule: the distinct
-        integrands, the kinks of the inner ones, and the outer panels in ``psi`` (cut at the kinks of the
-        outer integrands and where a kink line of an inner one is tangent to the circle of ``phi``)."""
+        """``(outer_funcs, inner_funcs, inner_products, g_cuts, phi_reach, edges)`` of the nested rule: the
+        distinct integrands, the kinks of the inner ones, the half-width of the inner angle's support
+        (:meth:`_reach`), and the outer panels in ``psi`` (on the reach of all the integrands, cut at the kinks
+        of the outer ones and where a kink line of an inner one is tangent to the circle of ``phi``)."""
         n, root_n, rho, c = self.n, self.root_n, self.rho, self.c
         outer_funcs = _distinct([f for factors, _ in pairs for f in factors])
         inner_funcs = _distinct([g for _, factors in pairs for g in factors])
@@ -708,13 +809,14 @@ class SphereLaw:
                     # n = 2: the inner law sits on phi = +-pi/2, a tangency is a plain kink
                     flag = reg if n == 2 else ("sqrt" if reg is True else False)
                     tangent.append((mpmath.asin(t_star), flag))
-        edges = breakpoint_panels(-self.psi_max, self.psi_max, psi_cuts + tangent, self.working_dps)
-        return outer_funcs, inner_funcs, inner_products, g_cuts, edges
+        psi_reach = self._reach(outer_funcs + inner_funcs)
+        edges = breakpoint_panels(-psi_reach, psi_reach, psi_cuts + tangent, self.working_dps)
+        return outer_funcs, inner_funcs, inner_products, g_cuts, self._reach(inner_funcs, inner=True), edges
 
     def _nested_level(self, pairs, layout, level, density=None):
         """The nested rule's sums at one level (``layout``: :meth:`_nested_layout` of ``pairs``)."""
         n, root_n = self.n, self.root_n
-        outer_funcs, inner_funcs, inner_products, g_cuts, edges = layout
+        outer_funcs, inner_funcs, inner_products, g_cuts, phi_reach, edges = layout
         outer_norm = 1 / self._outer_norm
         inner_norm = None if n == 2 else 1 / self._inner_norm
         totals = [mpmath.mpf(0) for _ in pairs]
@@ -728,13 +830,13 @@ class SphereLaw:
                 s1 = root_n * sin_psi
                 f_values = outer_values(s1)
                 weight = None if density is None else (lambda s2, s1=s1: density(s1, s2))
-                inner = self._inner_integrals(inner_funcs, inner_products, g_cuts, sin_psi, cos_psi, level, inner_norm,
-                                              weight)
+                inner = self._inner_integrals(inner_funcs, inner_products, g_cuts, phi_reach, sin_psi, cos_psi, level,
+                                              inner_norm, weight)
                 for i, (factors_f, factors_g) in enumerate(pairs):
                     totals[i] += wo * _product(f_values, factors_f) * inner[_product_key(factors_g)]
         return totals
 
-    def _inner_integrals(self, funcs, products, g_cuts, sin_psi, cos_psi, level, inner_norm, weight=None):
+    def _inner_integrals(self, funcs, products, g_cuts, phi_reach, sin_psi, cos_psi, level, inner_norm, weight=None):
         """``{key: E[prod G(s_b) w | psi]}`` for each product of inner integrands (key :func:`_product_key`)."""
         n, root_n, rho, c = self.n, self.root_n, self.rho, self.c
         base = rho * sin_psi
@@ -748,7 +850,7 @@ class SphereLaw:
                 for key, p in keyed:
                     sums[key] += _product(values, p) / 2
             return sums
-        edges = breakpoint_panels(-self.phi_max, self.phi_max,
+        edges = breakpoint_panels(-phi_reach, phi_reach,
                                   [(phi, reg) for phi, reg, _ in self._phi_cuts(g_cuts, base, spread)], self.working_dps)
         for lo, hi, kind, smooth in edges:
             inner_values = evaluator(funcs, at + along * mpmath.sin((lo + hi) / 2))
@@ -814,8 +916,8 @@ class SphereLaw:
 
     def _outer_panel_float(self, pairs, layout, edge, level, totals, magnitudes):
         """Add one outer panel's terms of :meth:`_nested_level_float` into ``totals`` and ``magnitudes``."""
-        n, root_n, phi_max = self.n, float(self.root_n), float(self.phi_max)
-        outer_funcs, inner_funcs, inner_products, g_cuts, _ = layout
+        n, root_n = self.n, float(self.root_n)
+        outer_funcs, inner_funcs, inner_products, g_cuts, phi_reach, _ = layout
         lo, hi, kind, smooth = edge
         psi, wo = _float_panel(float(lo), float(hi), kind, smooth, level)
         sin_psi, cos_psi = np.sin(psi), np.cos(psi)
@@ -824,19 +926,19 @@ class SphereLaw:
         base, spread = float(self.rho) * sin_psi, float(self.c) * cos_psi
         inner = {_product_key(p): np.zeros(psi.size) for p in inner_products}
         # the inner panels at this outer panel's middle: within it no kink line turns tangent, so each
-        # inner panel is bounded by the same cuts (or +-phi_max) at every outer node
+        # inner panel is bounded by the same cuts (or +-phi_reach) at every outer node
         mid = (lo + hi) / 2
         crossings = self._phi_cuts(g_cuts, self.rho * mpmath.sin(mid), self.c * mpmath.cos(mid))
         index = {phi: k for phi, _, k in crossings}
         # not graded: a split point would stay put while the cuts beside it move with psi
-        for a, b, inner_kind, inner_smooth in breakpoint_panels(-self.phi_max, self.phi_max,
+        for a, b, inner_kind, inner_smooth in breakpoint_panels(-phi_reach, phi_reach,
                                                                 [(phi, reg) for phi, reg, _ in crossings],
                                                                 self.working_dps, grade=False):
             ends = []
             for point in (a, b):
                 if point in index:  # sin phi = (s_k / sqrt(n) - base) / spread, at each outer node
                     xi = (float(g_cuts[index[point]][0]) / root_n - base) / spread
-                    ends.append(np.clip(np.arcsin(np.clip(xi, -1, 1)), -phi_max, phi_max))
+                    ends.append(np.clip(np.arcsin(np.clip(xi, -1, 1)), -float(phi_reach), float(phi_reach)))
                 else:
                     ends.append(np.full(psi.shape, float(point)))
             phi, wi = _float_panel(ends[0], np.maximum(ends[1], ends[0]), inner_kind, inner_smooth, level)

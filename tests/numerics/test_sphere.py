@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import mpmath
@@ -199,6 +200,14 @@ def _one_coordinate_marginal(b):
     return (lambda s: (1 - s * s / n) ** (mpmath.mpf(n - 3) / 2) / norm), [-mpmath.sqrt(n), mpmath.sqrt(n)]
 
 
+def _reference_around(f, b, centre, offsets, power=1):
+    """``E[F^power]`` by mpmath.quad on the one-coordinate marginal, split at ``centre + k/300`` for ``k`` in
+    ``offsets`` (around a feature 1/300 wide)."""
+    density, ends = _one_coordinate_marginal(b)
+    points = [ends[0]] + [centre + k / mpmath.mpf(300) for k in offsets] + [ends[1]]
+    return mpmath.quad(lambda s: f.evaluate(s) ** power * density(s), points)
+
+
 @pytest.mark.parametrize("b,gain,shift", [(8, 100, 0), (32, 30, 0), (math.inf, 10, 0), (32, 100, 0),
                                           (32, 100, "0.37"), (math.inf, 100, "-0.2")])
 def test_one_coordinate_rule_resolves_a_narrow_feature_before_judging(b, gain, shift):
@@ -262,10 +271,7 @@ def test_a_small_narrow_bump_on_a_smooth_function_is_never_silent(b, height):
             ((mean, _),) = law.expect_with_norms([f], mpmath.mpf("1e-10"))
         except PrecisionError:
             return
-        density, ends = _one_coordinate_marginal(b)
-        centre = mpmath.mpf(111) / 300
-        points = [ends[0]] + [centre + k / mpmath.mpf(300) for k in (-8, -1, 0, 1, 8)] + [ends[1]]
-        reference = mpmath.quad(lambda s: f.evaluate(s) * density(s), points)
+        reference = _reference_around(f, b, mpmath.mpf(111) / 300, (-8, -1, 0, 1, 8))
         assert abs(mean.value - reference) <= mean.error + mpmath.mpf("1e-18"), (mean, reference)
 
 
@@ -277,3 +283,65 @@ def test_splitting_is_bounded_where_float64_rounding_looks_like_a_feature():
     f = Integrand(activation("tanh"), mpmath.mpf(1), mpmath.mpf(20), derivative=True)
     with mpmath.workdps(25):
         assert len(SphereLaw(math.inf, 25)._splits([f])) <= MAX_SPLITS
+
+
+@pytest.mark.parametrize("b", [math.inf, 32])
+def test_a_feature_between_the_probes_old_points_is_sampled(b):
+    """phi = x + exp(-x^4)/10 at gain 300 and shift 111: the bump of phi' is 1/300 wide in s and fell
+    between the 1025 points of the probe (0.02-0.03 apart), so both rule levels missed it and
+    gradient_explosion_rate at B = inf returned 1.0 for 1.000027 (found by the review of 2026-12-07).
+    The probe now samples the activation's argument at most PROBE_SPACING apart.  E[phi'] and E[phi'^2]
+    must be within their errors of mpmath.quad (split at the bump), or PrecisionError."""
+    f = Integrand(activation("x + exp(-x**4)/10"), mpmath.mpf(300), mpmath.mpf(111), derivative=True)
+    with mpmath.workdps(20):
+        law = SphereLaw(b, 20)
+        try:
+            ((mean, square),) = law.expect_with_norms([f], mpmath.mpf("1e-12"))
+        except PrecisionError:
+            return
+        for value, power in ((mean, 1), (square, 2)):
+            reference = _reference_around(f, b, -mpmath.mpf(111) / 300, (-8, -2, 0, 2, 8), power)
+            assert abs(value.value - reference) <= value.error + mpmath.mpf("1e-18"), (power, value, reference)
+
+
+def _coordinate_moment(b, k):
+    """``E[s^k]`` of one coordinate of ``sqrt(B) u`` (``u`` uniform on the unit sphere of ``1^perp``), exactly:
+    0 for odd ``k``; ``(k-1)!!`` at ``B = inf``; else ``s^2 / n`` is Beta(1/2, (n-1)/2), ``n = B - 1``, so
+    ``E[s^(2j)] = n^j (1/2)_j / (n/2)_j``."""
+    if k % 2:
+        return mpmath.mpf(0)
+    if b == math.inf:
+        return mpmath.fac2(k - 1)
+    n, j = b - 1, k // 2
+    return mpmath.mpf(n) ** j * mpmath.rf(mpmath.mpf(1) / 2, j) / mpmath.rf(mpmath.mpf(n) / 2, j)
+
+
+@pytest.mark.parametrize("b", [math.inf, 32, 5])
+def test_the_support_is_cut_where_a_growing_integrand_has_decayed(b):
+    """F = s^40 + s: |F| w peaks far out (s ~ 6.3 at B = inf, and F^2 w at 8.9), beyond the cut where the
+    weight alone is below 10^-(wp+5).  The fixed cut gave lambda_G(x^40 + x, B = inf) = 20.25397 for
+    20.25316 (found by the review of 2026-12-07).  Reference: the exact moments of the coordinate."""
+    f = Integrand(activation("x**40 + x"), mpmath.mpf(1), mpmath.mpf(0))
+    with mpmath.workdps(20):
+        ((mean, square),) = SphereLaw(b, 20).expect_with_norms([f], mpmath.mpf("1e-15"))
+        moment = functools.partial(_coordinate_moment, b)
+        exact_mean = moment(40) + moment(1)
+        exact_square = moment(80) + 2 * moment(41) + moment(2)
+        assert abs(mean.value - exact_mean) <= mean.error + mpmath.mpf("1e-18") * exact_mean
+        assert abs(square.value - exact_square) <= square.error + mpmath.mpf("1e-18") * exact_square
+        assert mean.error <= mpmath.mpf("1e-14") * exact_mean
+
+
+def test_an_exponential_at_a_large_gain_reaches_its_peak_or_is_refused():
+    """exp(5 s) w peaks at s = 5 and E = e^12.5 exactly (the fixed cut at 9.3 at dps 20 lost its tail);
+    exp(100 s) w peaks at s = 100, beyond the window searched (REACH_SPAN times the usual cut):
+    PrecisionError, not a truncated number."""
+    with mpmath.workdps(20):
+        law = SphereLaw(math.inf, 20)
+        moderate = Integrand(activation("exp(x)"), mpmath.mpf(5), mpmath.mpf(0))
+        ((mean, square),) = law.expect_with_norms([moderate], mpmath.mpf("1e-15"))
+        assert abs(mean.value - mpmath.exp(mpmath.mpf(25) / 2)) <= mean.error + mpmath.mpf("1e-18") * mean.value
+        assert abs(square.value - mpmath.exp(50)) <= square.error + mpmath.mpf("1e-18") * square.value
+        steep = Integrand(activation("exp(x)"), mpmath.mpf(100), mpmath.mpf(0))
+        with pytest.raises(PrecisionError, match="has not decayed"):
+            law.expect_with_norms([steep], mpmath.mpf("1e-10"))
