@@ -195,27 +195,42 @@ class WherePrinter(NumPyPrinter):
 
 
 def stable_form(expr):
-    """``expr`` with ``c (1 + erf(u))`` written ``c erfc(-u)`` and ``c (1 - erf(u))`` written ``c erfc(u)``.
+    """``expr`` with ``c (1 + erf(u))`` written ``c erfc(-u)``, ``c (1 - erf(u))`` written ``c erfc(u)``, and
+    ``c (1 - tanh(u)^2)`` (sympy's derivative of tanh) written ``c sech(u)^2``.
 
     The same function, evaluated without the cancellation that makes ``1 + erf(u)`` exactly 0
     at the working precision for ``u`` below about ``-sqrt(working digits * log 10)`` (gelu at
-    ``beta = -20``: the true value is ~1e-89).  Cost: one pass over the expression tree.
+    ``beta = -20``: the true value is ~1e-89), and ``1 - tanh(u)^2`` rounding noise of 1e-16 on
+    values of 1e-17 in float64 at ``|u| = 20`` (which the sphere rules' probes read as an
+    unresolved feature).  Cost: one pass over the expression tree.
     """
 
     def rewrite(add):
         erfs = [a for a in add.args if a.as_coeff_Mul()[1].func == sp.erf]
-        if len(erfs) != 1:
+        squares = [a for a in add.args if _is_tanh_square(a.as_coeff_Mul()[1])]
+        if len(erfs) + len(squares) != 1:
             return add
-        coeff, term = erfs[0].as_coeff_Mul()
+        coeff, term = (erfs or squares)[0].as_coeff_Mul()
         constant = sum((a for a in add.args if a.is_Number), sp.Integer(0))
-        rest = add - erfs[0] - constant
+        rest = add - (erfs or squares)[0] - constant
+        if squares:
+            return rest - coeff * sp.sech(term.base.args[0]) ** 2 if constant == -coeff else add
         if constant == coeff:
             return rest + coeff * sp.erfc(-term.args[0], evaluate=False)  # sympy would rewrite erfc(-u) as 2 - erfc(u)
         if constant == -coeff:
             return rest - coeff * sp.erfc(term.args[0])
         return add
 
-    return expr.replace(lambda e: e.is_Add and any(a.as_coeff_Mul()[1].func == sp.erf for a in e.args), rewrite)
+    def candidate(e):
+        return e.is_Add and any(a.as_coeff_Mul()[1].func == sp.erf or _is_tanh_square(a.as_coeff_Mul()[1])
+                                for a in e.args)
+
+    return expr.replace(candidate, rewrite)
+
+
+def _is_tanh_square(term):
+    """Whether ``term`` is ``tanh(u)**2``."""
+    return term.is_Pow and term.exp == 2 and term.base.func == sp.tanh
 
 
 def _clamped(func, piece):

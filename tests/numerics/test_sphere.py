@@ -276,11 +276,13 @@ def test_a_small_narrow_bump_on_a_smooth_function_is_never_silent(b, height):
 
 
 def test_splitting_is_bounded_where_float64_rounding_looks_like_a_feature():
-    """tanh'(s + 20) is 1 - tanh^2 in float64, rounding noise on values of 1e-17: every piece looks
-    unresolved.  The bisection stops at MAX_SPLITS per panel (it went to 13100 pieces before the cap)."""
+    """(1 - tanh)(1 + tanh) at s + 20 (tanh' before stable_form wrote it sech^2) is rounding noise of
+    1e-16 on values of 1e-17 in float64: every piece looks unresolved.  The bisection stops at MAX_SPLITS
+    per panel (it went to 13100 pieces before the cap)."""
     from bnsym.numerics.sphere import MAX_SPLITS
 
-    f = Integrand(activation("tanh"), mpmath.mpf(1), mpmath.mpf(20), derivative=True)
+    f = Integrand(activation("(1 - tanh(x))*(1 + tanh(x))"), mpmath.mpf(1), mpmath.mpf(20))
+    assert f.evaluate_float(np.array([0.5]))[0] == 0.0  # the premise: float64 has lost the value
     with mpmath.workdps(25):
         assert len(SphereLaw(math.inf, 25)._splits([f])) <= MAX_SPLITS
 
