@@ -85,6 +85,17 @@ class Activation:
     def __str__(self) -> str:
         return self.label
 
+    @cached_property
+    def feature_scale(self) -> float:
+        """The narrowest width the expression itself writes into ``phi``: the least ``|c|^(-1/k)`` over the
+        monomials ``c x^k`` (``k >= 1``) of every polynomial argument of a non-polynomial function in
+        ``phi`` and ``phi'`` (``exp(-(300 x)^4)``: ``(300^4)^(-1/4) = 1/300``), and 1 if there is none
+        (or if that is wider).  A heuristic, not a bound: a feature that no coefficient names (a bump
+        built from a narrow difference of wide functions) is not seen.  The sphere rules' float64 probe
+        samples ``x`` at most :data:`~bnsym.numerics.sphere.PROBE_SPACING` times this apart.  Cost: one
+        pass over the expression tree."""
+        return feature_scale(self.derivative)
+
     # -------------------------------------------------------------- numerics
     @cached_property
     def _mp_pieces(self):
@@ -153,8 +164,23 @@ class Activation:
         bad = ~np.isfinite(out)
         if bad.any():
             bad &= np.isfinite(values)
+            out[bad] = self._repaired(values[bad], derivative)
+        return out
+
+    def _repaired(self, values, derivative):
+        """:meth:`np` at ``values`` where the float64 form was not finite: first in ``numpy.longdouble``
+        (exponent range to 1e4932 where the platform has it: ``exp(800)`` is finite there), then, for
+        what is still not finite, :meth:`mp` at :data:`REPAIR_DPS` digits (about 20 us a value)."""
+        with np.errstate(all="ignore"):
+            try:
+                out = np.asarray(self._np_functions[1 if derivative else 0](values.astype(np.longdouble)))
+                out = np.broadcast_to(out, values.shape).astype(np.float64)
+            except TypeError:  # a function without a longdouble loop
+                out = np.full(values.shape, np.nan)
+        still = ~np.isfinite(out)
+        if still.any():
             with mpmath.workdps(REPAIR_DPS):
-                out[bad] = [float(self.mp(mpmath.mpf(float(v)), derivative)) for v in values[bad]]
+                out[still] = [float(self.mp(mpmath.mpf(float(v)), derivative)) for v in values[still]]
         return out
 
 
@@ -226,6 +252,22 @@ def stable_form(expr):
                                 for a in e.args)
 
     return expr.replace(candidate, rewrite)
+
+
+def feature_scale(expr) -> float:
+    """:attr:`Activation.feature_scale` of a sympy expression in ``x`` (and of its derivative's terms)."""
+    widths = [1.0]
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, sp.Piecewise) or not isinstance(node, (sp.Function, sp.Pow)) or not node.args:
+            continue
+        arguments = node.args if isinstance(node, sp.Function) else (node.exp, node.base)
+        for u in arguments:
+            if not u.has(x) or not u.is_polynomial(x) or (isinstance(node, sp.Pow) and u is node.base and node.exp.is_Integer):
+                continue
+            for (k,), c in sp.Poly(u, x).terms():
+                if k >= 1 and c.is_number and c != 0:
+                    widths.append(float(abs(c)) ** (-1.0 / k))
+    return min(widths)
 
 
 def _is_tanh_square(term):

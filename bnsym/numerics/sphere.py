@@ -74,12 +74,12 @@ MAX_LEVEL_1D = len(SIZES) - 1
 PROBE_POINTS = 1024
 PROBE_FLOOR = 1e-8  # (cos(psi)^(n-2) carries float64 noise of about n 1e-16: 1e-11 at B = 10^5)
 #: A probe has more points than PROBE_POINTS where needed (doubling, up to PROBE_MAX_POINTS) so that
-#: neighbouring points are at most PROBE_SPACING apart in the activation's argument ``gain s + shift``: a
-#: feature of the activation about 1 wide is then sampled however large the gain (a bump of width 1/300
-#: in ``s`` fell between the 1025 points of a panel 18 wide and was missed).  A panel that would need
-#: more is reported as unresolved (:meth:`SphereLaw._probe`), so that it is split.
+#: neighbouring points are at most PROBE_SPACING times the activation's feature scale apart in its
+#: argument ``gain s + shift`` (a bump of width 1/300 in ``s`` fell between the 1025 points of a panel 18
+#: wide and was missed).  Past PROBE_MAX_POINTS the spacing grows with the gain (gain 1000 at B = inf:
+#: 0.45); a hard limit there made polynomials refuse at gain 20000 (found by the review).
 PROBE_SPACING = 0.125
-PROBE_MAX_POINTS = 2**18
+PROBE_MAX_POINTS = 2**16
 #: The start level has at least this fraction of the probe's coefficient count as nodes per panel:
 #: enough to see every feature the probe resolves (the convergence loop then does the rest).
 PROBE_NODES = 0.25
@@ -299,7 +299,9 @@ class SphereLaw:
             if key not in self._reaches:
                 self._reaches[key] = self._decay_point(f, inner)
             reach = max(reach, self._reaches[key])
-        return default if reach == float(default) else mpmath.mpf(reach)
+        if reach == float(default):
+            return default
+        return mpmath.pi / 2 if not self.infinite and reach >= math.pi / 2 else mpmath.mpf(reach)
 
     def _decay_point(self, f, inner):
         """:meth:`_reach` of one integrand, as a float (0 when ``F`` vanishes)."""
@@ -328,6 +330,8 @@ class SphereLaw:
                         continue
                     above = np.flatnonzero(g >= peak - depth) if np.isfinite(peak) else np.flatnonzero(g == np.inf)
                     index = above[-1]
+                    if not self.infinite and index == t.size - 1:
+                        return math.pi / 2  # not decayed before the edge: the whole support
                     if self.infinite and index == t.size - 1:
                         raise PrecisionError(f"the integrand has not decayed against the Gaussian weight by "
                                              f"|s| = {end:.3g} (it grows too fast for its expectation at B=inf)")
@@ -429,8 +433,8 @@ class SphereLaw:
         """``(a, largest, resolved)``: the magnitudes ``|a_k|`` of the Chebyshev coefficients of ``F`` times
         the law's density on ``[lo, hi]`` (the panel's coordinate), from ``m + 1`` Chebyshev-Lobatto points in
         float64 (``m`` from :meth:`_probe_points`), and the largest of them (``(None, 0, True)`` if all the
-        values are zero).  ``resolved`` is False when the points cannot be dense enough (then ``m`` is
-        :data:`PROBE_MAX_POINTS`) or a value is not finite (then ``a`` is None and ``largest`` infinite)."""
+        values are zero).  ``resolved`` is False when a value is not finite (``F`` overflows float64; then
+        ``a`` is None and ``largest`` infinite)."""
         key = (f.base, f._finishing, lo, hi)
         if key not in self._spectra:
             self._spectra[key] = self._chebyshev_probe(f, lo, hi)
@@ -439,21 +443,18 @@ class SphereLaw:
     def _probe_points(self, f, lo, hi):
         """Points ``m`` of the probe of ``f`` on ``[lo, hi]``: the least ``PROBE_POINTS * 2^k`` whose
         Chebyshev-Lobatto spacing, at most ``pi (hi - lo) / (2 m)`` in the panel's coordinate, is at most
-        :data:`PROBE_SPACING` in the activation's argument (``|ds/dpsi| <= sqrt(n)`` on the sphere), or
-        ``None`` past :data:`PROBE_MAX_POINTS`."""
+        :data:`PROBE_SPACING` times the activation's :attr:`~bnsym.activations.Activation.feature_scale`
+        in its argument (``|ds/dpsi| <= sqrt(n)`` on the sphere), and at most :data:`PROBE_MAX_POINTS`."""
         stretch = abs(float(f.gain)) * (hi - lo) * (1.0 if self.infinite else float(self.root_n))
+        spacing = PROBE_SPACING * f.activation.feature_scale
         m = PROBE_POINTS
-        while math.pi * stretch / (2 * m) > PROBE_SPACING:
+        while math.pi * stretch / (2 * m) > spacing and m < PROBE_MAX_POINTS:
             m *= 2
-            if m > PROBE_MAX_POINTS:
-                return None
         return m
 
     def _chebyshev_probe(self, f, lo, hi):
         """:meth:`_probe_spectrum`, uncached."""
         m = self._probe_points(f, lo, hi)
-        resolved = m is not None
-        m = m or PROBE_MAX_POINTS
         x = np.cos(np.pi * np.arange(m + 1) / m)
         # the ends pulled in by 1e-9 of the width: a panel that ends on a kink sees its own piece there
         # (relu' sampled exactly at 0 gave one nonzero value, a flat spectrum and 768-node rules)
@@ -469,7 +470,7 @@ class SphereLaw:
         if not np.any(values):
             return None, 0.0, True
         a = np.abs(np.fft.rfft(np.concatenate([values, values[-2:0:-1]])).real)[: m + 1] / m
-        return a, float(a.max()), resolved
+        return a, float(a.max()), True
 
     def _finite_scale(self, f, lo, hi):
         """The largest probe coefficient of ``f`` on ``[lo, hi]`` (:meth:`_probe_spectrum`), or 0 where its
@@ -480,8 +481,8 @@ class SphereLaw:
     def _probe(self, f, lo, hi, scale=0.0):
         """Chebyshev coefficients needed on the panel ``[lo, hi]``: the index of the last one above
         :data:`PROBE_FLOOR` times ``scale`` or the panel's own largest, whichever is larger (see
-        :meth:`_resolved_level`); :data:`PROBE_MAX_POINTS` + 1 (more than any rule has nodes) when the
-        probe is not resolved, so that the panel is split or the rule refuses."""
+        :meth:`_resolved_level`); :data:`PROBE_MAX_POINTS` + 1 (more than any rule has nodes) when ``F``
+        overflows float64 on the panel, so that the panel is split or the rule refuses."""
         a, largest, resolved = self._probe_spectrum(f, float(lo), float(hi))
         if not resolved:
             return PROBE_MAX_POINTS + 1
