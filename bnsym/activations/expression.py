@@ -88,9 +88,10 @@ class Activation:
     @cached_property
     def feature_scale(self) -> float:
         """The narrowest width the expression itself writes into ``phi``: the least ``|c|^(-1/k)`` over the
-        monomials ``c x^k`` (``k >= 1``) of every polynomial argument of a non-polynomial function in
-        ``phi`` and ``phi'`` (``exp(-(300 x)^4)``: ``(300^4)^(-1/4) = 1/300``), and 1 if there is none
-        (or if that is wider).  A heuristic, not a bound: a feature that no coefficient names (a bump
+        monomials ``c x^k`` (``k >= 1``) of the polynomial parts of the arguments of the non-polynomial
+        functions and powers in ``phi'`` (``exp(-(300 x)^4)``: ``(300^4)^(-1/4) = 1/300``; also
+        ``1/(1 + (300 x)^2)^50`` and ``exp(-(300 x)^4/(1 + x^2))``), and 1 if there is none (or if that
+        is wider).  A heuristic, not a bound: a feature that no coefficient names (a bump
         built from a narrow difference of wide functions) is not seen.  The sphere rules' float64 probe
         samples ``x`` at most :data:`~bnsym.numerics.sphere.PROBE_SPACING` times this apart.  Cost: one
         pass over the expression tree."""
@@ -255,18 +256,26 @@ def stable_form(expr):
 
 
 def feature_scale(expr) -> float:
-    """:attr:`Activation.feature_scale` of a sympy expression in ``x`` (and of its derivative's terms)."""
+    """:attr:`Activation.feature_scale` of a sympy expression in ``x``: the least ``|c|^(-1/k)`` over the
+    monomials ``c x^k`` (``k >= 1``) of the numerators and denominators of the rational arguments of
+    its functions and of its powers that are not polynomial (``exp(u)``, ``tanh(u)``, ``u^(-50)``,
+    ``u^(1/2)``), and 1 if there is none or if that is wider."""
     widths = [1.0]
     for node in sp.preorder_traversal(expr):
-        if isinstance(node, sp.Piecewise) or not isinstance(node, (sp.Function, sp.Pow)) or not node.args:
+        if isinstance(node, sp.Function) and not isinstance(node, sp.Piecewise):
+            arguments = node.args
+        elif isinstance(node, sp.Pow) and not (node.exp.is_Integer and node.exp >= 0):
+            arguments = (node.base, node.exp)
+        else:
             continue
-        arguments = node.args if isinstance(node, sp.Function) else (node.exp, node.base)
         for u in arguments:
-            if not u.has(x) or not u.is_polynomial(x) or (isinstance(node, sp.Pow) and u is node.base and node.exp.is_Integer):
+            if not u.has(x):
                 continue
-            for (k,), c in sp.Poly(u, x).terms():
-                if k >= 1 and c.is_number and c != 0:
-                    widths.append(float(abs(c)) ** (-1.0 / k))
+            numerator, denominator = sp.fraction(sp.together(u))
+            for part in ((numerator, denominator) if denominator.has(x) else (u,)):
+                if part.has(x) and part.is_polynomial(x):
+                    widths += [float(abs(c)) ** (-1.0 / k) for (k,), c in sp.Poly(part, x).terms()
+                               if k >= 1 and c.is_number and c != 0]
     return min(widths)
 
 

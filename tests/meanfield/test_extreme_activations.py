@@ -40,6 +40,8 @@ def _gaussian_rate(expr, gamma, beta, dps):
     ("x + exp(-(300*x)**4)/10", 1, "0.37", 15),  # a bump 1/300 wide in x: 1.0 for 3.443
     ("300*x + exp(-(300*x)**4)/10", 1, "0.37", 15),  # the same bump on a steep line: 1.0 for 1.000027
     ("x + exp(-x**4)/10", 300, 111, 10),  # the bump at gain 300: 1.0 for 1.000027
+    ("x + exp(-(300*x)**4/(1 + x**2))/10", 1, "0.37", 15),  # the scale inside a rational argument: 1.0 for 3.443
+    ("x + 1/(10*(1 + (300*x)**2)**50)", 1, "0.37", 15),  # inside a negative power: 1.0 for 10.79
 ])
 def test_gaussian_rate_at_extreme_gains_and_narrow_features(expr, gamma, beta, dps):
     rate = bnsym.gradient_explosion_rate(expr, math.inf, gamma=gamma, beta=beta, dps=dps)
@@ -55,7 +57,9 @@ def test_relu_at_a_large_gain_agrees_with_its_rescaling():
     assert abs(steep.value - rescaled.value) <= steep.error + rescaled.error + mpmath.mpf("1e-22")
 
 
-@pytest.mark.parametrize("expr,scale", [("tanh", 1.0), ("x + exp(-(300*x)**4)/10", 1 / 300),
-                                        ("tanh(50*x) + x", 1 / 50), ("x**40 + x", 1.0)])
+@pytest.mark.parametrize("expr,scale", [("tanh", 1.0), ("gelu", 1.0), ("x + exp(-(300*x)**4)/10", 1 / 300),
+                                        ("tanh(50*x) + x", 1 / 50), ("x**40 + x", 1.0),
+                                        ("x + exp(-(300*x)**4/(1 + x**2))/10", 1 / 300),
+                                        ("x + 1/(10*(1 + (300*x)**2)**50)", 1 / 300), ("sqrt(1 + x**2)", 1.0)])
 def test_feature_scale_reads_the_widths_written_in_the_expression(expr, scale):
     assert activation(expr).feature_scale == pytest.approx(scale, rel=1e-12)

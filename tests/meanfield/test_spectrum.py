@@ -268,8 +268,11 @@ def test_backward_eigenvalue_is_the_one_layer_response_of_a_real_network(activat
 # ------------------------------------------------------------------ eps > 0 (docs/theory.md section 15)
 EPS_CASES = [("relu", b, s) for b in (8, 32, 128) for s in ("L", "M")] + [("tanh", 8, "L"), ("tanh", 32, "M"), ("tanh", 128, "L")]
 EPS_FAST = {("relu", 32, "M")}
-#: ReLU at B = 128 (4 s each) runs with -m extended; tanh keeps B = 128 in the default run
-EPS_EXTENDED = frozenset({("relu", 128, "L"), ("relu", 128, "M")})
+#: ReLU at B = 128 (4 s each) runs with -m extended; tanh keeps B = 128 in the default run.  tanh at
+#: B = 32 (the longest of the suite, 17-34 s; its eps > 0 spectrum is the cost) too, since tanh at
+#: B = 8 and 128 and the backward tanh-32-M case stay in the default run (2026-12-07, to keep the
+#: full run under 5 minutes).
+EPS_EXTENDED = frozenset({("relu", 128, "L"), ("relu", 128, "M"), ("tanh", 32, "M")})
 
 
 @pytest.mark.parametrize("activation, b, subspace", _marked(EPS_CASES, EPS_FAST, EPS_EXTENDED))
