@@ -150,9 +150,9 @@ class Activation:
 
         Where the NumPy form is not finite at a finite argument (sigmoid' written
         ``exp(-x) / (1 + exp(-x))**2`` is ``inf / inf`` below ``x = -709``), the entry is
-        evaluated again with :meth:`mp` at :data:`REPAIR_DPS` digits and rounded to float64
-        (an overflow stays ``inf``).  Cost: one pass over the result, plus one mpmath
-        evaluation per such entry.
+        evaluated again (:meth:`_repaired`: in ``numpy.longdouble``, else with :meth:`mp` at
+        :data:`REPAIR_DPS` digits) and rounded to float64 (an overflow stays ``inf``).  Cost: one
+        pass over the result, plus the repair of each such entry.
         """
         values = np.asarray(values, dtype=np.float64)
         # piecewise expressions evaluate every branch everywhere (x**(1/4) at x < 0);
