@@ -42,6 +42,7 @@ def _gaussian_rate(expr, gamma, beta, dps):
     ("x + exp(-x**4)/10", 300, 111, 10),  # the bump at gain 300: 1.0 for 1.000027
     ("x + exp(-(300*x)**4/(1 + x**2))/10", 1, "0.37", 15),  # the scale inside a rational argument: 1.0 for 3.443
     ("x + 1/(10*(1 + (300*x)**2)**50)", 1, "0.37", 15),  # inside a negative power: 1.0 for 10.79
+    ("x + 1/(10*(1 + (300*x)**4)**4)", 1, "0.37", 15),  # PrecisionError before the negative power was read
 ])
 def test_gaussian_rate_at_extreme_gains_and_narrow_features(expr, gamma, beta, dps):
     rate = bnsym.gradient_explosion_rate(expr, math.inf, gamma=gamma, beta=beta, dps=dps)
