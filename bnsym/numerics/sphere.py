@@ -334,9 +334,9 @@ class SphereLaw:
                         continue
                     above = np.flatnonzero(g >= peak - depth) if np.isfinite(peak) else np.flatnonzero(g == np.inf)
                     index = above[-1]
-                    if not self.infinite and index == t.size - 1:
+                    if index == t.size - 1 and not self.infinite:
                         return math.pi / 2  # not decayed before the edge: the whole support
-                    if self.infinite and index == t.size - 1:
+                    if index == t.size - 1:
                         raise PrecisionError(f"the integrand has not decayed against the Gaussian weight by "
                                              f"|s| = {end:.3g} (it grows too fast for its expectation at B=inf)")
                     last = max(last, t[min(index + 1, t.size - 1)])
@@ -434,11 +434,10 @@ class SphereLaw:
         return floor
 
     def _probe_spectrum(self, f, lo, hi):
-        """``(a, largest, resolved)``: the magnitudes ``|a_k|`` of the Chebyshev coefficients of ``F`` times
-        the law's density on ``[lo, hi]`` (the panel's coordinate), from ``m + 1`` Chebyshev-Lobatto points in
-        float64 (``m`` from :meth:`_probe_points`), and the largest of them (``(None, 0, True)`` if all the
-        values are zero).  ``resolved`` is False when a value is not finite (``F`` overflows float64; then
-        ``a`` is None and ``largest`` infinite)."""
+        """``(a, largest)``: the magnitudes ``|a_k|`` of the Chebyshev coefficients of ``F`` times the law's
+        density on ``[lo, hi]`` (the panel's coordinate), from ``m + 1`` Chebyshev-Lobatto points in float64
+        (``m`` from :meth:`_probe_points`), and the largest of them; ``(None, 0)`` if all the values are
+        zero, ``(None, inf)`` if one is not finite (``F`` overflows float64)."""
         key = (f.base, f._finishing, lo, hi)
         if key not in self._spectra:
             self._spectra[key] = self._chebyshev_probe(f, lo, hi)
@@ -470,11 +469,11 @@ class SphereLaw:
                 s, weight = float(self.root_n) * np.sin(t), np.cos(t) ** (self.n - 2)
             values = np.asarray(f.evaluate_float(s), dtype=float) * weight
         if not np.all(np.isfinite(values)):  # F overflows float64 (its NumPy form is repaired otherwise)
-            return None, math.inf, False
+            return None, math.inf
         if not np.any(values):
-            return None, 0.0, True
+            return None, 0.0
         a = np.abs(np.fft.rfft(np.concatenate([values, values[-2:0:-1]])).real)[: m + 1] / m
-        return a, float(a.max()), True
+        return a, float(a.max())
 
     def _finite_scale(self, f, lo, hi):
         """The largest probe coefficient of ``f`` on ``[lo, hi]`` (:meth:`_probe_spectrum`), or 0 where its
@@ -487,11 +486,9 @@ class SphereLaw:
         :data:`PROBE_FLOOR` times ``scale`` or the panel's own largest, whichever is larger (see
         :meth:`_resolved_level`); :data:`PROBE_MAX_POINTS` + 1 (more than any rule has nodes) when ``F``
         overflows float64 on the panel, so that the panel is split or the rule refuses."""
-        a, largest, resolved = self._probe_spectrum(f, float(lo), float(hi))
-        if not resolved:
-            return PROBE_MAX_POINTS + 1
+        a, largest = self._probe_spectrum(f, float(lo), float(hi))
         if a is None:
-            return 0
+            return 0 if largest == 0 else PROBE_MAX_POINTS + 1
         floor = PROBE_FLOOR * max(scale, largest)
         above = np.flatnonzero(a > floor)
         return int(above[-1]) + 1 if above.size else 0
