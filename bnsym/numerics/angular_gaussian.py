@@ -241,6 +241,7 @@ class PairDensity:
             raise ValueError("expect_polar needs integrands analytic on the ellipse |x| < sqrt(B - 1): a kink "
                              "inside it needs the nested rule (SphereLaw.expect_weighted)")
         labels = tuple(sorted({f.activation.label for f in funcs.values()}))
+        steep = max((abs(f.gain) * reach for f in funcs.values()), default=0)  # for the message only
         key = ("polar", len(self.lam) + 1, working_dps, labels)
         start = hinted_level(key, next(i for i, n in enumerate(SIZES) if n >= working_dps // 2))
         angle_key = ("polar angle", len(self.lam) + 1, working_dps, labels)
@@ -256,8 +257,9 @@ class PairDensity:
                         MAX_POLAR_LEVEL, f"the polar rule of the pair law did not converge to {mpmath.nstr(rtol, 3)} with "
                         f"{SIZES[MAX_POLAR_LEVEL]} radial nodes (B={len(self.lam) + 1}, eigenvalues of G Sigma G from "
                         f"{mpmath.nstr(min(self.lam), 3)} to {mpmath.nstr(max(self.lam), 3)}, eps B / sigma_w^2 = "
-                        f"{mpmath.nstr(self.rate * self.b, 3)}; a nearly collapsed batch, or eps far from the scale of "
-                        "G Sigma G, concentrates the law: use fewer digits or method='sampling')")
+                        f"{mpmath.nstr(self.rate * self.b, 3)}, the activations' arguments spanning +-{mpmath.nstr(steep, 3)}; "
+                        "a nearly collapsed batch, or eps far from the scale of G Sigma G, concentrates the law, and "
+                        "a steep activation varies faster than the rule resolves: use fewer digits or method='sampling')")
 
     def _polar_level(self, pairs, funcs, level, working_dps, tolerances, angle_key):
         """``(totals, angular errors)`` of the polar rule with ``SIZES[level]`` radial nodes."""
