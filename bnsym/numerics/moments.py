@@ -10,7 +10,8 @@ name        expectation                           used by
 ``mean``    ``E[f(s_a)]``                         centring (no cancellation)
 ``q``       ``E[f(s_a)^2]``                       fixed point
 ``c``       ``E[f(s_a) f(s_b)]``                  fixed point
-``spread``  ``q - c``, computed as ``E[f~^2] - E[f~_a f~_b]`` with ``f~ = f - mean``
+``spread``  ``q - c``, computed as ``E[f~^2] - E[f~_a f~_b]`` with ``f~ = f - mean`` (at more working
+            digits where ``f - mean`` cancels: :func:`centring_law`)
 ``d2``      ``E[D_a^2]``                          lambda_G
 ``d11``     ``E[D_a D_b]``                        lambda_G
 ``sd2``     ``E[s_a^2 D_a^2]``                    lambda_G
@@ -141,9 +142,13 @@ def _quadrature(law, fs, ds, sds, rtol, gradient):
     p = len(fs)
     singles = law.expect_with_norms(fs + (ds + sds if gradient else []), rtol)
     centred = [f.with_center(mean.value) for f, (mean, _) in zip(fs, singles)]
-    centred_norms = law.expect_with_norms(centred, rtol)
-    pairs = [(g, g) for g in centred] + ([(d, d) for d in ds] + [(sd, sd) for sd in sds] if gradient else [])
-    values = law.expect_pairs(pairs, rtol)
+    own = centring_law(law, singles[:p], rtol)
+    centred_norms = own.expect_with_norms(centred, rtol)
+    derivatives = [(d, d) for d in ds] + [(sd, sd) for sd in sds] if gradient else []
+    if own is law:  # one call: the pairs of every integrand share the rule levels
+        values = law.expect_pairs([(g, g) for g in centred] + derivatives, rtol)
+    else:
+        values = own.expect_pairs([(g, g) for g in centred], rtol) + (law.expect_pairs(derivatives, rtol) if derivatives else [])
     out = []
     for i in range(p):
         (mean, q), (_, q_centred) = singles[i], centred_norms[i]
@@ -153,6 +158,37 @@ def _quadrature(law, fs, ds, sds, rtol, gradient):
             moments.update(d2=singles[p + i][1], d11=values[p + i], sd2=singles[2 * p + i][1], sd11=values[2 * p + i])
         out.append(SphereMoments(**moments))
     return out
+
+
+def centring_law(law: SphereLaw, singles, rtol) -> SphereLaw:
+    """The law (``law`` itself, or the same law at more working digits) on which ``f - E[f]`` keeps its digits.
+
+    ``singles`` are the ``(E[f], E[f^2])`` of the integrands to be centred.  ``f - c`` with ``c = E[f]``
+    cancels about ``L = log10(|c| / sd(f))`` digits, ``sd(f)^2 = E[f^2] - c^2`` (a saturated activation:
+    tanh at ``beta = 20``, B = 32, has ``sd/|c|`` about ``1e-17``), and its expectations need
+    ``D = -log10(rtol)`` digits more, so the working precision must be at least ``D + L + 2``; when it
+    is not, the centred expectations run at ``D + L + 4`` digits.  Where ``E[f^2] - c^2`` is itself
+    rounding (below ``10^-(working_dps - 2)`` of ``E[f^2]``), at least half the working digits cancel
+    and ``L`` is taken as all of them.  The centred moments are invariant under the choice of ``c``
+    (``E[(f_a - c)^2] - E[(f_a - c)(f_b - c)] = E[f^2] - E[f_a f_b]``), so ``c`` itself needs no more
+    digits.  Cost: none when no digits are missing; else the centred expectations at the higher
+    precision (docs/theory.md section 3.2).
+    """
+    digits = -mpmath.log10(rtol)
+    lost = 0
+    for mean, second in singles:
+        c2, q = mean.value ** 2, second.value
+        if q == 0 or c2 == 0:
+            continue
+        variance = q - c2
+        if variance <= q * mpmath.mpf(10) ** -(law.working_dps - 2):
+            lost = max(lost, law.working_dps)
+        else:
+            lost = max(lost, mpmath.log10(c2 / variance) / 2)
+    need = int(mpmath.ceil(digits + lost)) + 2
+    if need <= law.working_dps:
+        return law
+    return SphereLaw(law.batch_size, need + 2)
 
 
 # ------------------------------------------------------------------ moments along the radius

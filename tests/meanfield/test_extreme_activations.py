@@ -16,6 +16,8 @@ import sympy as sp
 
 import bnsym
 from bnsym.activations import activation, x
+from bnsym.numerics.moments import centring_law
+from bnsym.numerics.sphere import Integrand, SphereLaw
 
 
 def _gaussian_rate(expr, gamma, beta, dps):
@@ -64,3 +66,37 @@ def test_relu_at_a_large_gain_agrees_with_its_rescaling():
                                         ("x + 1/(10*(1 + (300*x)**2)**50)", 1 / 300), ("sqrt(1 + x**2)", 1.0)])
 def test_feature_scale_reads_the_widths_written_in_the_expression(expr, scale):
     assert activation(expr).feature_scale == pytest.approx(scale, rel=1e-12)
+
+
+@pytest.mark.parametrize("beta", [20, -20])
+def test_saturated_tanh_keeps_its_digits(beta):
+    """tanh at beta = +-20 is within e^-29 of +-1 on the whole support: ``f - E f`` cancels 13 to 22 digits,
+    and the centred expectations did not converge (PrecisionError after 12 s at B = inf and 40 s at B = 32).
+    They now run at more working digits (:func:`bnsym.numerics.moments.centring_law`).  B = inf against
+    mpmath.quad at dps + 45 (the reference cancels too: at dps + 35 it is 1e-24 off at beta = 25); B = 32
+    against the rate at beta = 14, the same to 7e-10: lambda_G tends to a limit as beta grows (measured
+    3.1788418675721 at 14, 3.17884186940646 at 20), and the rate at dps 15 against dps 30."""
+    rate = bnsym.gradient_explosion_rate("tanh", math.inf, beta=beta, dps=15)
+    reference = _gaussian_rate("tanh(x)", 1, beta, 60)
+    assert abs(rate.value - reference) <= rate.error + mpmath.mpf(10) ** -18 * reference, (rate, reference)
+    if beta < 0:  # tanh is odd: the same rate, checked at B = inf only
+        return
+    at_32 = bnsym.gradient_explosion_rate("tanh", 32, beta=beta, dps=15)
+    finer = bnsym.gradient_explosion_rate("tanh", 32, beta=beta, dps=30)
+    assert abs(at_32.value - finer.value) <= at_32.error + finer.error
+    assert at_32.error <= mpmath.mpf(10) ** -15 * at_32.value
+    assert abs(at_32.value - bnsym.gradient_explosion_rate("tanh", 32, beta=14, dps=15).value) < 1e-8
+
+
+def test_the_centring_law_adds_digits_only_where_they_cancel():
+    """centring_law returns the law itself where ``f - E f`` keeps its digits (tanh at beta = 0.5) and a law with
+    at least ``D + L + 2`` working digits where it does not (beta = 20: ``L`` about 17 at B = inf)."""
+    law, rtol = SphereLaw(math.inf, 25), mpmath.mpf(10) ** -19
+    for beta, more in ((mpmath.mpf("0.5"), False), (mpmath.mpf(20), True)):
+        with mpmath.workdps(25):
+            f = Integrand(activation("tanh"), mpmath.mpf(1), beta)
+            singles = law.expect_with_norms([f], rtol)
+        chosen = centring_law(law, singles, rtol)
+        assert (chosen is not law) is more
+        if more:
+            assert chosen.working_dps >= 19 + 17 + 2 and chosen.batch_size == math.inf
