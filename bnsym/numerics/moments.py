@@ -142,7 +142,7 @@ def _quadrature(law, fs, ds, sds, rtol, gradient):
     p = len(fs)
     singles = law.expect_with_norms(fs + (ds + sds if gradient else []), rtol)
     centred = [f.with_center(mean.value) for f, (mean, _) in zip(fs, singles)]
-    own = centring_law(law, singles[:p], rtol)
+    own = centring_law(law, fs, singles[:p], rtol)
     centred_norms = own.expect_with_norms(centred, rtol)
     derivatives = [(d, d) for d in ds] + [(sd, sd) for sd in sds] if gradient else []
     if own is law:  # one call: the pairs of every integrand share the rule levels
@@ -160,35 +160,47 @@ def _quadrature(law, fs, ds, sds, rtol, gradient):
     return out
 
 
-def centring_law(law: SphereLaw, singles, rtol) -> SphereLaw:
+def centring_law(law: SphereLaw, fs, singles, rtol) -> SphereLaw:
     """The law (``law`` itself, or the same law at more working digits) on which ``f - E[f]`` keeps its digits.
 
-    ``singles`` are the ``(E[f], E[f^2])`` of the integrands to be centred.  ``f - c`` with ``c = E[f]``
-    cancels about ``L = log10(|c| / sd(f))`` digits, ``sd(f)^2 = E[f^2] - c^2`` (a saturated activation:
-    tanh at ``beta = 20``, B = 32, has ``sd/|c|`` about ``1e-17``), and its expectations need
+    ``singles`` are the ``(E[f], E[f^2])`` of the integrands ``fs`` to be centred.  ``f - c`` with
+    ``c = E[f]`` cancels about ``L = log10(|c| / sd(f))`` digits, ``sd(f)^2 = E[f^2] - c^2`` (a saturated
+    activation: tanh at ``beta = 20``, B = 32, has ``sd/|c|`` about ``1e-17``), and its expectations need
     ``D = -log10(rtol)`` digits more, so the working precision must be at least ``D + L + 2``; when it
     is not, the centred expectations run at ``D + L + 4`` digits.  Where ``E[f^2] - c^2`` is itself
-    rounding (below ``10^-(working_dps - 2)`` of ``E[f^2]``), at least half the working digits cancel
-    and ``L`` is taken as all of them.  The centred moments are invariant under the choice of ``c``
-    (``E[(f_a - c)^2] - E[(f_a - c)(f_b - c)] = E[f^2] - E[f_a f_b]``), so ``c`` itself needs no more
-    digits.  Cost: none when no digits are missing; else the centred expectations at the higher
-    precision (docs/theory.md section 3.2).
+    rounding (below ``10^-(working_dps - 2)`` of ``E[f^2]``), at least half the working digits cancel:
+    ``L`` is taken as all of them, ``E[f]`` and ``E[f^2]`` are evaluated again at the digits this gives
+    and ``L`` is estimated again from them (at most :data:`CENTRING_RAISES` times).  The centred moments
+    are invariant under the choice of ``c`` (``E[(f_a - c)^2] - E[(f_a - c)(f_b - c)] = E[f^2] -
+    E[f_a f_b]``), so ``c`` itself needs no more digits.  Cost: none when no digits are missing; else
+    the centred expectations at the higher precision, and one more pass of the plain ones for each
+    raise past rounding (docs/theory.md section 3.2).
     """
     digits = -mpmath.log10(rtol)
-    lost = 0
-    for mean, second in singles:
-        c2, q = mean.value ** 2, second.value
-        if q == 0 or c2 == 0:
-            continue
-        variance = q - c2
-        if variance <= q * mpmath.mpf(10) ** -(law.working_dps - 2):
-            lost = max(lost, law.working_dps)
-        else:
-            lost = max(lost, mpmath.log10(c2 / variance) / 2)
-    need = int(mpmath.ceil(digits + lost)) + 2
-    if need <= law.working_dps:
-        return law
-    return SphereLaw(law.batch_size, need + 2)
+    current = law
+    for _ in range(CENTRING_RAISES):
+        lost, rounded = 0, False
+        for mean, second in singles:
+            c2, q = mean.value ** 2, second.value
+            if q == 0 or c2 == 0:
+                continue
+            variance = q - c2
+            if variance <= q * mpmath.mpf(10) ** -(current.working_dps - 2):
+                lost, rounded = max(lost, current.working_dps), True
+            else:
+                lost = max(lost, mpmath.log10(c2 / variance) / 2)
+        need = int(mpmath.ceil(digits + lost)) + 2
+        if need <= current.working_dps:
+            return current
+        current = SphereLaw(law.batch_size, need + 2)
+        if not rounded:
+            return current
+        singles = current.expect_with_norms(fs, rtol)  # at these digits E[f^2] - E[f]^2 may resolve
+    return current
+
+
+#: How many times :func:`centring_law` raises the working digits past a variance that is only rounding.
+CENTRING_RAISES = 3
 
 
 # ------------------------------------------------------------------ moments along the radius

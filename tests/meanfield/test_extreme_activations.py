@@ -96,7 +96,18 @@ def test_the_centring_law_adds_digits_only_where_they_cancel():
         with mpmath.workdps(25):
             f = Integrand(activation("tanh"), mpmath.mpf(1), beta)
             singles = law.expect_with_norms([f], rtol)
-        chosen = centring_law(law, singles, rtol)
+        chosen = centring_law(law, [f], singles, rtol)
         assert (chosen is not law) is more
         if more:
             assert chosen.working_dps >= 19 + 17 + 2 and chosen.batch_size == math.inf
+
+
+def test_a_variance_below_the_rounding_is_resolved_by_raising_again():
+    """tanh at beta = 40, B = inf: ``f - 1`` is ``-2 e^(-2x)``, 1e-28 to 1e-42 on the support, so ``E[f^2] - E[f]^2``
+    is rounding at the first raise too (PrecisionError after 9 s before the raise was repeated, found by the
+    review).  As ``beta -> inf``, ``phi' ~ 4 e^(-2x)`` and ``phi - 1 ~ -2 e^(-2x)`` give ``lambda_G -> 4 e^8 / (e^8 -
+    e^4) = 4 / (1 - e^-4)``, with corrections of order ``e^(-2 beta)`` (``1e-35`` here): a closed form."""
+    rate = bnsym.gradient_explosion_rate("tanh", math.inf, beta=40, dps=15)
+    with mpmath.workdps(30):
+        limit = 4 / (1 - mpmath.exp(-4))
+    assert abs(rate.value - limit) <= rate.error + mpmath.mpf(10) ** -18 * limit, (rate, limit)
