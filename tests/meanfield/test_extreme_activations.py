@@ -73,9 +73,9 @@ def test_saturated_tanh_keeps_its_digits(beta):
     """tanh at beta = +-20 is within e^-29 of +-1 on the whole support: ``f - E f`` cancels 13 to 22 digits,
     and the centred expectations did not converge (PrecisionError after 12 s at B = inf and 40 s at B = 32).
     They now run at more working digits (:func:`bnsym.numerics.moments.centring_law`).  B = inf against
-    mpmath.quad at dps + 45 (the reference cancels too: at dps + 35 it is 1e-24 off at beta = 25); B = 32
-    against the rate at beta = 14, the same to 7e-10: lambda_G tends to a limit as beta grows (measured
-    3.1788418675721 at 14, 3.17884186940646 at 20), and the rate at dps 15 against dps 30."""
+    mpmath.quad at 70 digits (the reference cancels too: at 60 digits it was 8e-24 off at beta = 25); B = 32
+    against the rate at dps 30, and against the rate at beta = 14 to 1e-8: lambda_G tends to a limit as beta
+    grows (measured 3.1788418675721 at 14, 3.17884186940646 at 20)."""
     rate = bnsym.gradient_explosion_rate("tanh", math.inf, beta=beta, dps=15)
     reference = _gaussian_rate("tanh(x)", 1, beta, 60)
     assert abs(rate.value - reference) <= rate.error + mpmath.mpf(10) ** -18 * reference, (rate, reference)
