@@ -144,6 +144,14 @@ def _quadrature(law, fs, ds, sds, rtol, gradient):
     centred = [f.with_center(mean.value) for f, (mean, _) in zip(fs, singles)]
     own = centring_law(law, fs, singles[:p], rtol)
     centred_norms = own.expect_with_norms(centred, rtol)
+    for _ in range(RECENTRES):
+        # a centre off by more than a tenth of sd(f) (E[f] known only to rtol sqrt(E[f^2]), and sd(f) smaller
+        # still: tanh at beta = 40) would make E[f~^2] - E[f~_a f~_b] cancel; E[f~] moves it to within rtol sd(f)
+        off = [abs(m1.value) ** 2 > m2.value / 100 for m1, m2 in centred_norms]
+        if not any(off):
+            break
+        centred = [g.with_center(g.center + m1.value) if moved else g for g, moved, (m1, _) in zip(centred, off, centred_norms)]
+        centred_norms = own.expect_with_norms(centred, rtol)
     derivatives = [(d, d) for d in ds] + [(sd, sd) for sd in sds] if gradient else []
     if own is law:  # one call: the pairs of every integrand share the rule levels
         values = law.expect_pairs([(g, g) for g in centred] + derivatives, rtol)
@@ -172,7 +180,9 @@ def centring_law(law: SphereLaw, fs, singles, rtol) -> SphereLaw:
     ``L`` is taken as all of them, ``E[f]`` and ``E[f^2]`` are evaluated again at the digits this gives
     and ``L`` is estimated again from them (at most :data:`CENTRING_RAISES` times).  The centred moments
     are invariant under the choice of ``c`` (``E[(f_a - c)^2] - E[(f_a - c)(f_b - c)] = E[f^2] -
-    E[f_a f_b]``), so ``c`` itself needs no more digits.  Cost: none when no digits are missing; else
+    E[f_a f_b]``), but a ``c`` off by more than ``sd(f)`` makes that difference cancel; the caller then
+    moves ``c`` by ``E[f - c]`` (``E[f]`` is known to ``rtol sqrt(E[f^2])``, more than ``sd(f)`` when
+    ``L > D``: tanh at ``beta = 40``).  Cost: none when no digits are missing; else
     the centred expectations at the higher precision, and one more pass of the plain ones for each
     raise past rounding (docs/theory.md section 3.2).
     """
@@ -201,6 +211,9 @@ def centring_law(law: SphereLaw, fs, singles, rtol) -> SphereLaw:
 
 #: How many times :func:`centring_law` raises the working digits past a variance that is only rounding.
 CENTRING_RAISES = 3
+#: How many times the centred moments move their centre by ``E[f - c]`` when it is off by more than a tenth
+#: of ``sd(f)`` (one suffices: the move is accurate to ``rtol`` of the centred scale).
+RECENTRES = 2
 
 
 # ------------------------------------------------------------------ moments along the radius

@@ -111,3 +111,17 @@ def test_a_variance_below_the_rounding_is_resolved_by_raising_again():
     with mpmath.workdps(30):
         limit = 4 / (1 - mpmath.exp(-4))
     assert abs(rate.value - limit) <= rate.error + mpmath.mpf(10) ** -18 * limit, (rate, limit)
+
+
+def test_a_centre_off_by_more_than_the_spread_is_moved():
+    """tanh at beta = 40, B = 32: sd(f) is about 1e-33, below the accuracy of E[f] (1e-25 at 26 digits), so
+    E[f~^2] - E[f~_a f~_b] cancelled and q* - c* reached only 2e-9 relative (PrecisionError, before and
+    after the raised digits; found by the review); the centre is now moved by E[f - c].  The rate has
+    converged in beta there (corrections about e^(-2 (beta - sqrt(31))), 1e-21 at beta = 30): it equals the
+    rate at beta = 30 and its own value at dps 30."""
+    rate = bnsym.gradient_explosion_rate("tanh", 32, beta=40, dps=15)
+    assert rate.error <= mpmath.mpf(10) ** -15 * rate.value
+    nearer = bnsym.gradient_explosion_rate("tanh", 32, beta=30, dps=15)
+    assert abs(rate.value - nearer.value) <= rate.error + nearer.error + mpmath.mpf(10) ** -20
+    finer = bnsym.gradient_explosion_rate("tanh", 32, beta=40, dps=30)
+    assert abs(rate.value - finer.value) <= rate.error + finer.error
