@@ -150,7 +150,8 @@ def _quadrature(law, fs, ds, sds, rtol, gradient):
         off = [abs(m1.value) ** 2 > m2.value / 100 for m1, m2 in centred_norms]
         if not any(off):
             break
-        centred = [g.with_center(g.center + m1.value) if moved else g for g, moved, (m1, _) in zip(centred, off, centred_norms)]
+        with mpmath.workdps(own.working_dps):  # the moved centre at the centred pass's digits
+            centred = [g.with_center(g.center + m1.value) if moved else g for g, moved, (m1, _) in zip(centred, off, centred_norms)]
         centred_norms = own.expect_with_norms(centred, rtol)
     derivatives = [(d, d) for d in ds] + [(sd, sd) for sd in sds] if gradient else []
     if own is law:  # one call: the pairs of every integrand share the rule levels
