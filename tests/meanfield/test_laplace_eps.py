@@ -187,14 +187,17 @@ def eps_zero_bsb2():
     return symmetry_breaking("relu_power(2)", 8, sizes=3, power_steps=0).fixed_point
 
 
+#: Both eps (the linearity in eps; 14 s on a quiet machine) with -m extended, to keep the default suite
+#: within its 5 minutes; eps = 1e-3 alone by default.
 @pytest.mark.slow
-def test_bsb2_point_at_small_eps_approaches_the_eps_zero_point(eps_zero_bsb2):
+@pytest.mark.parametrize("epsilons", [(1e-3,), pytest.param((1e-4, 1e-3), marks=pytest.mark.extended)])
+def test_bsb2_point_at_small_eps_approaches_the_eps_zero_point(eps_zero_bsb2, epsilons):
     """relu_power(2), B = 8 (BSB1 unstable): at eps = 1e-4 and 1e-3 the BSB2 point found by the search with the
     eps > 0 map is a fixed point (residual < 1e-9), and it differs from the eps = 0 point by O(eps)
     (measured: q2 moves by 1.8e-3 at eps = 1e-4 and 1.8e-2 at eps = 1e-3, relative 3.7e-4 and 3.6e-3)."""
     ref = np.array(eps_zero_bsb2.q + eps_zero_bsb2.c_within + (eps_zero_bsb2.c_across,))
     moves = []
-    for eps in (1e-4, 1e-3):
+    for eps in epsilons:
         result = symmetry_breaking("relu_power(2)", 8, eps=eps, sizes=3, power_steps=0)
         assert result.broken is True and result.method == "laplace"
         assert result.settings.eps == mpmath.mpf(eps)
@@ -202,6 +205,9 @@ def test_bsb2_point_at_small_eps_approaches_the_eps_zero_point(eps_zero_bsb2):
         assert point.sizes == (5, 3) and point.converged and point.residual < 1e-9
         found = np.array(point.q + point.c_within + (point.c_across,))
         moves.append(np.abs(found - ref).max() / np.abs(ref).max())
+    if len(moves) == 1:  # eps = 1e-3: 3.6e-3 measured
+        assert 1e-3 < moves[0] < 1e-2
+        return
     assert moves[0] < 1e-3
     assert 5 < moves[1] / moves[0] < 15  # linear in eps
 
