@@ -182,8 +182,8 @@ def test_cross_batch_with_eps_and_beta_agrees_with_simulation():
     _check("tanh", 8, (MASTER_SEED, 14, 1), beta=0.5, eps=1e-3, sigma_w=1.3)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name,beta", [("tanh", "0.3"), ("relu", "0")])
+@pytest.mark.slow  # tanh (6-8 s) with -m extended: the full suite keeps its 5 minutes
+@pytest.mark.parametrize("name,beta", [pytest.param("tanh", "0.3", marks=pytest.mark.extended), ("relu", "0")])
 def test_cross_batch_past_the_critical_eps_continues_the_nondegenerate_branch(name, beta):
     """Past the critical eps every sample is phi(beta) 1 and J -> diag(D) G / sqrt(eps), so
     c_x = phi(beta)^2 and lambda_x = sigma_w^2 E[D]^2 / eps in closed form (it raised a TypeError).

@@ -12,7 +12,7 @@ from bnsym.numerics import closed_forms
 from bnsym.numerics.sphere import Integrand, SphereLaw
 
 
-@pytest.mark.parametrize("batch_size", [pytest.param(5, marks=pytest.mark.slow), 32])
+@pytest.mark.parametrize("batch_size", [pytest.param(5, marks=[pytest.mark.slow, pytest.mark.extended]), 32])  # B = 5: 6 s
 def test_half_integer_orthant_moments_match_the_nested_quadrature(batch_size):
     """E[phi(s_a) phi(s_b)] and E[phi'(s_a) phi'(s_b)] for relu_power(1.5): the hypergeometric closed
     form against the nested angle quadrature (square-root maps at the kink), to 25 digits."""
