@@ -63,6 +63,7 @@ def analyse(expr, name):
     if expr.has(sp.I) or expr.has(sp.zoo) or expr.has(sp.nan) or expr.has(sp.oo):
         raise ActivationError(f"activation {name!r} is not a real, finite function of x")
     pieces = _pieces(expr, name)
+    _check_float_range(pieces, name)
     _check_real_and_finite(pieces, name)
     _check_growth(pieces, name)
     return pieces, _homogeneity(pieces)
@@ -240,6 +241,29 @@ def _bounded_near(expr, point, side) -> bool:
         except (ZeroDivisionError, ValueError, OverflowError):
             return False
     return values[2] <= 2 * values[0] + 1
+
+
+#: The largest finite float64 (``numpy.finfo(float).max``).
+FLOAT_MAX = float(np.finfo(np.float64).max)
+
+
+def _check_float_range(pieces, name):
+    """Refuse a constant of ``phi`` or ``phi'`` (once sympy has built them) beyond the float64 range.
+
+    bnsym evaluates every activation in float64 too (the quadrature's probes, the sampling witnesses,
+    the float64 paths), and such a constant cannot be written there (``x + exp(-(1e200 x)^2)`` has
+    ``1e400`` in its exponent, and the feature it writes into ``phi``, of width ``1e-200``, is also far
+    below what any rule resolves).  Cost: one pass over the expression trees.
+    """
+    for piece in pieces:
+        for expr, what in ((piece.expr, "phi"), (piece.derivative, "phi'")):
+            for number in expr.atoms(sp.Number):
+                if number.is_finite and abs(number) > FLOAT_MAX:
+                    raise ActivationError(
+                        f"activation {name!r}: {what} holds the constant {sp.N(number, 3)}, beyond the float64 range "
+                        f"(about 1.8e308) in which bnsym also evaluates every activation (the quadrature's probes, "
+                        f"the sampling witnesses)"
+                    )
 
 
 def _check_real_and_finite(pieces, name):

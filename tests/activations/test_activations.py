@@ -61,11 +61,19 @@ def test_expressions_and_sympy_input():
         ("sqrt(x)", "not real-valued"),
         ("x +", "cannot parse"),
         ("frobnicate(x)", "unknown function"),
+        ("x + exp(-(1e200*x)**2)", "beyond the float64 range"),  # 1e400 once sympy squares it
+        ("tanh(1e200*1e200*x)", "beyond the float64 range"),
     ],
 )
 def test_refusals(spec, fragment):
     with pytest.raises(ActivationError, match=fragment):
         activation(spec)
+
+
+def test_small_constants_and_large_ones_within_float64_build():
+    """Only constants beyond float64's range are refused: ``1e-400`` rounds to 0 there, ``1e300`` is finite."""
+    assert activation("tanh(x) + x*1e-400").np(np.array([1.0]))[0] == pytest.approx(np.tanh(1.0), rel=1e-15)
+    assert activation("tanh(1e300*x)").np(np.array([1.0]))[0] == 1.0
 
 
 def test_bad_parameters():
