@@ -74,7 +74,7 @@ from bnsym.meanfield.bsb1 import SLACK_MARGIN, bsb1_state, moment_tolerance
 from bnsym.meanfield.critical import DEGENERATE, degenerate_bracket, local_slopes, psi_values
 from bnsym.numerics.curve import RadialCurve
 from bnsym.numerics.gaussian_kernels import integer_orthant
-from bnsym.numerics.moments import curve_evaluation, resolve_method
+from bnsym.numerics.moments import centred_integrands, curve_evaluation, resolve_method
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
 from bnsym.numerics.sphere import Integrand, SphereLaw
 
@@ -412,7 +412,8 @@ def _infinite_batch(settings, state, law, method):
     r"""``B = inf`` (docs/theory.md section 15): the coordinates are independent Gaussians, the gain
     ``g = gamma kappa*`` is deterministic (``kappa*^2 = a*/(a* + eps)``), and the finite-B
     expressions tend to ``lambda_L = [E[f^2 s^2] - E[f^2] - 2 E[f] (E[f s^2] - E[f])] / (2 Var f)``,
-    ``lambda_M = E[f s]^2 / Var f`` (``f = phi(g s + beta)``, ``s ~ N(0, 1)``); forward ``G`` is
+    ``lambda_M = E[f s]^2 / Var f`` (``f = phi(g s + beta)``, ``s ~ N(0, 1)``; both unchanged when
+    ``f - c`` replaces ``f``, and computed so, with ``c`` about ``E[f]``); forward ``G`` is
     0 at ``eps = 0`` and the slope ``F'(a*)`` of the scale equation otherwise (closed form,
     :func:`_scale_slope`); backward only ``G`` (``lambda_G``).  Cost: four one-coordinate
     expectations (with eps > 0, nine more for the slope and its sensitivity to ``a*``).
@@ -421,10 +422,13 @@ def _infinite_batch(settings, state, law, method):
 
     a, eps = state.scale, settings.eps
     gain = settings.gamma if eps == 0 else settings.gamma * mpmath.sqrt(a.value / (a.value + eps))
-    f = [Integrand(settings.activation, gain, settings.beta, power=p) for p in (0, 1, 2)]
     rtol = moment_tolerance(settings)
-    (m0, q0), (m1, _), (m2, _) = law.expect_with_norms(f, rtol)
-    (fs2_sq,) = law.expect([Integrand(_product_activation(settings.activation, 2, 0), gain, settings.beta, power=2)], rtol)
+    # f - c for f (c about E[f], on a law with more digits where f is nearly constant): the
+    # expressions are invariant under f -> f - c since E[s] = 0, E[s^2] = 1 (docs/theory.md section 3.2)
+    plain = [Integrand(settings.activation, gain, settings.beta)]
+    own, (centred,), _ = centred_integrands(law, plain, law.expect_with_norms(plain, rtol), rtol)
+    f = [replace(centred, power=p) for p in (0, 1, 2)] + [replace(centred, power=2, exponent=2)]
+    (m0, q0), (m1, _), (m2, _), (fs2_sq, _) = own.expect_with_norms(f, rtol)
     variance = Estimate(state.fixed_point.spread, state.fixed_point.spread_error)
     rate = rate_from_settings(settings)
     values = {
@@ -684,19 +688,26 @@ class _Evaluator:
         self.closed = {}
         self.integrands = {}
         self.rtol = moment_tolerance(settings) if rtol is None else rtol
+        self.center = mpmath.mpf(0)  # f - center stands for f (:func:`_values_of`)
 
     def integrand(self, spec) -> Integrand:
+        """``(f - center)^i D^j s^p`` for ``spec = (i, j, p)``."""
         i, j, p = spec
         if spec not in self.integrands:
-            act, gamma, gain = self.settings.activation, self.settings.gamma, self.gain
-            if (i, j) == (1, 0):
-                f = Integrand(act, gain, self.settings.beta, power=p)
-            elif (i, j) == (0, 1):
-                f = Integrand(act, gain, self.settings.beta, derivative=True, power=p, scale=gamma)
+            act, gamma, gain, beta = self.settings.activation, self.settings.gamma, self.gain, self.settings.beta
+            if j == 0:
+                f = Integrand(act, gain, beta, power=p, center=self.center, exponent=i)
+            elif i == 0:
+                f = Integrand(act, gain, beta, derivative=True, power=p, scale=gamma**j, exponent=j)
             else:
-                f = Integrand(_product_activation(act, i, j), gain, self.settings.beta, power=p, scale=gamma**j)
+                f = Integrand(_product_activation(act, i, j), gain, beta, power=p, scale=gamma**j)
             self.integrands[spec] = f
         return self.integrands[spec]
+
+    def centre_on(self, center):
+        """Let ``f - center`` stand for ``f`` in the keys that hold ``f`` alone (``j = 0``)."""
+        self.center = center
+        self.integrands = {spec: f for spec, f in self.integrands.items() if spec[1]}
 
     def _degree(self, spec):
         """Homogeneity degree of ``f^i D^j s^p`` (an int or an mpf; None where it is ``<= -1``,
@@ -751,17 +762,31 @@ class _Evaluator:
 def _values_of(evaluators, keys) -> list:
     """By quadrature, the values of ``keys`` at each evaluator's gain (one dict per evaluator), all
     gains in one pass: one call of the sphere law for the one-coordinate keys and one for the
-    pairs, sharing their convergence loops (the evaluators share one law and one tolerance)."""
+    pairs, sharing their convergence loops (the evaluators share one law and one tolerance).
+
+    The keys that hold ``f`` alone are evaluated with ``f - c`` for ``f``, ``c`` about ``E[f]``
+    (:func:`~bnsym.numerics.moments.centred_integrands`, on a law at more working digits where
+    ``f`` is nearly constant): every expression of this module depends on ``f`` only through
+    ``f_1 - f_2`` (docs/theory.md section 6.2), and its uncentred terms would cancel (tanh at
+    ``beta = 20``: ``f`` within ``e^-29`` of 1)."""
     law, rtol = evaluators[0].law, evaluators[0].rtol
+    own = law
+    if any(spec[0] and not spec[1] for key in keys for spec in key):
+        fs = [Integrand(ev.settings.activation, ev.gain, ev.settings.beta) for ev in evaluators]
+        own, centred, _ = centred_integrands(law, fs, law.expect_with_norms(fs, rtol), rtol)
+        for ev, g in zip(evaluators, centred):
+            ev.centre_on(g.center)
     out = [{(): Estimate(mpmath.mpf(1))} if () in keys else {} for _ in evaluators]
-    singles = [k for k in keys if len(k) == 1]
-    pairs = [k for k in keys if len(k) == 2]
-    if singles:
-        results = iter(law.expect_with_norms([ev.integrand(k[0]) for ev in evaluators for k in singles], rtol))
-        for values in out:
-            values.update((k, first) for k, (first, _) in zip(singles, results))
-    if pairs:
-        results = iter(law.expect_pairs([(ev.integrand(k[0]), ev.integrand(k[1])) for ev in evaluators for k in pairs], rtol))
-        for values in out:
-            values.update(zip(pairs, results))
+    for centred_keys, on in ((True, own), (False, law)) if own is not law else ((None, law),):
+        chosen = [k for k in keys if centred_keys is None or any(i and not j for i, j, _ in k) == centred_keys]
+        singles = [k for k in chosen if len(k) == 1]
+        pairs = [k for k in chosen if len(k) == 2]
+        if singles:
+            results = iter(on.expect_with_norms([ev.integrand(k[0]) for ev in evaluators for k in singles], rtol))
+            for values in out:
+                values.update((k, first) for k, (first, _) in zip(singles, results))
+        if pairs:
+            results = iter(on.expect_pairs([(ev.integrand(k[0]), ev.integrand(k[1])) for ev in evaluators for k in pairs], rtol))
+            for values in out:
+                values.update(zip(pairs, results))
     return out

@@ -141,18 +141,7 @@ def _quadrature(law, fs, ds, sds, rtol, gradient):
     """The moments at every gain (one integrand triple ``f, D, sD`` per gain), sharing the loops."""
     p = len(fs)
     singles = law.expect_with_norms(fs + (ds + sds if gradient else []), rtol)
-    centred = [f.with_center(mean.value) for f, (mean, _) in zip(fs, singles)]
-    own = centring_law(law, fs, singles[:p], rtol)
-    centred_norms = own.expect_with_norms(centred, rtol)
-    for _ in range(RECENTRES):
-        # a centre off by more than a tenth of sd(f) (E[f] known only to rtol sqrt(E[f^2]), and sd(f) smaller
-        # still: tanh at beta = 40) would make E[f~^2] - E[f~_a f~_b] cancel; E[f~] moves it to within rtol sd(f)
-        off = [abs(m1.value) ** 2 > m2.value / 100 for m1, m2 in centred_norms]
-        if not any(off):
-            break
-        with mpmath.workdps(own.working_dps):  # the moved centre at the centred pass's digits
-            centred = [g.with_center(g.center + m1.value) if moved else g for g, moved, (m1, _) in zip(centred, off, centred_norms)]
-        centred_norms = own.expect_with_norms(centred, rtol)
+    own, centred, centred_norms = centred_integrands(law, fs, singles[:p], rtol)
     derivatives = [(d, d) for d in ds] + [(sd, sd) for sd in sds] if gradient else []
     if own is law:  # one call: the pairs of every integrand share the rule levels
         values = law.expect_pairs([(g, g) for g in centred] + derivatives, rtol)
@@ -169,6 +158,32 @@ def _quadrature(law, fs, ds, sds, rtol, gradient):
     return out
 
 
+def centred_integrands(law: SphereLaw, fs, singles, rtol):
+    """``(own, centred, norms)``: the integrands ``f - c`` of ``fs`` with ``c`` within ``rtol sd(f)`` of
+    ``E[f]``, the law ``own`` (:func:`centring_law`: ``law`` or the same law at more working digits)
+    on which they keep their digits, and their ``(E[f - c], E[(f - c)^2])`` there.
+
+    ``singles`` are the ``(E[f], E[f^2])`` of ``fs`` on ``law``.  The first centre is ``E[f]``; where
+    ``E[f - c]^2`` exceeds a hundredth of ``E[(f - c)^2]`` (``E[f]`` is known only to ``rtol
+    sqrt(E[f^2])``, more than ``sd(f)`` when ``f`` is nearly constant: tanh at ``beta = 40``), ``c``
+    moves by ``E[f - c]``, summed at ``own``'s digits, and the pass is repeated (at most
+    :data:`RECENTRES` times).  Expectations that depend on ``f`` only through differences
+    ``f_a - f_b`` may use ``f - c`` for ``f`` (docs/theory.md section 3.2).  Cost: one pass of the
+    one-coordinate rule on ``own`` per centre, plus :func:`centring_law`'s.
+    """
+    centred = [f.with_center(mean.value) for f, (mean, _) in zip(fs, singles)]
+    own = centring_law(law, fs, singles, rtol)
+    norms = own.expect_with_norms(centred, rtol)
+    for _ in range(RECENTRES):
+        off = [abs(m1.value) ** 2 > m2.value / 100 for m1, m2 in norms]
+        if not any(off):
+            break
+        with mpmath.workdps(own.working_dps):  # the moved centre at the centred pass's digits
+            centred = [g.with_center(g.center + m1.value) if moved else g for g, moved, (m1, _) in zip(centred, off, norms)]
+        norms = own.expect_with_norms(centred, rtol)
+    return own, centred, norms
+
+
 def centring_law(law: SphereLaw, fs, singles, rtol) -> SphereLaw:
     """The law (``law`` itself, or the same law at more working digits) on which ``f - E[f]`` keeps its digits.
 
@@ -181,8 +196,8 @@ def centring_law(law: SphereLaw, fs, singles, rtol) -> SphereLaw:
     ``L`` is taken as all of them, ``E[f]`` and ``E[f^2]`` are evaluated again at the digits this gives
     and ``L`` is estimated again from them (at most :data:`CENTRING_RAISES` times).  The centred moments
     are invariant under the choice of ``c`` (``E[(f_a - c)^2] - E[(f_a - c)(f_b - c)] = E[f^2] -
-    E[f_a f_b]``), but a ``c`` off by more than ``sd(f)`` makes that difference cancel; the caller then
-    moves ``c`` by ``E[f - c]`` (``E[f]`` is known to ``rtol sqrt(E[f^2])``, more than ``sd(f)`` when
+    E[f_a f_b]``), but a ``c`` off by more than ``sd(f)`` makes that difference cancel;
+    :func:`centred_integrands` then moves ``c`` by ``E[f - c]`` (``E[f]`` is known to ``rtol sqrt(E[f^2])``, more than ``sd(f)`` when
     ``L > D``: tanh at ``beta = 40``).  Cost: none when no digits are missing; else
     the centred expectations at the higher precision, and one more pass of the plain ones for each
     raise past rounding (docs/theory.md section 3.2).

@@ -50,7 +50,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import mpmath
@@ -105,10 +105,12 @@ REACH_DIGITS = 2
 # --------------------------------------------------------------------------- integrands
 @dataclass(frozen=True)
 class Integrand:
-    """``F(s) = scale * s**power * phi^(d)(gain * s + shift)``, ``d`` = 0 or 1.
+    """``F(s) = scale * s**power * (phi^(d)(gain * s + shift) - center)**exponent``, ``d`` = 0 or 1.
 
     Piecewise analytic in ``s``, with breakpoints ``(kink - shift) / gain`` at
-    the kinks of the activation.  ``gain`` must be nonzero.
+    the kinks of the activation.  ``gain`` must be nonzero.  ``center`` and ``exponent`` give the
+    centred powers ``(f - E f)^i s^p`` whose expectations do not cancel where ``f`` is nearly
+    constant (docs/theory.md section 3.2, "Saturated activations").
     """
 
     activation: Activation
@@ -117,7 +119,8 @@ class Integrand:
     derivative: bool = False
     power: int = 0
     scale: mpmath.mpf = mpmath.mpf(1)
-    center: mpmath.mpf = mpmath.mpf(0)  # subtracted after scaling: F - center
+    center: mpmath.mpf = mpmath.mpf(0)  # subtracted from phi^(d) before the power, the s**power and the scale
+    exponent: int = 1
 
     @property
     def base(self):
@@ -152,11 +155,13 @@ class Integrand:
 
     @cached_property
     def _finishing(self):
-        """``(power, scale, center)`` of :meth:`finish`, each ``None`` where it changes nothing (compared once)."""
-        return (self.power or None, None if self.scale == 1 else self.scale, self.center or None)
+        """``(power, scale, center, exponent)`` of :meth:`finish`, each ``None`` where it changes nothing
+        (compared once)."""
+        return (self.power or None, None if self.scale == 1 else self.scale, self.center or None,
+                None if self.exponent == 1 else self.exponent)
 
     def finish(self, s, base_value):
-        """``scale * s**power * base_value - center``."""
+        """``scale * s**power * (base_value - center)**exponent``."""
         return _finished(s, base_value, *self._finishing)
 
     def evaluate(self, s):
@@ -166,23 +171,27 @@ class Integrand:
     def evaluate_float(self, s):
         """``F`` at a float64 array ``s`` (the activation's NumPy form, :meth:`Activation.np`)."""
         value = self.activation.np(float(self.gain) * s + float(self.shift), derivative=self.derivative)
-        power, scale, center = self._finishing
-        return _finished(s, value, power, None if scale is None else float(scale), None if center is None else float(center))
+        power, scale, center, exponent = self._finishing
+        return _finished(s, value, power, None if scale is None else float(scale),
+                         None if center is None else float(center), exponent)
 
     def with_center(self, center):
-        """``F - center`` (the same integrand shifted by a constant)."""
-        return Integrand(self.activation, self.gain, self.shift, self.derivative, self.power, self.scale, center)
+        """The same integrand with ``phi^(d) - center`` in place of ``phi^(d) - self.center``."""
+        return replace(self, center=center)
 
 
-def _finished(s, value, power, scale, center):
-    """``scale * s**power * value - center``, each of ``power``, ``scale``, ``center`` skipped when None
-    (:attr:`Integrand._finishing`); arithmetic only, so mpf scalars or float64 arrays."""
+def _finished(s, value, power, scale, center, exponent):
+    """``scale * s**power * (value - center)**exponent``, each of ``power``, ``scale``, ``center``,
+    ``exponent`` skipped when None (:attr:`Integrand._finishing`); arithmetic only, so mpf scalars or
+    float64 arrays."""
+    if center is not None:
+        value = value - center
+    if exponent is not None:
+        value = value**exponent
     if power is not None:
         value = value * s**power
     if scale is not None:
         value = value * scale
-    if center is not None:
-        value = value - center
     return value
 
 
