@@ -180,6 +180,23 @@ class Integrand:
         return replace(self, center=center)
 
 
+def _log_size(f, s):
+    """``log |F(s)|`` on a float64 array ``s``, with mpmath (at :data:`LOG_SIZE_DPS` digits) where ``F``
+    overflows float64: ``exp(3 s)`` past ``s = 236.6`` (B = 10^5) is finite in its logarithm, and an
+    ``inf`` there made :meth:`SphereLaw._reach` keep the whole support, where no rule converged."""
+    size = np.abs(np.asarray(f.evaluate_float(s), dtype=float))
+    log_size = np.log(size)
+    over = np.flatnonzero(np.isinf(size))
+    if over.size:
+        with mpmath.workdps(LOG_SIZE_DPS):
+            log_size[over] = [float(mpmath.log(abs(f.evaluate(mpmath.mpf(float(v)))))) for v in s[over]]
+    return log_size
+
+
+#: Digits of the mpmath values of :func:`_log_size` (only their logarithm is used, as a float).
+LOG_SIZE_DPS = 20
+
+
 def _finished(s, value, power, scale, center, exponent):
     """``scale * s**power * (value - center)**exponent``, each of ``power``, ``scale``, ``center``,
     ``exponent`` skipped when None (:attr:`Integrand._finishing`); arithmetic only, so mpf scalars or
@@ -333,9 +350,8 @@ class SphereLaw:
         last = 0.0
         with np.errstate(all="ignore"):
             for sign in (1.0, -1.0):
-                size = np.abs(np.asarray(f.evaluate_float(sign * s), dtype=float))
-                size = np.maximum.accumulate(np.where(np.isnan(size), np.inf, size))
-                log_size = np.log(size)
+                log_size = _log_size(f, sign * s)
+                log_size = np.maximum.accumulate(np.where(np.isnan(log_size), np.inf, log_size))
                 for power in (1, 2):
                     g = power * log_size + log_w
                     peak = np.max(g)

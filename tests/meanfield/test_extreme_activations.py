@@ -166,3 +166,21 @@ def test_the_spectrum_of_saturated_tanh_is_that_of_its_exponential_tail():
     for e, reference in zip(saturated.forward + saturated.backward, tail.forward + tail.backward):
         assert (e.operator, e.subspace) == (reference.operator, reference.subspace)
         assert abs(e.value - reference.value) <= e.error + reference.error + mpmath.mpf(10) ** -20 * max(1, abs(e.value)), (e, reference)
+
+
+@pytest.mark.slow  # 2 s
+def test_an_integrand_that_overflows_float64_on_the_support_keeps_its_reach():
+    """``exp(3 s)`` at B = 10^5 overflows float64 past ``s = 236.6`` of a support reaching 316; the
+    reach of the rule took the overflow for no decay, kept the whole support and no rule converged
+    (PrecisionError after 10 s).  The logarithm of ``|F|`` is now taken in mpmath there.  Reference: the
+    expansion ``lambda(B) = lambda(inf) + a/B + b/B^2 + c/B^3`` fitted at B = 10^4, 2 10^4, 4 10^4 (no
+    overflow there) predicts B = 10^5 and 10^6 to 1.2e-10 and 2.6e-11 (measured)."""
+    with mpmath.workdps(25):
+        limit = bnsym.gradient_explosion_rate("exp(x)", math.inf, gamma=3, dps=20).value
+        fitted = (10_000, 20_000, 40_000)
+        scaled = [(bnsym.gradient_explosion_rate("exp(x)", b, gamma=3, dps=20).value - limit) * b for b in fitted]
+        coef = mpmath.lu_solve(mpmath.matrix([[1, mpmath.mpf(1) / b, mpmath.mpf(1) / b**2] for b in fitted]), mpmath.matrix(scaled))
+        for b in (100_000, 1_000_000):
+            rate = bnsym.gradient_explosion_rate("exp(x)", b, gamma=3, dps=20)
+            predicted = limit + (coef[0] + coef[1] / b + coef[2] / b**2) / b
+            assert abs(rate.value - predicted) < 1e-8, (b, rate, predicted)
