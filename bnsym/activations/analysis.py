@@ -257,10 +257,18 @@ def _check_float_range(pieces, name):
     """
     for piece in pieces:
         for expr, what in ((piece.expr, "phi"), (piece.derivative, "phi'")):
-            for number in expr.atoms(sp.Number):
-                if number.is_finite and abs(number) > FLOAT_MAX:
+            walk = sp.preorder_traversal(expr)
+            for node in walk:
+                if not node.is_number:
+                    continue
+                walk.skip()  # a whole constant (``exp(800)``), checked by its value, not its parts
+                try:
+                    too_large = bool(abs(sp.N(node, 15)) > FLOAT_MAX)
+                except (TypeError, ValueError, ArithmeticError):
+                    continue  # not a real number: the checks below refuse it with their own reason
+                if too_large:
                     raise ActivationError(
-                        f"activation {name!r}: {what} holds the constant {sp.N(number, 3)}, beyond the float64 range "
+                        f"activation {name!r}: {what} holds the constant {sp.N(node, 3)}, beyond the float64 range "
                         f"(about 1.8e308) in which bnsym also evaluates every activation (the quadrature's probes, "
                         f"the sampling witnesses)"
                     )

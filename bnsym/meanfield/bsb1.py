@@ -262,8 +262,11 @@ def _gaussian_with_eps(settings, law, method, floor=None):
 
 def _secant(g, x0, x1, settings, *, what, lower=None):
     """Root of ``g`` by the secant method from ``x0, x1``, to the working precision; BnsymError once an
-    iterate falls below ``lower`` (default ``10^-working_dps``): the scale contracts towards 0."""
+    iterate falls below ``lower`` (default ``10^-working_dps x0``, relative to the start: the scale of a
+    saturated activation is itself tiny, ``2e-31`` for tanh at ``beta = 20``, and an absolute floor of
+    ``10^-working_dps`` took it for a contraction): the scale contracts towards 0."""
     tol = mpmath.mpf(10) ** -(settings.working_dps - 3)
+    start = x0
     g0, g1 = g(x0), g(x1)
     for _ in range(100):
         if g1 == 0:  # an exact root at the working precision
@@ -278,7 +281,7 @@ def _secant(g, x0, x1, settings, *, what, lower=None):
         x0, g0, x1, g1 = x1, g1, x2, g(x2)
         if abs(x1 - x0) <= tol * abs(x1):
             return x1
-        if x1 < (mpmath.mpf(10) ** -(settings.working_dps) if lower is None else lower):
+        if x1 < (mpmath.mpf(10) ** -(settings.working_dps) * abs(start) if lower is None else lower):
             break
     raise ScaleContracts(
         f"no BSB1 fixed point with a positive {what}: the scale contracts towards 0 "

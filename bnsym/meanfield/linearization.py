@@ -215,16 +215,21 @@ def spectrum_from_settings(settings: Settings) -> Spectrum:
     terms of 690) the result can fall short of ``dps`` digits.  Then the whole spectrum is computed
     once more with as many more digits as were missing plus two (at most :data:`MAX_EXTRA_DIGITS`),
     and only if that also falls short is :class:`PrecisionError` raised."""
-    state, values, method = _eigenvalue_estimates(settings)
+    used = settings
+    state, values, method = _eigenvalue_estimates(used)
     tol = mpmath.mpf(10) ** -settings.dps
     shortfall = max(est.error / (tol * max(1, abs(est.value))) for est in values.values())
     if shortfall > 1:
         extra = math.ceil(math.log10(shortfall)) + 2
         if extra <= MAX_EXTRA_DIGITS:
-            state, values, method = _eigenvalue_estimates(replace(settings, dps=settings.dps + extra))
+            used = replace(settings, dps=settings.dps + extra)
+            state, values, method = _eigenvalue_estimates(used)
     mult = multiplicities(settings.batch_size)
     out = {"forward": [], "backward": []}
     for (op, sub), est in values.items():
+        # the keys are combined at the working precision: its rounding bounds the error from below (keys summed
+        # at more digits, as the centred ones of a saturated activation are, carry smaller errors: found by the review)
+        est = Estimate(est.value, max(est.error, rounding_error(est.value, used.working_dps)), meaning=est.meaning)
         if est.error > tol * max(1, abs(est.value)):
             raise PrecisionError(
                 f"{op} eigenvalue on {sub} reached only {mpmath.nstr(est.error, 3)} absolute error, "
@@ -328,11 +333,12 @@ def _radial_source(settings, law, method):
         return lambda kappas, slacks: [{name: homogeneous.expectation(expr, kappa=k) for name, expr in fields.items()}
                                        for k in kappas]
     rtol = moment_tolerance(settings)
+    centre = all(_shift_invariant(expr) for expr in fields.values())
 
     def evaluate(kappas, tol):
         evaluators = [_Evaluator(settings, law, method, gain=settings.gamma * k, rtol=tol) for k in kappas]
         return [{name: ev.combine(expr, values) for name, expr in fields.items()}
-                for ev, values in zip(evaluators, _values_of(evaluators, _keys_of(fields.values(), b)))]
+                for ev, values in zip(evaluators, _values_of(evaluators, _keys_of(fields.values(), b), centre=centre))]
 
     plan = curve_evaluation(evaluate, settings.activation, settings.beta, settings.gamma, law)
     if plan is None:
@@ -450,9 +456,17 @@ def _scale_slope(settings, law, method, a):
     ``g(a) = gamma sqrt(a / (a + eps))``, so
 
         F'(a) = sigma_w^2 V'(g) g eps / (2 a (a + eps)),
-        V'(g) = 2 E[phi phi'(g z + beta) z] - 2 E[phi(g z + beta)] E[phi'(g z + beta) z].
+        V'(g) = 2 E[phi phi'(g z + beta) z] - 2 E[phi(g z + beta)] E[phi'(g z + beta) z],
 
-    Three one-coordinate expectations at the moments' tolerance.  The error adds to theirs the
+    and by Stein's identity ``E[h'(z) z] = E[h(z) (z^2 - 1)]`` (``h`` continuous and piecewise smooth,
+    as every activation is), with ``f = phi(g z + beta) - c`` for any constant ``c``,
+
+        g V'(g) = E[f^2 (z^2 - 1)] - 2 E[f] E[f (z^2 - 1)],
+
+    which holds ``phi`` only through ``f``: ``c`` about ``E[phi]``, on the law
+    :func:`~bnsym.numerics.moments.centred_integrands` chooses, keeps the digits of a nearly
+    constant ``phi`` (tanh at ``beta = 20``; docs/theory.md section 3.2).
+    Four one-coordinate expectations at the moments' tolerance.  The error adds to theirs the
     change of the slope across ``a* +- error(a*)`` (the root's own error), measured by two more
     evaluations.  (A central difference in ``a`` lost a third of the working digits to its step:
     1.2e-9 at 10 digits.)
@@ -463,10 +477,11 @@ def _scale_slope(settings, law, method, a):
 
     def slope(x):
         g = settings.gamma * mpmath.sqrt(x / (x + eps))
-        mean, f_fd, fd = law.expect(
-            [Integrand(act, g, beta), Integrand(_product_activation(act, 1, 1), g, beta, power=1),
-             Integrand(_product_activation(act, 0, 1), g, beta, power=1)], rtol)
-        return sw2 * (2 * f_fd - 2 * mean * fd) * (g * eps / (2 * x * (x + eps)))
+        plain = [Integrand(act, g, beta)]
+        own, (f,), _ = centred_integrands(law, plain, law.expect_with_norms(plain, rtol), rtol)
+        mean, f_z2, square, square_z2 = own.expect(
+            [f, replace(f, power=2), replace(f, exponent=2), replace(f, power=2, exponent=2)], rtol)
+        return sw2 * (square_z2 - square - 2 * mean * (f_z2 - mean)) * (eps / (2 * x * (x + eps)))
 
     value = slope(a.value)
     if a.error > 0:
@@ -689,9 +704,11 @@ class _Evaluator:
         self.integrands = {}
         self.rtol = moment_tolerance(settings) if rtol is None else rtol
         self.center = mpmath.mpf(0)  # f - center stands for f (:func:`_values_of`)
+        self.centred_law = None  # the law the centred keys are evaluated on, once centred
 
     def integrand(self, spec) -> Integrand:
-        """``(f - center)^i D^j s^p`` for ``spec = (i, j, p)``."""
+        """``(f - center)^i s^p`` for ``spec = (i, 0, p)``, ``D^j s^p`` for ``(0, j, p)`` and
+        ``f^i D^j s^p`` (uncentred: refused once a centre is set) otherwise."""
         i, j, p = spec
         if spec not in self.integrands:
             act, gamma, gain, beta = self.settings.activation, self.settings.gamma, self.gain, self.settings.beta
@@ -699,14 +716,16 @@ class _Evaluator:
                 f = Integrand(act, gain, beta, power=p, center=self.center, exponent=i)
             elif i == 0:
                 f = Integrand(act, gain, beta, derivative=True, power=p, scale=gamma**j, exponent=j)
+            elif self.center:
+                raise ValueError(f"internal: the key {spec} mixes f and phi' and has no centred form")
             else:
                 f = Integrand(_product_activation(act, i, j), gain, beta, power=p, scale=gamma**j)
             self.integrands[spec] = f
         return self.integrands[spec]
 
-    def centre_on(self, center):
-        """Let ``f - center`` stand for ``f`` in the keys that hold ``f`` alone (``j = 0``)."""
-        self.center = center
+    def centre_on(self, center, law):
+        """Let ``f - center`` stand for ``f`` in the keys that hold ``f`` alone (``j = 0``), on ``law``."""
+        self.center, self.centred_law = center, law
         self.integrands = {spec: f for spec, f in self.integrands.items() if spec[1]}
 
     def _degree(self, spec):
@@ -724,7 +743,7 @@ class _Evaluator:
         if self.method == "closed form":
             values = {key: self._closed_cached(key) for key in keys}
         else:
-            values = _values_of([self], keys)[0]
+            values = _values_of([self], keys, centre=_shift_invariant(expr))[0]
         return self.combine(expr, values, kappa)
 
     def combine(self, expr, values: dict, kappa=None) -> Estimate:
@@ -759,23 +778,37 @@ class _Evaluator:
         return Estimate(closed_forms.homogeneous_pair(hom[0], hom[1], n))
 
 
-def _values_of(evaluators, keys) -> list:
+def _shift_invariant(expr) -> bool:
+    """Whether ``expr`` is unchanged when ``F1, F2`` become ``F1 + c, F2 + c`` (exact, sympy)."""
+    if expr not in _INVARIANT:
+        c = sp.Symbol("c")
+        _INVARIANT[expr] = sp.expand(expr.subs({_F[0]: _F[0] + c, _F[1]: _F[1] + c}, simultaneous=True) - expr) == 0
+    return _INVARIANT[expr]
+
+
+_INVARIANT: dict = {}
+
+
+def _values_of(evaluators, keys, *, centre: bool) -> list:
     """By quadrature, the values of ``keys`` at each evaluator's gain (one dict per evaluator), all
     gains in one pass: one call of the sphere law for the one-coordinate keys and one for the
     pairs, sharing their convergence loops (the evaluators share one law and one tolerance).
 
-    The keys that hold ``f`` alone are evaluated with ``f - c`` for ``f``, ``c`` about ``E[f]``
+    With ``centre`` (every expression the keys come from is :func:`_shift_invariant`: all of this
+    module's depend on ``f`` only through ``f_1 - f_2``, docs/theory.md section 6.2) the keys that
+    hold ``f`` alone are evaluated with ``f - c`` for ``f``, ``c`` about ``E[f]``
     (:func:`~bnsym.numerics.moments.centred_integrands`, on a law at more working digits where
-    ``f`` is nearly constant): every expression of this module depends on ``f`` only through
-    ``f_1 - f_2`` (docs/theory.md section 6.2), and its uncentred terms would cancel (tanh at
+    ``f`` is nearly constant; once per evaluator): their uncentred terms would cancel (tanh at
     ``beta = 20``: ``f`` within ``e^-29`` of 1)."""
     law, rtol = evaluators[0].law, evaluators[0].rtol
     own = law
-    if any(spec[0] and not spec[1] for key in keys for spec in key):
-        fs = [Integrand(ev.settings.activation, ev.gain, ev.settings.beta) for ev in evaluators]
-        own, centred, _ = centred_integrands(law, fs, law.expect_with_norms(fs, rtol), rtol)
-        for ev, g in zip(evaluators, centred):
-            ev.centre_on(g.center)
+    if centre and any(spec[0] and not spec[1] for key in keys for spec in key):
+        if any(ev.centred_law is None for ev in evaluators):
+            fs = [Integrand(ev.settings.activation, ev.gain, ev.settings.beta) for ev in evaluators]
+            chosen, centred, _ = centred_integrands(law, fs, law.expect_with_norms(fs, rtol), rtol)
+            for ev, g in zip(evaluators, centred):
+                ev.centre_on(g.center, chosen)
+        own = evaluators[0].centred_law
     out = [{(): Estimate(mpmath.mpf(1))} if () in keys else {} for _ in evaluators]
     for centred_keys, on in ((True, own), (False, law)) if own is not law else ((None, law),):
         chosen = [k for k in keys if centred_keys is None or any(i and not j for i, j, _ in k) == centred_keys]

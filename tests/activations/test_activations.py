@@ -63,6 +63,7 @@ def test_expressions_and_sympy_input():
         ("frobnicate(x)", "unknown function"),
         ("x + exp(-(1e200*x)**2)", "beyond the float64 range"),  # 1e400 once sympy squares it
         ("tanh(1e200*1e200*x)", "beyond the float64 range"),
+        ("tanh(x)*exp(800)", "beyond the float64 range"),  # a constant that is not a number atom
     ],
 )
 def test_refusals(spec, fragment):
