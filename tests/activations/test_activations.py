@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import mpmath
 import numpy as np
@@ -75,6 +77,16 @@ def test_small_constants_and_large_ones_within_float64_build():
     """Only constants beyond float64's range are refused: ``1e-400`` rounds to 0 there, ``1e300`` is finite."""
     assert activation("tanh(x) + x*1e-400").np(np.array([1.0]))[0] == pytest.approx(np.tanh(1.0), rel=1e-15)
     assert activation("tanh(1e300*x)").np(np.array([1.0]))[0] == 1.0
+
+
+def test_an_activation_whose_homogeneity_ratio_vanishes_is_analysed_promptly():
+    """``tanh(1e155 x) 1e-155``: ``x phi' / phi`` is 0 to 40 digits on the sampling grid, and sympy's simplify
+    of it did not end (TR11 expands 515 double angles; found by the review).  A ratio that is not a positive
+    constant is now refused as a degree before simplify is asked.  In a subprocess, bounded in time, so that a
+    regression fails instead of hanging the suite."""
+    code = "import bnsym; print(bnsym.activation('tanh(1e155*x)*1e-155').degree)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "None"
 
 
 def test_bad_parameters():
