@@ -706,27 +706,27 @@ class _Evaluator:
         self.center = mpmath.mpf(0)  # f - center stands for f (:func:`_values_of`)
         self.centred_law = None  # the law the centred keys are evaluated on, once centred
 
-    def integrand(self, spec) -> Integrand:
-        """``(f - center)^i s^p`` for ``spec = (i, 0, p)``, ``D^j s^p`` for ``(0, j, p)`` and
-        ``f^i D^j s^p`` (uncentred: refused once a centre is set) otherwise."""
+    def integrand(self, spec, centred: bool = False) -> Integrand:
+        """``f^i s^p`` for ``spec = (i, 0, p)`` (``(f - center)^i s^p`` if ``centred``), ``D^j s^p`` for
+        ``(0, j, p)`` and ``f^i D^j s^p`` otherwise (which has no centred form)."""
         i, j, p = spec
-        if spec not in self.integrands:
+        if (spec, centred) not in self.integrands:
             act, gamma, gain, beta = self.settings.activation, self.settings.gamma, self.gain, self.settings.beta
             if j == 0:
-                f = Integrand(act, gain, beta, power=p, center=self.center, exponent=i)
+                f = Integrand(act, gain, beta, power=p, center=self.center if centred else mpmath.mpf(0), exponent=i)
             elif i == 0:
                 f = Integrand(act, gain, beta, derivative=True, power=p, scale=gamma**j, exponent=j)
-            elif self.center:
+            elif centred:
                 raise ValueError(f"internal: the key {spec} mixes f and phi' and has no centred form")
             else:
                 f = Integrand(_product_activation(act, i, j), gain, beta, power=p, scale=gamma**j)
-            self.integrands[spec] = f
-        return self.integrands[spec]
+            self.integrands[spec, centred] = f
+        return self.integrands[spec, centred]
 
     def centre_on(self, center, law):
-        """Let ``f - center`` stand for ``f`` in the keys that hold ``f`` alone (``j = 0``), on ``law``."""
+        """Let ``f - center``, on ``law``, stand for ``f`` in the keys evaluated ``centred``."""
         self.center, self.centred_law = center, law
-        self.integrands = {spec: f for spec, f in self.integrands.items() if spec[1]}
+        self.integrands = {key: f for key, f in self.integrands.items() if not key[1]}
 
     def _degree(self, spec):
         """Homogeneity degree of ``f^i D^j s^p`` (an int or an mpf; None where it is ``<= -1``,
@@ -801,25 +801,27 @@ def _values_of(evaluators, keys, *, centre: bool) -> list:
     ``f`` is nearly constant; once per evaluator): their uncentred terms would cancel (tanh at
     ``beta = 20``: ``f`` within ``e^-29`` of 1)."""
     law, rtol = evaluators[0].law, evaluators[0].rtol
-    own = law
-    if centre and any(spec[0] and not spec[1] for key in keys for spec in key):
+    holds_f = [k for k in keys if any(i and not j for i, j, _ in k)]
+    if centre and holds_f:
         if any(ev.centred_law is None for ev in evaluators):
             fs = [Integrand(ev.settings.activation, ev.gain, ev.settings.beta) for ev in evaluators]
             chosen, centred, _ = centred_integrands(law, fs, law.expect_with_norms(fs, rtol), rtol)
             for ev, g in zip(evaluators, centred):
                 ev.centre_on(g.center, chosen)
-        own = evaluators[0].centred_law
+        groups = [(holds_f, evaluators[0].centred_law, True), ([k for k in keys if k not in holds_f], law, False)]
+    else:
+        groups = [(list(keys), law, False)]
     out = [{(): Estimate(mpmath.mpf(1))} if () in keys else {} for _ in evaluators]
-    for centred_keys, on in ((True, own), (False, law)) if own is not law else ((None, law),):
-        chosen = [k for k in keys if centred_keys is None or any(i and not j for i, j, _ in k) == centred_keys]
+    for chosen, on, centred in groups:
         singles = [k for k in chosen if len(k) == 1]
         pairs = [k for k in chosen if len(k) == 2]
         if singles:
-            results = iter(on.expect_with_norms([ev.integrand(k[0]) for ev in evaluators for k in singles], rtol))
+            results = iter(on.expect_with_norms([ev.integrand(k[0], centred) for ev in evaluators for k in singles], rtol))
             for values in out:
                 values.update((k, first) for k, (first, _) in zip(singles, results))
         if pairs:
-            results = iter(on.expect_pairs([(ev.integrand(k[0]), ev.integrand(k[1])) for ev in evaluators for k in pairs], rtol))
+            results = iter(on.expect_pairs(
+                [(ev.integrand(k[0], centred), ev.integrand(k[1], centred)) for ev in evaluators for k in pairs], rtol))
             for values in out:
                 values.update(zip(pairs, results))
     return out
