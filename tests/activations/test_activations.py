@@ -79,6 +79,7 @@ def test_small_constants_and_large_ones_within_float64_build():
     assert activation("tanh(1e300*x)").np(np.array([1.0]))[0] == 1.0
 
 
+@pytest.mark.slow  # a fresh interpreter: 1 s
 def test_an_activation_whose_homogeneity_ratio_vanishes_is_analysed_promptly():
     """``tanh(1e155 x) 1e-155``: ``x phi' / phi`` is 0 to 40 digits on the sampling grid, and sympy's simplify
     of it did not end (TR11 expands 515 double angles; found by the review).  A ratio that is not a positive

@@ -199,7 +199,8 @@ def test_a_saturated_scale_is_not_taken_for_a_contraction():
     assert abs(small.spread - at_zero.spread) <= 1e-3 * at_zero.spread
 
 
-@pytest.mark.extended  # 30 s
+@pytest.mark.slow
+@pytest.mark.extended  # 20 s
 def test_the_scale_slope_of_saturated_tanh_at_infinite_batch():
     """The forward G eigenvalue at B = inf, eps > 0 is the slope ``F'(a*)`` of the scale equation, now from
     ``E[f^2 (z^2 - 1)] - 2 E[f] E[f (z^2 - 1)]`` with ``f = phi - c`` (Stein's identity; it was

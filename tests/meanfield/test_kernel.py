@@ -290,7 +290,7 @@ def test_a_reordered_copy_of_a_batch_is_computed_once_and_spread():
     np.testing.assert_array_equal(ntk[5:10, 10:], ntk[order, 10:])
 
 
-@pytest.mark.parametrize("dps", [None, 6])
+@pytest.mark.parametrize("dps", [None, pytest.param(6, marks=pytest.mark.slow)])  # the mpmath side: 3 s
 def test_inputs_far_below_sqrt_eps_reach_the_small_input_limit(dps):
     """Inputs of size 1e-20 at eps = 1e-3: batch norm's normaliser is B eps to 1e-37, so one layer maps
     Sigma to V_relu(sigma_w^2 G Sigma G) / eps, V_relu the arc-cosine kernel (a closed form, computed
