@@ -422,7 +422,8 @@ def _infinite_batch(settings, state, law, method):
     ``f - c`` replaces ``f``, and computed so, with ``c`` about ``E[f]``); forward ``G`` is
     0 at ``eps = 0`` and the slope ``F'(a*)`` of the scale equation otherwise (closed form,
     :func:`_scale_slope`); backward only ``G`` (``lambda_G``).  Cost: four one-coordinate
-    expectations (with eps > 0, nine more for the slope and its sensitivity to ``a*``).
+    expectations and one centring pass (with eps > 0, four more and a centring pass at each of the
+    three points of the slope and its sensitivity to ``a*``).
     """
     from bnsym.meanfield.gradients import rate_from_settings
 
