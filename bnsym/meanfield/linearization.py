@@ -432,8 +432,7 @@ def _infinite_batch(settings, state, law, method):
     rtol = moment_tolerance(settings)
     # f - c for f (c about E[f], on a law with more digits where f is nearly constant): the
     # expressions are invariant under f -> f - c since E[s] = 0, E[s^2] = 1 (docs/theory.md section 3.2)
-    plain = [Integrand(settings.activation, gain, settings.beta)]
-    own, (centred,), _ = centred_integrands(law, plain, law.expect_with_norms(plain, rtol), rtol)
+    own, (centred,), _ = centred_integrands(law, [Integrand(settings.activation, gain, settings.beta)], rtol)
     f = [replace(centred, power=p) for p in (0, 1, 2)] + [replace(centred, power=2, exponent=2)]
     (m0, q0), (m1, _), (m2, _), (fs2_sq, _) = own.expect_with_norms(f, rtol)
     variance = Estimate(state.fixed_point.spread, state.fixed_point.spread_error)
@@ -478,8 +477,7 @@ def _scale_slope(settings, law, method, a):
 
     def slope(x):
         g = settings.gamma * mpmath.sqrt(x / (x + eps))
-        plain = [Integrand(act, g, beta)]
-        own, (f,), _ = centred_integrands(law, plain, law.expect_with_norms(plain, rtol), rtol)
+        own, (f,), _ = centred_integrands(law, [Integrand(act, g, beta)], rtol)
         mean, f_z2, square, square_z2 = own.expect(
             [f, replace(f, power=2), replace(f, exponent=2), replace(f, power=2, exponent=2)], rtol)
         return sw2 * (square_z2 - square - 2 * mean * (f_z2 - mean)) * (eps / (2 * x * (x + eps)))
@@ -806,7 +804,7 @@ def _values_of(evaluators, keys, *, centre: bool) -> list:
     if centre and holds_f:
         if any(ev.centred_law is None for ev in evaluators):
             fs = [Integrand(ev.settings.activation, ev.gain, ev.settings.beta) for ev in evaluators]
-            chosen, centred, _ = centred_integrands(law, fs, law.expect_with_norms(fs, rtol), rtol)
+            chosen, centred, _ = centred_integrands(law, fs, rtol)
             for ev, g in zip(evaluators, centred):
                 ev.centre_on(g.center, chosen)
         groups = [(holds_f, evaluators[0].centred_law, True), ([k for k in keys if k not in holds_f], law, False)]

@@ -141,7 +141,7 @@ def _quadrature(law, fs, ds, sds, rtol, gradient):
     """The moments at every gain (one integrand triple ``f, D, sD`` per gain), sharing the loops."""
     p = len(fs)
     singles = law.expect_with_norms(fs + (ds + sds if gradient else []), rtol)
-    own, centred, centred_norms = centred_integrands(law, fs, singles[:p], rtol)
+    own, centred, centred_norms = centred_integrands(law, fs, rtol, singles[:p])
     derivatives = [(d, d) for d in ds] + [(sd, sd) for sd in sds] if gradient else []
     if own is law:  # one call: the pairs of every integrand share the rule levels
         values = law.expect_pairs([(g, g) for g in centred] + derivatives, rtol)
@@ -158,12 +158,13 @@ def _quadrature(law, fs, ds, sds, rtol, gradient):
     return out
 
 
-def centred_integrands(law: SphereLaw, fs, singles, rtol):
+def centred_integrands(law: SphereLaw, fs, rtol, singles=None):
     """``(own, centred, norms)``: the integrands ``f - c`` of ``fs`` with ``c`` within ``rtol sd(f)`` of
     ``E[f]``, the law ``own`` (:func:`centring_law`: ``law`` or the same law at more working digits)
     on which they keep their digits, and their ``(E[f - c], E[(f - c)^2])`` there.
 
-    ``singles`` are the ``(E[f], E[f^2])`` of ``fs`` on ``law``.  The first centre is ``E[f]``; where
+    ``singles`` are the ``(E[f], E[f^2])`` of ``fs`` on ``law`` (computed here when not given: a caller
+    that has them from a shared pass passes them).  The first centre is ``E[f]``; where
     ``E[f - c]^2`` exceeds a hundredth of ``E[(f - c)^2]`` (``E[f]`` is known only to ``rtol
     sqrt(E[f^2])``, more than ``sd(f)`` when ``f`` is nearly constant: tanh at ``beta = 40``), ``c``
     moves by ``E[f - c]``, summed at ``own``'s digits, and the pass is repeated (at most
@@ -171,6 +172,8 @@ def centred_integrands(law: SphereLaw, fs, singles, rtol):
     ``f_a - f_b`` may use ``f - c`` for ``f`` (docs/theory.md section 3.2).  Cost: one pass of the
     one-coordinate rule on ``own`` per centre, plus :func:`centring_law`'s.
     """
+    if singles is None:
+        singles = law.expect_with_norms(fs, rtol)
     centred = [f.with_center(mean.value) for f, (mean, _) in zip(fs, singles)]
     own = centring_law(law, fs, singles, rtol)
     norms = own.expect_with_norms(centred, rtol)
