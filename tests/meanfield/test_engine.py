@@ -34,8 +34,8 @@ def test_identity_rate_40_digits_through_quadrature(batch_size):
     assert rate.error < mpmath.mpf(10) ** -40
 
 
-@pytest.mark.parametrize("batch_size", [4, 5, 17, 64, pytest.param(333, marks=pytest.mark.slow),
-                                        pytest.param(1000, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("batch_size", [4, 5, 17, 64, pytest.param(333, marks=[pytest.mark.slow, pytest.mark.extended]),
+                                        pytest.param(1000, marks=[pytest.mark.slow, pytest.mark.extended])])  # 333 and 1000 (4 s each): -m extended
 def test_relu_quadrature_matches_closed_form_30_digits(batch_size):
     general = bnsym.gradient_explosion_rate("relu", batch_size, dps=30, method="quadrature")
     closed = bnsym.gradient_explosion_rate("relu", batch_size, dps=40, method="closed form")
@@ -210,7 +210,7 @@ def test_promised_digits_hold_at_higher_precision(spec, b, kwargs):
 
 @pytest.mark.parametrize(
     ("b", "high_dps"),
-    [pytest.param(4, 8, marks=pytest.mark.slow), pytest.param(6, 8, marks=pytest.mark.slow),
+    [pytest.param(4, 8, marks=pytest.mark.slow), pytest.param(6, 8, marks=[pytest.mark.slow, pytest.mark.extended]),
      pytest.param(5, 8, marks=[pytest.mark.slow, pytest.mark.extended]),
      pytest.param(5, 10, marks=[pytest.mark.slow, pytest.mark.extended])],
 )
@@ -218,8 +218,8 @@ def test_shifted_relu_at_small_batches_with_eps_keeps_its_digits(b, high_dps):
     """ReLU at beta = 0.2, eps = 0.05 and B = 4 to 6, where the radial rule's panels must end at the
     pair crossings as well (docs/theory.md section 15.3): at dps 8 B = 4 and 5 raised PrecisionError
     before, and B = 6 did at dps 10.  dps 7 against a recomputation at dps 8 (the float64 nested rule
-    at both; B = 5, whose crossings take plain Gauss panels, with -m extended), and with -m extended
-    against dps 10 (the mpmath nested rule, 33 s)."""
+    at both; B = 5, whose crossings take plain Gauss panels, and B = 6 (8 s) with -m extended), and with
+    -m extended against dps 10 (the mpmath nested rule, 33 s)."""
     kwargs = {"beta": "0.2", "eps": "0.05"}
     low = bnsym.gradient_explosion_rate("relu", b, dps=7, **kwargs)
     high = bnsym.gradient_explosion_rate("relu", b, dps=high_dps, **kwargs)

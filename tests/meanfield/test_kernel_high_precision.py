@@ -18,9 +18,11 @@ from bnsym.numerics.gaussian_kernels import homogeneous_coefficients
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_high_precision_kernel_agrees_with_the_float_path():
     """ReLU, two batches of 4, one layer, 10 digits: within the float64 path's error, and the
-    reported error meets the promise."""
+    reported error meets the promise.  With -m extended (11 s on a slow machine): the same mpmath
+    route runs by default through ``propagate`` (the next test) and through ``kernel`` on one batch."""
     x = np.random.default_rng(3).standard_normal((8, 6))
     exact = bnsym.kernel("relu", x, 1, batch_size=4, dps=10)
     fast = bnsym.kernel("relu", x, 1, batch_size=4)

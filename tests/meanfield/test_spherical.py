@@ -150,14 +150,16 @@ def test_propagate_chooses_the_spherical_route_and_keeps_its_promise():
     """propagate('tanh', ...) says it used the spherical route; its 5-digit first layer (the float64 rule)
     agrees with a run at 11 digits (the mpmath rule) within the reported errors (the precision promise),
     which are below 10^-5 of the largest entry; the second layer (whose input carries the first layer's
-    error) to 10^-5."""
+    error) to 10^-5 of a run at FLOAT_DPS = 10 digits (the float64 rule: the mpmath rule's second layer
+    took another 9 s on a slow machine)."""
     gram = _gram(4, 8)
     low = propagate("tanh", gram, 2, beta=0.2, dps=5)
-    high = propagate("tanh", gram, 2, beta=0.2, dps=11)
-    assert low.method == high.method == "spherical"
-    for layer in (1, 2):
-        diff = np.abs(np.array(low.grams_mp[layer].tolist(), dtype=float) - np.array(high.grams_mp[layer].tolist(), dtype=float))
-        size = np.abs(high.grams[layer]).max()
+    high = propagate("tanh", gram, 1, beta=0.2, dps=11)
+    ten = propagate("tanh", gram, 2, beta=0.2, dps=FLOAT_DPS)
+    assert low.method == high.method == ten.method == "spherical"
+    for layer, reference in ((1, high), (2, ten)):
+        diff = np.abs(np.array(low.grams_mp[layer].tolist(), dtype=float) - np.array(reference.grams_mp[layer].tolist(), dtype=float))
+        size = np.abs(reference.grams[layer]).max()
         assert np.all(diff <= 1e-5 * size)
         assert low.errors[layer].max() <= 1e-5 * size
         if layer == 1:
@@ -192,12 +194,24 @@ def test_public_api_reaches_it():
 
 
 @pytest.mark.slow
-def test_map_at_the_callers_precision_and_small_or_kink_free_activations():
+@pytest.mark.extended  # 9 s on a slow machine (the mpmath polar rule at 16 digits): -m extended
+def test_map_sets_its_own_precision():
+    """Found by review, measured before its fix: ``spherical_map`` sets its own precision: called at
+    mpmath's default 15 digits with ``dps = 16`` it agrees with the Laplace method to 16 digits (at
+    ``dps = 20`` it was 3.6e-15 off, reporting 7e-28; 16 digits keep the check at 4 s instead of 8 on a
+    quiet machine)."""
+    gram = _gram(4, 10)
+    settings = make_settings("x**2", 4, eps="0.05", dps=16)
+    value, _ = spherical_map(settings, mpmath.matrix(gram.tolist()))  # at mpmath's default precision
+    with mpmath.workdps(settings.working_dps):
+        want = laplace_map(settings, mpmath.matrix(gram.tolist()))[0]
+        assert max(abs(value[i, j] - want[i, j]) for i in range(4) for j in range(4)) <= mpmath.mpf(10) ** -16 * abs(want[0, 0])
+
+
+@pytest.mark.slow
+def test_map_of_small_or_kink_free_activations():
     """Found by review, each measured before its fix:
 
-    * ``spherical_map`` sets its own precision: called at mpmath's default 15 digits with ``dps = 16``
-      it agrees with the Laplace method to 16 digits (at ``dps = 20`` it was 3.6e-15 off, reporting
-      7e-28; 16 digits keep the check at 4 s instead of 8);
     * the mass check is relative: tanh at ``gamma = 1e-3`` (entries ~ 1e-6) reports an error below
       ``10^-dps`` of its largest entry (it reported 6.6e-5), in float64 (8 digits) and in mpmath (11);
     * a kink that ``gamma x + beta`` never reaches is no kink: ReLU at ``beta = 5`` (B = 4, ``|x| < sqrt 3``)
@@ -205,11 +219,6 @@ def test_map_at_the_callers_precision_and_small_or_kink_free_activations():
     * ``"auto"`` samples at an eps far below the scale of the input (tanh, ``eps = 1e-16``), where the
       polar rule's double-exponential rule fails."""
     gram = _gram(4, 10)
-    settings = make_settings("x**2", 4, eps="0.05", dps=16)
-    value, _ = spherical_map(settings, mpmath.matrix(gram.tolist()))  # at mpmath's default precision
-    with mpmath.workdps(settings.working_dps):
-        want = laplace_map(settings, mpmath.matrix(gram.tolist()))[0]
-        assert max(abs(value[i, j] - want[i, j]) for i in range(4) for j in range(4)) <= mpmath.mpf(10) ** -16 * abs(want[0, 0])
     for dps in (8, 11):  # the float64 rule and the mpmath rule
         small = propagate("tanh", gram, 1, gamma=1e-3, dps=dps)
         assert small.method == "spherical"

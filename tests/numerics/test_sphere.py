@@ -92,7 +92,7 @@ def _kinked_pairs():
     return [(f, f), (step, step), (f, step), (weighted, smooth), (weighted, weighted)]
 
 
-@pytest.mark.parametrize("b", [pytest.param(4, marks=pytest.mark.slow), 7, pytest.param(32, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("b", [pytest.param(4, marks=[pytest.mark.slow, pytest.mark.extended]), 7, pytest.param(32, marks=pytest.mark.slow)])  # B = 4 (5 s): -m extended
 def test_float64_nested_rule_against_the_mpmath_rule(b, monkeypatch):
     """rtol >= FLOAT_NESTED_RTOL takes the nested rule in float64 (and only then): against the mpmath rule at
     1e-16, within the two reported errors, each float64 error below its 1e-10 tolerance (relative to

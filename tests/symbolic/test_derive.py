@@ -117,7 +117,7 @@ def test_gamma_drops_out_of_the_rate():
     [
         ("abs", 5),
         pytest.param("relu_power(2)", 7, marks=pytest.mark.slow),
-        pytest.param("relu_power(3)", 6, marks=pytest.mark.slow),
+        pytest.param("relu_power(3)", 6, marks=[pytest.mark.slow, pytest.mark.extended]),  # 4 s: -m extended (relu_power(2) runs by default)
         ("x**3 + x", 5),
         pytest.param("x**2 + x", 9, marks=pytest.mark.slow),
     ],
@@ -152,7 +152,8 @@ def test_forward_eigenvalues_of_identity_are_exact():
 
 @pytest.mark.parametrize(
     ("act", "method"),
-    [("relu", "auto"), ("leaky_relu(0.2)", "auto"), ("x**3 + x", "quadrature"), pytest.param("relu", "quadrature", marks=pytest.mark.slow)],
+    [("relu", "auto"), ("leaky_relu(0.2)", "auto"), ("x**3 + x", "quadrature"),
+     pytest.param("relu", "quadrature", marks=[pytest.mark.slow, pytest.mark.extended])],  # 5 s: -m extended (the default run has x**3 + x by quadrature)
 )
 def test_forward_eigenvalues_against_engine_spectrum(act, method):
     """The engine's spectrum conditions on sphere coordinates (closed forms or quadrature): an independent route."""
