@@ -60,6 +60,7 @@ from bnsym.activations import Activation
 from bnsym.errors import PrecisionError
 from bnsym.estimate import Estimate, rounding_error
 from bnsym.numerics.quadrature import (
+    BLOCK,
     SIZES,
     breakpoint_panels,
     float64_rule,
@@ -84,8 +85,12 @@ PROBE_MAX_POINTS = 2**16
 #: enough to see every feature the probe resolves (the convergence loop then does the rest).
 PROBE_NODES = 0.25
 #: A plain Gauss panel of the one-coordinate rule whose probe needs more than SPLIT_ABOVE coefficients is
-#: bisected, and its halves probed again, at most SPLIT_DEPTH times (:meth:`SphereLaw._splits`).
-SPLIT_ABOVE = 256
+#: bisected, and its halves probed again, at most SPLIT_DEPTH times (:meth:`SphereLaw._splits`).  One Gauss
+#: block (:data:`~bnsym.numerics.quadrature.BLOCK` nodes), whose nodes cluster at its ends as the probe's
+#: points do: past it the rule is composite, of equal blocks, which resolve a feature at a panel's end only
+#: once a block is about as narrow as the feature (softplus at gain 1000, B = inf: not with 4096 nodes at
+#: 256, where the probe read 256 coefficients; bisection grades the panels towards the corner instead).
+SPLIT_ABOVE = BLOCK
 SPLIT_DEPTH = 16
 #: At most this many split points per panel between kinks: the steep cases measured needed at most 6, and
 #: float64 rounding of a saturated integrand (1 - tanh^2, noise of 1e-16 on values of 1e-12) reads as an
