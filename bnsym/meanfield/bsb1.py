@@ -390,10 +390,13 @@ def _solve_level(settings, law, method, level, a_start, cache, floor=None) -> Ra
         step = (a_design - f_design) / slope if slope != 0 else a_design - f_design
         target = a_design - step
         if lo < target < hi:
-            a = _secant(lambda x: x - spread_of(x), a_design, target, settings, what="scale sigma_w^2 (q*-c*)")
-            if lo <= a <= hi:
+            try:
+                a = _secant(lambda x: x - spread_of(x), a_design, target, settings, what="scale sigma_w^2 (q*-c*)")
+            except ScaleContracts:  # the secant ran off from inside the window: redesign at the Newton step
+                a = None
+            if a is not None and lo <= a <= hi:
                 return _level_values(settings, a_design, a, ys, ws, nodes_k, moments, designs)
-            target = a
+            target = target if a is None else a
         # move the design scale towards the root (at most a factor 2 per redesign)
         if not mpmath.isfinite(target) or target <= 0:
             target = a_design / 2

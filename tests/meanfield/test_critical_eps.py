@@ -71,6 +71,22 @@ def test_nondegenerate_branch_ends_at_the_critical_eps():
     assert above.regime == "degenerate" and abs(above.value - crit.gradient_eps / eps_c) < 1e-14
 
 
+@pytest.mark.slow
+def test_tanh_just_below_the_critical_eps_is_not_taken_for_a_contraction():
+    """tanh at B = 8 (eps_c = 1): at eps = eps_c (1 - 1e-6) (dps 10; 1e-5 at dps 15) the radial solver
+    raised ScaleContracts, its inner secant having run off from inside the design window, where the
+    window's Newton step was right; it now redesigns there.  The scale vanishes linearly in eps_c - eps
+    (ratio 10.00003 between 1e-5, solved before, and 1e-6) and lambda_G joins eps_g / eps_c continuously
+    (dps 10, 12 s on a slow machine)."""
+    crit = bnsym.critical_eps("tanh", 8, dps=10)
+    rates = [bnsym.gradient_explosion_rate("tanh", 8, eps=crit.value * (1 - mpmath.mpf(delta)), dps=10)
+             for delta in ("1e-5", "1e-6")]
+    assert all(r.regime == "nondegenerate" for r in rates)
+    assert abs(rates[0].fixed_point.scale / rates[1].fixed_point.scale - 10) < 1e-2
+    for rate, delta in zip(rates, ("1e-5", "1e-6")):
+        assert abs(rate.value - crit.gradient_eps / crit.value) < 40 * mpmath.mpf(delta)
+
+
 def test_degenerate_quantities():
     """Past eps_c: q* = c* = phi(beta)^2, lambda_G = eps_g/eps (ReLU window: > 1 for eps < eps_g)."""
     crit = bnsym.critical_eps("relu", 32)
