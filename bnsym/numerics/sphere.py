@@ -85,12 +85,14 @@ PROBE_MAX_POINTS = 2**16
 #: enough to see every feature the probe resolves (the convergence loop then does the rest).
 PROBE_NODES = 0.25
 #: A plain Gauss panel of the one-coordinate rule whose probe needs more than SPLIT_ABOVE coefficients is
-#: bisected, and its halves probed again, at most SPLIT_DEPTH times (:meth:`SphereLaw._splits`).  One Gauss
-#: block (:data:`~bnsym.numerics.quadrature.BLOCK` nodes), whose nodes cluster at its ends as the probe's
-#: points do: past it the rule is composite, of equal blocks, which resolve a feature at a panel's end only
-#: once a block is about as narrow as the feature (softplus at gain 1000, B = inf: not with 4096 nodes at
-#: 256, where the probe read 256 coefficients; bisection grades the panels towards the corner instead).
-SPLIT_ABOVE = BLOCK
+#: bisected, and its halves probed again, at most SPLIT_DEPTH times (:meth:`SphereLaw._splits`).  Two Gauss
+#: blocks (:data:`~bnsym.numerics.quadrature.BLOCK` nodes each): the probe's points cluster at a panel's ends
+#: as one Gauss rule's nodes do, but the composite rule's equal blocks resolve a feature at a panel's end
+#: only once a block is about as narrow as the feature (softplus at gain 1000, B = inf, read as 256
+#: coefficients: not with 4096 nodes at 256; split towards the corner now).  One block (64) was faster
+#: still on steep activations but 10-30% slower on ordinary finite-B, eps > 0 calls (tanh at B = 8, eps =
+#: 0.5), whose panels it split (benchmarks/bench_split.py).
+SPLIT_ABOVE = 2 * BLOCK
 SPLIT_DEPTH = 16
 #: At most this many split points per panel between kinks: the steep cases measured needed at most 6, and
 #: float64 rounding of a saturated integrand (1 - tanh^2, noise of 1e-16 on values of 1e-12) reads as an
