@@ -90,8 +90,8 @@ PROBE_NODES = 0.25
 #: as one Gauss rule's nodes do, but the composite rule's equal blocks resolve a feature at a panel's end
 #: only once a block is about as narrow as the feature (softplus at gain 1000, B = inf, read as 256
 #: coefficients: not with 4096 nodes at 256; split towards the corner now).  One block (64) was faster
-#: still on steep activations but 10-30% slower on ordinary finite-B, eps > 0 calls (tanh at B = 8, eps =
-#: 0.5), whose panels it split (benchmarks/bench_split.py).
+#: still on steep activations but up to 1.4 times slower on ordinary finite-B, eps > 0 calls (tanh at B = 8,
+#: eps = 0.5), whose panels it split (benchmarks/bench_split.py --also 64).
 SPLIT_ABOVE = 2 * BLOCK
 SPLIT_DEPTH = 16
 #: At most this many split points per panel between kinks: the steep cases measured needed at most 6, and
