@@ -393,10 +393,11 @@ def _solve_level(settings, law, method, level, a_start, cache, floor=None) -> Ra
             try:
                 a = _secant(lambda x: x - spread_of(x), a_design, target, settings, what="scale sigma_w^2 (q*-c*)")
             except ScaleContracts:  # the secant ran off from inside the window: redesign at the Newton step
-                a = None
-            if a is not None and lo <= a <= hi:
-                return _level_values(settings, a_design, a, ys, ws, nodes_k, moments, designs)
-            target = target if a is None else a
+                pass
+            else:
+                if lo <= a <= hi:
+                    return _level_values(settings, a_design, a, ys, ws, nodes_k, moments, designs)
+                target = a
         # move the design scale towards the root (at most a factor 2 per redesign)
         if not mpmath.isfinite(target) or target <= 0:
             target = a_design / 2
