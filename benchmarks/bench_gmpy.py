@@ -15,10 +15,9 @@ workloads only.  The full run takes about two minutes on one core.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
+
+from fresh import fresh_process
 
 # Each workload: (label, dps, expression evaluated in the child; must yield mpf values via
 # the ``values`` helper of the child template below).
@@ -69,15 +68,7 @@ print(json.dumps({{
 
 
 def run_child(expr, dps, gmpy):
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
-    env.pop("MPMATH_NOGMPY", None)
-    if not gmpy:
-        env["MPMATH_NOGMPY"] = "1"
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD.format(expr=expr, dps=dps)],
-        env=env, capture_output=True, text=True, check=True,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return fresh_process(CHILD.format(expr=expr, dps=dps), env={"MPMATH_NOGMPY": None if gmpy else "1"})
 
 
 def measure(expr, dps, gmpy, repeats):

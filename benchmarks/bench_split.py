@@ -14,10 +14,8 @@ first three workloads.  The full run takes about three minutes on one core (six 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
+
+from fresh import fresh_process
 
 OLD = 256
 WORKLOADS = [
@@ -54,10 +52,7 @@ print(json.dumps(out))
 
 
 def run(threshold, call):
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", CHILD, str(threshold), call], capture_output=True, text=True, env=env,
-                          check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return fresh_process(CHILD, threshold, call)
 
 
 def main(argv=None):
