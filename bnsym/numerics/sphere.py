@@ -466,10 +466,11 @@ class SphereLaw:
         return floor
 
     def _probe_spectrum(self, f, lo, hi):
-        """``(a, largest)``: the magnitudes ``|a_k|`` of the Chebyshev coefficients of ``F`` times the law's
-        density on ``[lo, hi]`` (the panel's coordinate), from ``m + 1`` Chebyshev-Lobatto points in float64
-        (``m`` from :meth:`_probe_points`), and the largest of them; ``(None, 0)`` if all the values are
-        zero, ``(None, inf)`` if one is not finite (``F`` overflows float64)."""
+        """``(a, unit, largest)``: the Chebyshev coefficients of ``F`` times the law's density on ``[lo, hi]``
+        (the panel's coordinate) are ``unit * a_k`` in magnitude, from ``m + 1`` Chebyshev-Lobatto points in
+        float64 (``m`` from :meth:`_probe_points`); ``largest`` is the largest of them.  ``unit`` is 1 unless
+        the product leaves float64's range on the panel (:meth:`_probe_values`); then ``unit`` and
+        ``largest`` are mpf.  ``(None, 1, 0)`` if all the values are zero."""
         key = (f.base, f._finishing, lo, hi)
         if key not in self._spectra:
             self._spectra[key] = self._chebyshev_probe(f, lo, hi)
@@ -494,34 +495,60 @@ class SphereLaw:
         # the ends pulled in by 1e-9 of the width: a panel that ends on a kink sees its own piece there
         # (relu' sampled exactly at 0 gave one nonzero value, a flat spectrum and 768-node rules)
         t = (lo + hi) / 2 + (hi - lo) / 2 * (1 - 1e-9) * x
+        values, unit = self._probe_values(f, t)
+        if not np.any(values):
+            return None, 1.0, 0.0
+        a = np.abs(np.fft.rfft(np.concatenate([values, values[-2:0:-1]])).real)[: m + 1] / m
+        return a, unit, unit * float(a.max())
+
+    def _probe_values(self, f, t):
+        """``(v, unit)`` with ``unit * v`` the values of ``F`` times the law's density at the points ``t`` of the
+        panel's coordinate, ``v`` float64.  Where float64 loses the product (``F`` or the product overflows,
+        or the density underflows beside a nonzero ``F``: ``exp(10 s)^4 exp(-s^2/2)`` peaks at ``e^800``, near
+        ``s = 40``), those points are evaluated with mpmath at :data:`LOG_SIZE_DPS` digits and ``unit`` is
+        a power of 2 (an mpf) near the largest magnitude; else ``unit = 1``.  Without this the overflowing
+        pieces read as unresolved features, the bisection piled 20 points near ``s = 35`` and the rule
+        refused (``spectrum('exp(x)', inf, gamma=10)``)."""
         with np.errstate(all="ignore"):
             if self.infinite:
                 s, weight = t, np.exp(-t * t / 2)
             else:
                 s, weight = float(self.root_n) * np.sin(t), np.cos(t) ** (self.n - 2)
-            values = np.asarray(f.evaluate_float(s), dtype=float) * weight
-        if not np.all(np.isfinite(values)):  # F overflows float64 (its NumPy form is repaired otherwise)
-            return None, math.inf
-        if not np.any(values):
-            return None, 0.0
-        a = np.abs(np.fft.rfft(np.concatenate([values, values[-2:0:-1]])).real)[: m + 1] / m
-        return a, float(a.max())
+            base = np.asarray(f.evaluate_float(s), dtype=float)
+            values = base * weight
+        lost = np.flatnonzero(~np.isfinite(values) | ((values == 0) & (base != 0)))
+        if not lost.size:
+            return values, 1.0
+        with mpmath.workdps(LOG_SIZE_DPS):
+            exact = []
+            for i in lost:
+                psi = mpmath.mpf(float(t[i]))
+                if self.infinite:
+                    exact.append(f.evaluate(psi) * mpmath.exp(-psi * psi / 2))
+                else:
+                    exact.append(f.evaluate(self.root_n * mpmath.sin(psi)) * mpmath.cos(psi) ** (self.n - 2))
+            kept = np.abs(np.delete(values, lost))
+            largest = max([abs(v) for v in exact] + [mpmath.mpf(float(kept.max())) if kept.size else 0])
+            if not largest:
+                values[lost] = 0.0
+                return values, 1.0
+            shift = int(mpmath.floor(mpmath.log(largest, 2)))
+            values = np.ldexp(values, -shift)
+            values[lost] = [float(mpmath.ldexp(v, -shift)) for v in exact]
+            return values, mpmath.ldexp(1, shift)
 
     def _finite_scale(self, f, lo, hi):
-        """The largest probe coefficient of ``f`` on ``[lo, hi]`` (:meth:`_probe_spectrum`), or 0 where its
-        values overflow (each piece then counts from its own largest)."""
-        largest = self._probe_spectrum(f, lo, hi)[1]
-        return largest if math.isfinite(largest) else 0.0
+        """The largest probe coefficient of ``f`` on ``[lo, hi]`` (:meth:`_probe_spectrum`)."""
+        return self._probe_spectrum(f, lo, hi)[2]
 
     def _probe(self, f, lo, hi, scale=0.0):
         """Chebyshev coefficients needed on the panel ``[lo, hi]``: the index of the last one above
         :data:`PROBE_FLOOR` times ``scale`` or the panel's own largest, whichever is larger (see
-        :meth:`_resolved_level`); :data:`PROBE_MAX_POINTS` + 1 (more than any rule has nodes) when ``F``
-        overflows float64 on the panel, so that the panel is split or the rule refuses."""
-        a, largest = self._probe_spectrum(f, float(lo), float(hi))
+        :meth:`_resolved_level`)."""
+        a, unit, largest = self._probe_spectrum(f, float(lo), float(hi))
         if a is None:
-            return 0 if largest == 0 else PROBE_MAX_POINTS + 1
-        floor = PROBE_FLOOR * max(scale, largest)
+            return 0
+        floor = float(PROBE_FLOOR * max(scale, largest) / unit)
         above = np.flatnonzero(a > floor)
         return int(above[-1]) + 1 if above.size else 0
 

@@ -190,6 +190,26 @@ def test_an_integrand_that_overflows_float64_on_the_support_keeps_its_reach():
             assert abs(rate.value - predicted) < 1e-8, (b, rate, predicted)
 
 
+@pytest.mark.slow  # 2.5 s
+def test_the_spectrum_of_an_exponential_whose_moments_overflow_float64():
+    """``exp(10 s)`` at B = inf: the spectrum's fourth moments peak at ``e^800``, past float64's range, and the
+    float64 probe read the overflow as an unresolved feature, piled split points near ``s = 35`` and
+    refused (PrecisionError after 9 s); the probe now takes the lost points in mpmath.  Closed forms from
+    the Gaussian moments ``E[s^k e^(a s)]`` (docs/theory.md section 15.2, ``g = gamma^2``, ``E = e^g``):
+    ``q* = E^2 - E``, ``lambda_L = g (2E - 1)/(E - 1)``, ``lambda_M = g/(E - 1)``, ``lambda_G = g/(1 - 1/E)``."""
+    spectrum = bnsym.spectrum("exp(x)", math.inf, gamma=10, dps=15)
+    with mpmath.workdps(40):
+        g = mpmath.mpf(100)
+        big = mpmath.exp(g)
+        expected = {("forward", "L"): g * (2 * big - 1) / (big - 1), ("forward", "M"): g / (big - 1),
+                    ("backward", "G"): g / (1 - 1 / big)}
+        assert abs(spectrum.fixed_point.value - (big**2 - big)) <= mpmath.mpf(10) ** -15 * big**2
+    for e in spectrum.forward[1:] + spectrum.backward:
+        reference = expected[e.operator, e.subspace]
+        assert abs(e.value - reference) <= e.error + mpmath.mpf(10) ** -20 * reference, (e, reference)
+        assert e.error <= mpmath.mpf(10) ** -15 * reference
+
+
 @pytest.mark.slow  # 6 s
 def test_a_saturated_scale_is_not_taken_for_a_contraction():
     """tanh at beta = 20, B = 32: the scale ``sigma_w^2 (q* - c*)`` is ``5.8e-32``, below the secant's absolute
