@@ -53,6 +53,10 @@ from bnsym.numerics.sphere import SphereLaw
 MAX_RADIAL_LEVEL = 11
 #: The root may move this far (relatively) from the design scale before the rule is redesigned.
 WINDOW = mpmath.mpf("0.1")
+#: Redesigns after the inner secant ran off from inside the design window (where the Newton step put the
+#: root) before the level gives up with PrecisionError: tanh at B = 8 just below its critical eps needed
+#: 5 among 32 designs; without a bound the loop crept on for up to 199 designs and then said "contracts".
+MAX_SECANT_FAILURES = 20
 
 
 def fixed_point(activation, batch_size, *, gamma=1, beta=0, eps=0, sigma_w=1, dps=15, method="auto") -> FixedPoint:
@@ -375,6 +379,7 @@ def _solve_level(settings, law, method, level, a_start, cache, floor=None) -> Ra
     n = b - 1
     a_design = a_start
     a_floor = a_start * (mpmath.mpf(10) ** -(settings.working_dps) if floor is None else floor)
+    failures = 0
     for designs in range(1, 200):
         ys, ws, nodes_k, moments = _design(settings, law, method, level, a_design, cache)
 
@@ -393,7 +398,13 @@ def _solve_level(settings, law, method, level, a_start, cache, floor=None) -> Ra
             try:
                 a = _secant(lambda x: x - spread_of(x), a_design, target, settings, what="scale sigma_w^2 (q*-c*)")
             except ScaleContracts:  # the secant ran off from inside the window: redesign at the Newton step
-                pass
+                failures += 1
+                if failures > MAX_SECANT_FAILURES:
+                    raise PrecisionError(
+                        f"the scale equation's secant ran off {failures} times from inside the design window "
+                        f"near sigma_w^2 (q*-c*) = {mpmath.nstr(a_design, 6)}, where the Newton step put its root "
+                        f"(B={b}, eps={mpmath.nstr(eps, 6)}): no fixed point solved, and no contraction shown"
+                    ) from None
             else:
                 if lo <= a <= hi:
                     return _level_values(settings, a_design, a, ys, ws, nodes_k, moments, designs)

@@ -87,6 +87,26 @@ def test_tanh_just_below_the_critical_eps_is_not_taken_for_a_contraction():
         assert abs(rate.value - crit.gradient_eps / crit.value) < 40 * mpmath.mpf(delta)
 
 
+def test_a_secant_that_keeps_running_off_is_a_precision_error_not_a_contraction(monkeypatch):
+    """The radial solver redesigns when its inner secant runs off from inside the design window (the case
+    above); a secant that always runs off used to be retried for up to 199 designs and then reported as a
+    contraction (the degenerate regime, a claim nothing had shown).  Now a bounded number of redesigns, then
+    PrecisionError.  The secant is replaced by one that always fails, at a point well inside the
+    nondegenerate regime (tanh at B = 8, eps = 0.1; eps_c = 1)."""
+    from bnsym.meanfield import bsb1
+
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        raise bsb1.ScaleContracts("forced")
+
+    monkeypatch.setattr(bsb1, "_secant", failing)
+    with pytest.raises(bnsym.PrecisionError, match="secant ran off"):
+        bnsym.gradient_explosion_rate("tanh", 8, eps="0.1", dps=10)
+    assert len(calls) == bsb1.MAX_SECANT_FAILURES + 1
+
+
 def test_degenerate_quantities():
     """Past eps_c: q* = c* = phi(beta)^2, lambda_G = eps_g/eps (ReLU window: > 1 for eps < eps_g)."""
     crit = bnsym.critical_eps("relu", 32)
