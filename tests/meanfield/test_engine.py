@@ -47,8 +47,9 @@ def test_relu_quadrature_matches_closed_form_30_digits(batch_size):
 
 @pytest.mark.slow
 def test_relu_fixed_point_matches_theory_example():
-    # docs/theory.md section 4: q* = 1/2, c* = (sqrt(1-rho^2) + (pi - arccos rho) rho) / (2 pi)
-    for b in (4, 9, 50):
+    # docs/theory.md section 4: q* = 1/2, c* = (sqrt(1-rho^2) + (pi - arccos rho) rho) / (2 pi); one batch
+    # size (4 and 50 took 10 s more; test_relu_quadrature_matches_closed_form_30_digits sweeps B at 30 digits)
+    for b in (9,):
         fp = bnsym.fixed_point("relu", b, dps=35, method="quadrature")
         with mpmath.workdps(60):
             rho = -mpmath.mpf(1) / (b - 1)
@@ -83,11 +84,12 @@ def test_large_batch_relu_quadrature():
 
 @pytest.mark.slow
 def test_closed_forms_against_quadrature_for_other_homogeneous_activations():
-    for spec in ("abs", "leaky_relu(0.2)", "relu_power(2)"):
-        for b in (5, 40):
-            a = bnsym.gradient_explosion_rate(spec, b, dps=25, method="quadrature")
-            c = bnsym.gradient_explosion_rate(spec, b, dps=30, method="closed form")
-            assert _agree(a.value, c.value, 25), (spec, b)
+    # one batch size each, small and large alternating (both for each: 9 s more; the quadrature route's
+    # dependence on B is swept by test_relu_quadrature_matches_closed_form_30_digits)
+    for spec, b in (("abs", 5), ("leaky_relu(0.2)", 40), ("relu_power(2)", 5)):
+        a = bnsym.gradient_explosion_rate(spec, b, dps=25, method="quadrature")
+        c = bnsym.gradient_explosion_rate(spec, b, dps=30, method="closed form")
+        assert _agree(a.value, c.value, 25), (spec, b)
 
 
 def test_gaussian_limit_of_smooth_activation_is_one_dimensional():
@@ -124,7 +126,8 @@ def _monte_carlo_rate(phi, dphi, b, eps, scale, gamma=1.0, beta=0.0, sigma_w=1.0
     "name, phi, dphi, b, eps, gamma, beta, sigma_w",
     [
         pytest.param("tanh", np.tanh, lambda x: 1 / np.cosh(x) ** 2, 16, 0.1, 1.0, 0.0, 1.0,
-                     marks=pytest.mark.slow, id="tanh-eps-0.1"),
+                     marks=[pytest.mark.slow, pytest.mark.extended], id="tanh-eps-0.1"),  # 5 s: -m extended (tanh at
+        # eps > 0 against networks stays in test_spectrum's one-layer responses)
         ("relu", lambda x: np.maximum(x, 0), lambda x: (x > 0).astype(float), 8, 0.05, 1.0, 0.0, 1.5),
         pytest.param(
             "relu", lambda x: np.maximum(x, 0), lambda x: (x > 0).astype(float), 8, 0.05, 1.0, 0.2, 1.5,
@@ -174,6 +177,7 @@ def test_gaussian_limit_with_eps():
 
 
 
+@pytest.mark.slow  # 3 s: in the default run, not the fast one
 def test_eps_at_very_large_batches_extrapolates_to_the_gaussian_limit():
     """B = 10^5 and 2 10^5 at eps = 1e-3 (PrecisionError before: one radial panel over the chi law's
     reweighting margin [268, 373], where the density's peak is 0.7 wide).  Richardson's 2 lambda(2B) -
@@ -192,7 +196,7 @@ def test_eps_at_very_large_batches_extrapolates_to_the_gaussian_limit():
     [
         ("tanh", 8, {}),
         ("gelu", 5, {"gamma": 0.7, "beta": 0.3}),
-        ("relu", 16, {"eps": 0.01}),
+        pytest.param("relu", 16, {"eps": 0.01}, marks=pytest.mark.slow),  # 3 s: in the default run, not the fast one
         ("silu", math.inf, {}),
         ("x*(1+erf(x/sqrt(2)))/2", 33, {}),
     ],

@@ -133,7 +133,8 @@ def test_backward_term_is_the_float_paths_duplicated_pair(name, b, kwargs):
     assert float(max(error)) <= 1e-15 * np.abs(dv).max() * 1.01
 
 
-@pytest.mark.parametrize("name, kwargs", [("relu", {}), ("leaky_relu(0.2)", {"gamma": "-1.3", "eps": "0.01"})])
+@pytest.mark.parametrize("name, kwargs", [("relu", {}), pytest.param("leaky_relu(0.2)", {"gamma": "-1.3", "eps": "0.01"},
+                                                                    marks=pytest.mark.slow)])  # 5 s: not in the fast run
 def test_backward_term_keeps_its_digits_at_b_4(name, kwargs):
     """At B = 4 (which the float64 NTK refuses: its integrand decays like s^(-3/2)) the backward term
     at 30 digits against 40 digits: every promised digit holds (measured 4e-41 of the largest entry)."""

@@ -52,16 +52,17 @@ def _t_check(samples, exact, comparisons):
 @pytest.mark.slow
 @pytest.mark.statistical
 def test_sampled_relu_kernels_agree_with_the_laplace_path():
-    """ReLU, 3 batches of 8, depth 3, NNGP and NTK (5000 samples per layer): 8 comparisons."""
-    x = np.random.default_rng(seed(700)).standard_normal((3 * B, 10))
+    """ReLU, 2 batches of 8 (3 took 5 s more for the same within and cross functionals), depth 3, NNGP
+    and NTK (5000 samples per layer): 8 comparisons."""
+    x = np.random.default_rng(seed(700)).standard_normal((2 * B, 10))
     samples_nngp, samples_ntk = [], []
     for k_sampled in _replicated("relu", x, 3, 710, kind="ntk", samples=5000):
-        samples_nngp.append(_functionals(k_sampled.nngp[-1], 3))
-        samples_ntk.append(_functionals(k_sampled.ntk[-1], 3))
+        samples_nngp.append(_functionals(k_sampled.nngp[-1], 2))
+        samples_ntk.append(_functionals(k_sampled.ntk[-1], 2))
     exact = bnsym.kernel("relu", x, 3, batch_size=B, kind="ntk")
     assert exact.error < 1e-5
-    _t_check(samples_nngp, _functionals(exact.nngp[-1], 3), comparisons=8)
-    _t_check(samples_ntk, _functionals(exact.ntk[-1], 3), comparisons=8)
+    _t_check(samples_nngp, _functionals(exact.nngp[-1], 2), comparisons=8)
+    _t_check(samples_ntk, _functionals(exact.ntk[-1], 2), comparisons=8)
 
 
 @pytest.mark.statistical

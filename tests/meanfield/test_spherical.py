@@ -66,7 +66,7 @@ def test_polar_rule_refuses_a_kink_inside_the_ellipse():
         assert density.expect_polar([((outside,), ())], mpmath.mpf(10) ** -8, 20)[0].value > 0
 
 
-@pytest.mark.parametrize("eps", [0, "0.02"])
+@pytest.mark.parametrize("eps", [0, pytest.param("0.02", marks=pytest.mark.slow)])  # 3 s: in the default run, not the fast one
 def test_pair_law_has_mass_one_and_matches_the_root_solved_density(eps):
     """At a random Gram matrix the polar rule integrates the law to 1, and its radial coordinate
     (no equation solved) gives the density of the root-solved residue formula at the same point."""
@@ -277,6 +277,7 @@ def test_float64_polar_rule_against_laplace(eps, condition):
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # the same comparison runs by default in test_propagate_chooses_the_spherical_route...
 def test_float64_polar_rule_against_the_mpmath_rule():
     """tanh at beta = 0.2, B = 4: the float64 rule (10 digits) against the mpmath polar rule at 12 digits."""
     gram = _gram(4, 7)
@@ -286,7 +287,7 @@ def test_float64_polar_rule_against_the_mpmath_rule():
     assert np.all(np.abs(low.grams[1] - high.grams[1]) <= low.errors[1] + high.errors[1] + 1e-15)
 
 
-@pytest.mark.parametrize("b, eps", [pytest.param(5, "0", marks=pytest.mark.slow), (6, "0.05")])
+@pytest.mark.parametrize("b, eps", [pytest.param(5, "0", marks=[pytest.mark.slow, pytest.mark.extended]), (6, "0.05")])
 def test_float64_kinked_rule_against_laplace(b, eps):
     """ReLU through the float64 rule cut at its kink lines (here x_a = 0 and x_b = 0, the circle cut at
     their ends) against the Laplace method, within the two reported errors (below 10^-10)."""
@@ -302,6 +303,7 @@ def test_float64_kinked_rule_against_laplace(b, eps):
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # off-origin kink lines run by default in ..._carries_the_odd_part_to_ten_digits[6-0-0.05]
 def test_float64_kinked_rule_off_the_origin_against_the_nested_rule():
     """ReLU at beta = 0.2 (kink lines x = -0.2: rays cut where they cross them), B = 4: the float64 rule
     against the mpmath nested rule with the root-solved density, one pair at 11 digits (about 10 s)."""
@@ -320,7 +322,7 @@ def test_float64_kinked_rule_off_the_origin_against_the_nested_rule():
         assert abs(value[a, c] - float(estimate.value)) <= error[a, c] + float(estimate.error) + 1e-15
 
 
-@pytest.mark.parametrize("b, eps, beta", [(6, "0", "0.05"), pytest.param(6, "0.05", "0.3", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("b, eps, beta", [(6, "0", "0.05"), pytest.param(6, "0.05", "0.3", marks=[pytest.mark.slow, pytest.mark.extended])])
 def test_float64_kinked_rule_carries_the_odd_part_to_ten_digits(b, eps, beta):
     """|x + beta|: its square is x^2 + 2 beta x + beta^2, so V_aa is the identity's V_aa at beta = 0 (the
     Laplace method, exact) plus beta^2, while the rule, cut at the kink x = -beta near the origin,

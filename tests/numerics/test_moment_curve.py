@@ -90,6 +90,7 @@ def test_gain_floor_is_where_a_kink_meets_the_edge_of_the_support():
         assert gain_floor(activation("relu"), mpmath.mpf("0.2"), 1, SphereLaw(3, 20)) == 1
 
 
+@pytest.mark.slow  # 3 s: in the default run, not the fast one
 def test_tiers_give_each_node_the_accuracy_its_slack_allows():
     """Past 40 digits the curve has a second, looser tier: nodes with slack are interpolated from
     it (or clamped), and every value still agrees with the direct moments within its reported

@@ -115,6 +115,7 @@ def test_float64_nested_rule_against_the_mpmath_rule(b, monkeypatch):
         assert abs(a.value - e.value) <= a.error + e.error
 
 
+@pytest.mark.slow  # 3 s: in the default run, not the fast one
 def test_float64_nested_rule_with_two_square_root_kinks():
     """Two x^(3/2) kinks (flag "sqrt") close together at gain 4, B = 6: the outer panels beside the
     tangencies are graded, the float64 inner panels (whose ends move with psi) are not; a graded

@@ -133,6 +133,7 @@ def test_other_activations_against_engine_quadrature(act, b):
         assert abs(derive(act, "c").evaluate(B=b) - fp.c) < 1e-12 * fp.value
 
 
+@pytest.mark.slow  # 3 s: in the default run, not the fast one
 def test_polynomial_with_symbolic_gain_and_shift():
     gamma, beta = sp.symbols("gamma beta", real=True)
     rate = derive("x**2 + x", "lambda_G", gamma=gamma, beta=beta)

@@ -43,8 +43,9 @@ def test_facts_with_symbolic_eps(b):
     assert not vanishes(scale_invariance_residual(b, "identity", EPS), b, EPS)
 
 
-@pytest.mark.slow  # B = 7 and 8 (5 and 6 s on a quiet machine) with -m extended: the full suite keeps its 5 minutes
-@pytest.mark.parametrize("b", [6, pytest.param(7, marks=pytest.mark.extended), pytest.param(8, marks=pytest.mark.extended)])
+@pytest.mark.slow  # -m extended (5 to 7 s each): test_structural_facts_at_eps_zero and test_facts_with_symbolic_eps
+@pytest.mark.extended  # prove the same facts at B = 5 in the default run
+@pytest.mark.parametrize("b", [6, 7, 8])
 def test_structural_facts_up_to_eight(b):
     assert all(structural_facts(b, "relu", 0, gamma=GAMMA, beta=BETA).values())
     assert vanishes(normalization_jacobian_residual(b, EPS), b, EPS)
