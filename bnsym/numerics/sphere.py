@@ -73,7 +73,7 @@ MAX_LEVEL_1D = len(SIZES) - 1
 #: Points of the float64 Chebyshev probe that bounds a one-coordinate rule's start level from below
 #: (:meth:`SphereLaw._resolved_level`), and the coefficient size (relative to the largest) it resolves.
 PROBE_POINTS = 1024
-PROBE_FLOOR = 1e-8  # (cos(psi)^(n-2) carries float64 noise of about n 1e-16: 1e-11 at B = 10^5)
+PROBE_FLOOR = 1e-8  # (float64 noise of the probe's values is about 1e-16 times their log-magnitude: see _probe_values)
 #: A probe has more points than PROBE_POINTS where needed (doubling, up to PROBE_MAX_POINTS) so that
 #: neighbouring points are at most PROBE_SPACING times the activation's feature scale apart in its
 #: argument ``gain s + shift`` (a bump of width 1/300 in ``s`` fell between the 1025 points of a panel 18
@@ -187,11 +187,12 @@ class Integrand:
         return replace(self, center=center)
 
 
-def _log_size(f, s):
+def _log_size(f, s, values=None):
     """``log |F(s)|`` on a float64 array ``s``, with mpmath (at :data:`LOG_SIZE_DPS` digits) where ``F``
     overflows float64: ``exp(3 s)`` past ``s = 236.6`` (B = 10^5) is finite in its logarithm, and an
-    ``inf`` there made :meth:`SphereLaw._reach` keep the whole support, where no rule converged."""
-    size = np.abs(np.asarray(f.evaluate_float(s), dtype=float))
+    ``inf`` there made :meth:`SphereLaw._reach` keep the whole support, where no rule converged.
+    ``values``: ``F``'s float64 values at ``s``, if already evaluated."""
+    size = np.abs(np.asarray(f.evaluate_float(s) if values is None else values, dtype=float))
     log_size = np.log(size)
     over = np.flatnonzero(np.isinf(size))
     if over.size:
@@ -470,7 +471,7 @@ class SphereLaw:
         (the panel's coordinate) are ``unit * a_k`` in magnitude, from ``m + 1`` Chebyshev-Lobatto points in
         float64 (``m`` from :meth:`_probe_points`); ``largest`` is the largest of them.  ``unit`` is 1 unless
         the product leaves float64's range on the panel (:meth:`_probe_values`); then ``unit`` and
-        ``largest`` are mpf.  ``(None, 1, 0)`` if all the values are zero."""
+        ``largest`` are mpf.  ``(None, 1, 0)`` if all the values are zero, ``(None, 1, inf)`` if one is NaN."""
         key = (f.base, f._finishing, lo, hi)
         if key not in self._spectra:
             self._spectra[key] = self._chebyshev_probe(f, lo, hi)
@@ -496,6 +497,8 @@ class SphereLaw:
         # (relu' sampled exactly at 0 gave one nonzero value, a flat spectrum and 768-node rules)
         t = (lo + hi) / 2 + (hi - lo) / 2 * (1 - 1e-9) * x
         values, unit = self._probe_values(f, t)
+        if not np.all(np.isfinite(values)):  # NaN from F's NumPy form (repaired where it overflows, Activation.np)
+            return None, 1.0, math.inf
         if not np.any(values):
             return None, 1.0, 0.0
         a = np.abs(np.fft.rfft(np.concatenate([values, values[-2:0:-1]])).real)[: m + 1] / m
@@ -503,51 +506,44 @@ class SphereLaw:
 
     def _probe_values(self, f, t):
         """``(v, unit)`` with ``unit * v`` the values of ``F`` times the law's density at the points ``t`` of the
-        panel's coordinate, ``v`` float64.  Where float64 loses the product (``F`` or the product overflows,
-        or the density underflows beside a nonzero ``F``: ``exp(10 s)^4 exp(-s^2/2)`` peaks at ``e^800``, near
-        ``s = 40``), those points are evaluated with mpmath at :data:`LOG_SIZE_DPS` digits and ``unit`` is
-        a power of 2 (an mpf) near the largest magnitude; else ``unit = 1``.  Without this the overflowing
-        pieces read as unresolved features, the bisection piled 20 points near ``s = 35`` and the rule
-        refused (``spectrum('exp(x)', inf, gamma=10)``)."""
+        panel's coordinate, ``v`` float64 (NaN where ``F``'s NumPy form is NaN).  Where the product leaves float64's
+        range (``exp(10 s)^4 exp(-s^2/2)`` peaks at ``e^800``, near ``s = 40``) it is formed from logarithms,
+        ``log |F|`` (:func:`_log_size`) plus the log-density, and ``unit`` is a power of 2 (an mpf) near the
+        largest magnitude; else ``unit = 1``.  The overflowing pieces otherwise read as unresolved features:
+        the bisection piled 20 points near ``s = 35`` and the rule refused (``spectrum('exp(x)', inf,
+        gamma=10)``).  On the sphere the log-density is ``(n - 2) log1p(-2 sin^2(t/2))``: ``cos(t)^(n-2)``
+        in float64 carries a relative error of about ``n 1e-16`` (``1e-4`` at ``B = 10^12``, read as a feature
+        everywhere: tanh raised PrecisionError there)."""
         with np.errstate(all="ignore"):
             if self.infinite:
-                s, weight = t, np.exp(-t * t / 2)
+                s, log_w = t, -t * t / 2
             else:
-                s, weight = float(self.root_n) * np.sin(t), np.cos(t) ** (self.n - 2)
+                s, log_w = float(self.root_n) * np.sin(t), (self.n - 2) * np.log1p(-2 * np.sin(t / 2) ** 2)
             base = np.asarray(f.evaluate_float(s), dtype=float)
-            values = base * weight
-        lost = np.flatnonzero(~np.isfinite(values) | ((values == 0) & (base != 0)))
-        if not lost.size:
-            return values, 1.0
-        with mpmath.workdps(LOG_SIZE_DPS):
-            exact = []
-            for i in lost:
-                psi = mpmath.mpf(float(t[i]))
-                if self.infinite:
-                    exact.append(f.evaluate(psi) * mpmath.exp(-psi * psi / 2))
-                else:
-                    exact.append(f.evaluate(self.root_n * mpmath.sin(psi)) * mpmath.cos(psi) ** (self.n - 2))
-            kept = np.abs(np.delete(values, lost))
-            largest = max([abs(v) for v in exact] + [mpmath.mpf(float(kept.max())) if kept.size else 0])
-            if not largest:
-                values[lost] = 0.0
+            values = base * np.exp(log_w)
+            if np.all(np.isfinite(values)) and np.abs(values).max() > 1e-280:  # the product is in range
                 return values, 1.0
-            shift = int(mpmath.floor(mpmath.log(largest, 2)))
-            values = np.ldexp(values, -shift)
-            values[lost] = [float(mpmath.ldexp(v, -shift)) for v in exact]
-            return values, mpmath.ldexp(1, shift)
+            log_v = _log_size(f, s, base) + log_w
+            top = np.nanmax(log_v)
+            if not np.isfinite(top):  # every value 0 (or NaN): nothing to scale
+                return values, 1.0
+            shift = int(np.floor(top / math.log(2)))
+            return np.sign(base) * np.exp(log_v - shift * math.log(2)), mpmath.ldexp(1, shift)
 
     def _finite_scale(self, f, lo, hi):
-        """The largest probe coefficient of ``f`` on ``[lo, hi]`` (:meth:`_probe_spectrum`)."""
-        return self._probe_spectrum(f, lo, hi)[2]
+        """The largest probe coefficient of ``f`` on ``[lo, hi]`` (:meth:`_probe_spectrum`), or 0 where its
+        values are not finite (each piece then counts from its own largest)."""
+        largest = self._probe_spectrum(f, lo, hi)[2]
+        return largest if mpmath.isfinite(largest) else 0.0
 
     def _probe(self, f, lo, hi, scale=0.0):
         """Chebyshev coefficients needed on the panel ``[lo, hi]``: the index of the last one above
         :data:`PROBE_FLOOR` times ``scale`` or the panel's own largest, whichever is larger (see
-        :meth:`_resolved_level`)."""
+        :meth:`_resolved_level`); :data:`PROBE_MAX_POINTS` + 1 (more than any rule has nodes) where ``F``'s
+        values are not finite, so that the panel is split or the rule refuses."""
         a, unit, largest = self._probe_spectrum(f, float(lo), float(hi))
         if a is None:
-            return 0
+            return 0 if largest == 0 else PROBE_MAX_POINTS + 1
         floor = float(PROBE_FLOOR * max(scale, largest) / unit)
         above = np.flatnonzero(a > floor)
         return int(above[-1]) + 1 if above.size else 0

@@ -190,11 +190,26 @@ def test_an_integrand_that_overflows_float64_on_the_support_keeps_its_reach():
             assert abs(rate.value - predicted) < 1e-8, (b, rate, predicted)
 
 
-@pytest.mark.slow  # 2.5 s
+@pytest.mark.slow  # 6 s
+def test_a_batch_of_a_trillion_keeps_its_one_over_b_correction():
+    """tanh at B = 10^12 raised PrecisionError: the float64 probe formed ``cos(psi)^(n-2)``, whose relative
+    error is about ``n 1e-16`` (1e-4 here), and read the noise as a feature on every panel; it now takes
+    the density's logarithm (``log1p``).  Reference: ``lambda(B) = lambda(inf) + a/B + O(1/B^2)`` with ``a``
+    from B = 10^6 (``a`` known to about 1e-6 relative there, so the prediction to about 1e-18 at 10^12);
+    measured ``(lambda(B) - lambda(inf)) B = 0.87954205`` at B = 10^10, 10^12 and 10^15."""
+    with mpmath.workdps(30):
+        limit = bnsym.gradient_explosion_rate("tanh", math.inf, dps=20).value
+        slope = (bnsym.gradient_explosion_rate("tanh", 10**6, dps=20).value - limit) * 10**6
+        rate = bnsym.gradient_explosion_rate("tanh", 10**12, dps=15)
+        predicted = limit + slope / 10**12
+        assert abs(rate.value - predicted) <= rate.error + mpmath.mpf(10) ** -16, (rate, predicted)
+
+
+@pytest.mark.slow  # 1.5 s
 def test_the_spectrum_of_an_exponential_whose_moments_overflow_float64():
     """``exp(10 s)`` at B = inf: the spectrum's fourth moments peak at ``e^800``, past float64's range, and the
     float64 probe read the overflow as an unresolved feature, piled split points near ``s = 35`` and
-    refused (PrecisionError after 9 s); the probe now takes the lost points in mpmath.  Closed forms from
+    refused (PrecisionError after 9 s); the probe now forms the values from logarithms.  Closed forms from
     the Gaussian moments ``E[s^k e^(a s)]`` (docs/theory.md section 15.2, ``g = gamma^2``, ``E = e^g``):
     ``q* = E^2 - E``, ``lambda_L = g (2E - 1)/(E - 1)``, ``lambda_M = g/(E - 1)``, ``lambda_G = g/(1 - 1/E)``."""
     spectrum = bnsym.spectrum("exp(x)", math.inf, gamma=10, dps=15)
