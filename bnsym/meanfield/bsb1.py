@@ -53,10 +53,13 @@ from bnsym.numerics.sphere import SphereLaw
 MAX_RADIAL_LEVEL = 11
 #: The root may move this far (relatively) from the design scale before the rule is redesigned.
 WINDOW = mpmath.mpf("0.1")
-#: Redesigns after the inner secant ran off from inside the design window (where the Newton step put the
-#: root) before the level gives up with PrecisionError: tanh at B = 8 just below its critical eps needed
-#: 5 among 32 designs; without a bound the loop crept on for up to 199 designs and then said "contracts".
+#: Redesigns after the inner secant ran off from inside a design window where ``a - F(a)`` changes sign
+#: (a root the secant missed) before the level gives up with PrecisionError: tanh at B = 8 just below its
+#: critical eps needed 5 among 32 designs; without a bound the loop crept on for up to 199 designs and then
+#: said "contracts".  A window where ``a - F(a)`` keeps one sign on WINDOW_SAMPLES + 1 points holds no root
+#: (a near-tangency, where the coexisting branch past eps_c ends): the design moves on past the window.
 MAX_SECANT_FAILURES = 20
+WINDOW_SAMPLES = 8
 
 
 def fixed_point(activation, batch_size, *, gamma=1, beta=0, eps=0, sigma_w=1, dps=15, method="auto") -> FixedPoint:
@@ -397,14 +400,21 @@ def _solve_level(settings, law, method, level, a_start, cache, floor=None) -> Ra
         if lo < target < hi:
             try:
                 a = _secant(lambda x: x - spread_of(x), a_design, target, settings, what="scale sigma_w^2 (q*-c*)")
-            except ScaleContracts:  # the secant ran off from inside the window: redesign at the Newton step
-                failures += 1
-                if failures > MAX_SECANT_FAILURES:
-                    raise PrecisionError(
-                        f"the scale equation's secant ran off {failures} times from inside the design window "
-                        f"near sigma_w^2 (q*-c*) = {mpmath.nstr(a_design, 6)}, where the Newton step put its root "
-                        f"(B={b}, eps={mpmath.nstr(eps, 6)}): no fixed point solved, and no contraction shown"
-                    ) from None
+            except ScaleContracts:  # the secant ran off from inside the window
+                signs = {mpmath.sign(x - spread_of(x)) for x in (lo + (hi - lo) * i / WINDOW_SAMPLES
+                                                                 for i in range(WINDOW_SAMPLES + 1))}
+                if signs == {1}:  # a > F(a) on the whole window (a near-tangency): no root here, the scale falls
+                    target = lo * (1 - WINDOW)
+                elif signs == {-1}:  # a < F(a) on the whole window: the scale grows
+                    target = hi * (1 + WINDOW)
+                else:  # a root in the window that the secant missed: redesign at the Newton step, a bounded number of times
+                    failures += 1
+                    if failures > MAX_SECANT_FAILURES:
+                        raise PrecisionError(
+                            f"the scale equation's secant ran off {failures} times from inside a design window "
+                            f"that holds a root (near sigma_w^2 (q*-c*) = {mpmath.nstr(a_design, 6)}, B={b}, "
+                            f"eps={mpmath.nstr(eps, 6)}): no fixed point solved, and no contraction shown"
+                        ) from None
             else:
                 if lo <= a <= hi:
                     return _level_values(settings, a_design, a, ys, ws, nodes_k, moments, designs)

@@ -107,6 +107,21 @@ def test_a_secant_that_keeps_running_off_is_a_precision_error_not_a_contraction(
     assert len(calls) == bsb1.MAX_SECANT_FAILURES + 1
 
 
+@pytest.mark.slow  # 14 s
+def test_the_coexisting_branch_ends_at_a_tangency_without_a_precision_error():
+    """gelu at B = 8, gamma = 2.652, beta = -0.673 (eps_c = 0.0093): the coexisting nondegenerate point
+    past eps_c exists at eps = 0.757 (lambda_G 1.6546, scale about 0.39) and not at 0.758, where
+    ``a - F(a)`` has a positive minimum near the old root: the Newton step lands in the window, the secant
+    runs off.  The bound on such failures first turned this into PrecisionError (found by the review); a
+    window where ``a - F(a)`` keeps one sign now moves the design on, and the search contracts to the
+    degenerate point as before the bound (98 secant failures, none counted against it)."""
+    kwargs = dict(gamma="2.652", beta="-0.673", dps=8)
+    below = bnsym.gradient_explosion_rate("gelu", 8, eps="0.757", **kwargs)
+    past = bnsym.gradient_explosion_rate("gelu", 8, eps="0.758", **kwargs)
+    assert below.regime == "nondegenerate" and below.value > 1
+    assert past.regime == "degenerate" and past.value < 1
+
+
 def test_degenerate_quantities():
     """Past eps_c: q* = c* = phi(beta)^2, lambda_G = eps_g/eps (ReLU window: > 1 for eps < eps_g)."""
     crit = bnsym.critical_eps("relu", 32)
