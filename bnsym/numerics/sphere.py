@@ -190,11 +190,13 @@ class Integrand:
 def _log_size(f, s, values=None):
     """``log |F(s)|`` on a float64 array ``s``, with mpmath (at :data:`LOG_SIZE_DPS` digits) where ``F``
     overflows float64: ``exp(3 s)`` past ``s = 236.6`` (B = 10^5) is finite in its logarithm, and an
-    ``inf`` there made :meth:`SphereLaw._reach` keep the whole support, where no rule converged.
+    ``inf`` there made :meth:`SphereLaw._reach` keep the whole support, where no rule converged.  NaN
+    (``inf - inf`` of a centred integrand whose centre overflows too) is taken in mpmath as well.
     ``values``: ``F``'s float64 values at ``s``, if already evaluated."""
     size = np.abs(np.asarray(f.evaluate_float(s) if values is None else values, dtype=float))
-    log_size = np.log(size)
-    over = np.flatnonzero(np.isinf(size))
+    with np.errstate(divide="ignore"):
+        log_size = np.log(size)
+    over = np.flatnonzero(~np.isfinite(size))
     if over.size:
         with mpmath.workdps(LOG_SIZE_DPS):
             log_size[over] = [float(mpmath.log(abs(f.evaluate(mpmath.mpf(float(v)))))) for v in s[over]]
@@ -535,7 +537,12 @@ class SphereLaw:
             if not np.isfinite(top):  # every value 0 (or NaN): nothing to scale
                 return values, 1.0
             shift = int(np.floor(top / math.log(2)))
-            return np.sign(base) * np.exp(log_v - shift * math.log(2)), mpmath.ldexp(1, shift)
+            sign = np.sign(base)
+            lost = np.flatnonzero(np.isnan(base))  # (the sign of inf - inf: from mpmath, as its logarithm was)
+            if lost.size:
+                with mpmath.workdps(LOG_SIZE_DPS):
+                    sign[lost] = [float(mpmath.sign(f.evaluate(mpmath.mpf(float(v))))) for v in s[lost]]
+            return sign * np.exp(log_v - shift * math.log(2)), mpmath.ldexp(1, shift)
 
     def _finite_scale(self, f, lo, hi):
         """The largest probe coefficient of ``f`` on ``[lo, hi]`` (:meth:`_probe_spectrum`), or 0 where its

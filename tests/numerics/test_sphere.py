@@ -373,3 +373,28 @@ def test_growth_that_has_not_decayed_keeps_the_whole_sphere(b, gain, dps):
         for value, exact, scale in ((mean, generating(gain), mpmath.sqrt(generating(2 * gain))),
                                     (square, generating(2 * gain), generating(2 * gain))):
             assert abs(value.value - exact) <= rtol * scale, (value, exact)
+
+
+@pytest.mark.parametrize("b", [math.inf, 10_000])
+def test_the_probe_values_of_an_integrand_beyond_float64_are_its_mpmath_values(b):
+    """``(exp(100 s) - c)^2`` with ``c = 1e400``: in float64 the centre is ``inf`` and ``F`` is ``inf`` or
+    ``inf - inf = NaN``, the product with the density ``inf`` or ``0``.  The probe forms ``F w`` from
+    logarithms in a power-of-2 unit (NaN points in mpmath): ``exp(x)`` at B = 10^4, gamma = 100 raised
+    PrecisionError while the NaN points were read as unresolved.  Against ``F w`` in mpmath at 30 digits,
+    point by point, relative to the largest."""
+    law = SphereLaw(b, 20)
+    f = Integrand(activation("exp(x)"), mpmath.mpf(100), mpmath.mpf(0), center=mpmath.mpf(10) ** 400, exponent=2)
+    end = 30.0 if b == math.inf else 1.5
+    t = np.linspace(-end, end, 201)
+    values, unit = law._probe_values(f, t)
+    assert np.all(np.isfinite(values)) and unit > 1e300
+    with mpmath.workdps(30):
+        def exact(x):
+            x = mpmath.mpf(float(x))
+            if b == math.inf:
+                return f.evaluate(x) * mpmath.exp(-x * x / 2)
+            return f.evaluate(law.root_n * mpmath.sin(x)) * mpmath.cos(x) ** (law.n - 2)
+
+        reference = [exact(x) for x in t]
+        top = max(abs(r) for r in reference)
+        assert max(abs(v * unit - r) for v, r in zip(values, reference)) <= 1e-9 * top
