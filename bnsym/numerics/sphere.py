@@ -480,7 +480,7 @@ class SphereLaw:
         (the panel's coordinate) are ``unit * a_k`` in magnitude, from ``m + 1`` Chebyshev-Lobatto points in
         float64 (``m`` from :meth:`_probe_points`); ``largest`` is the largest of them.  ``unit`` is 1 unless
         the product leaves float64's range on the panel (:meth:`_probe_values`); then ``unit`` and
-        ``largest`` are mpf.  ``(None, 1, 0)`` if all the values are zero, ``(None, 1, inf)`` if one is NaN."""
+        ``largest`` are mpf.  ``(None, 1, 0)`` if all the values are zero, ``(None, 1, inf)`` if one is not finite."""
         key = (f.base, f._finishing, lo, hi)
         if key not in self._spectra:
             self._spectra[key] = self._chebyshev_probe(f, lo, hi)
@@ -506,7 +506,7 @@ class SphereLaw:
         # (relu' sampled exactly at 0 gave one nonzero value, a flat spectrum and 768-node rules)
         t = (lo + hi) / 2 + (hi - lo) / 2 * (1 - 1e-9) * x
         values, unit = self._probe_values(f, t)
-        if not np.all(np.isfinite(values)):  # NaN from F's NumPy form (repaired where it overflows, Activation.np)
+        if not np.all(np.isfinite(values)):  # NaN even in mpmath (_probe_values): unresolved
             return None, 1.0, math.inf
         if not np.any(values):
             return None, 1.0, 0.0
@@ -515,7 +515,7 @@ class SphereLaw:
 
     def _probe_values(self, f, t):
         """``(v, unit)`` with ``unit * v`` the values of ``F`` times the law's density at the points ``t`` of the
-        panel's coordinate, ``v`` float64 (NaN where ``F``'s NumPy form is NaN).  Where the product leaves float64's
+        panel's coordinate, ``v`` float64 (NaN only where ``F`` is NaN in mpmath too).  Where the product leaves float64's
         range (``exp(10 s)^4 exp(-s^2/2)`` peaks at ``e^800``, near ``s = 40``) it is formed from logarithms,
         ``log |F|`` (:func:`_log_size`) plus the log-density, and ``unit`` is a power of 2 (an mpf) near the
         largest magnitude; else ``unit = 1``.  The overflowing pieces otherwise read as unresolved features:
