@@ -398,3 +398,17 @@ def test_the_probe_values_of_an_integrand_beyond_float64_are_its_mpmath_values(b
         reference = [exact(x) for x in t]
         top = max(abs(r) for r in reference)
         assert max(abs(v * unit - r) for v, r in zip(values, reference)) <= 1e-9 * top
+
+
+def test_the_cut_of_a_large_batch_keeps_mass_far_beyond_the_weights_own_cut():
+    """B = 10^4: the reach is searched on a fine grid of ``REACH_SPAN psi_max`` (``s`` up to 64.6) and a coarse
+    one of all of ``[0, pi/2)``.  ``x + exp(-100 (x - 70)^2 + 3400)`` falls below the cut's threshold inside
+    the window and peaks again near ``s = 69.3`` beyond it: a first version searched the window alone, cut at
+    ``s = 11.6`` and gave ``E[F] = 0 +- 0`` (mpmath.quad with breakpoints at the peak: 3.5993743025936e33,
+    which the rule now gives in 18 s; found by the review).  The cut must lie beyond the bump."""
+    law = SphereLaw(10_000, 15)
+    f = Integrand(activation("x + exp(-100*(x - 70)**2 + 3400)"), mpmath.mpf(1), mpmath.mpf(0))
+    with mpmath.workdps(15):
+        assert law.root_n * mpmath.sin(law._reach([f])) > 70
+        tame = Integrand(activation("tanh"), mpmath.mpf(1), mpmath.mpf(0))
+        assert law._reach([tame]) < 6 * law.psi_max  # and the window still sets a bounded activation's cut
