@@ -53,12 +53,10 @@ from bnsym.numerics.sphere import SphereLaw
 MAX_RADIAL_LEVEL = 11
 #: The root may move this far (relatively) from the design scale before the rule is redesigned.
 WINDOW = mpmath.mpf("0.1")
-#: Redesigns after the inner secant ran off from inside a design window where ``a - F(a)`` changes sign
-#: (a root the secant missed) before the level gives up with PrecisionError: tanh at B = 8 just below its
-#: critical eps needed 5 among 32 designs; without a bound the loop crept on for up to 199 designs and then
-#: said "contracts".  A window where ``a - F(a)`` keeps one sign on WINDOW_SAMPLES + 1 points holds no root
-#: (a near-tangency, where the coexisting branch past eps_c ends): the design moves on past the window.
-MAX_SECANT_FAILURES = 20
+#: Points of a design window at which ``a - F(a)`` is sampled when the inner secant runs off from it or the
+#: Newton step points back into a window found without a root (:func:`_window_root`): a sign change is a root
+#: the secant missed (tanh at B = 8 just below its critical eps), bisected; one sign is no root there (a
+#: near-tangency, where the coexisting branch past eps_c ends), and later designs stay out of that window.
 WINDOW_SAMPLES = 8
 
 
@@ -382,7 +380,7 @@ def _solve_level(settings, law, method, level, a_start, cache, floor=None) -> Ra
     n = b - 1
     a_design = a_start
     a_floor = a_start * (mpmath.mpf(10) ** -(settings.working_dps) if floor is None else floor)
-    failures = 0
+    ceiling, bottom = mpmath.inf, mpmath.mpf(0)  # no root in a window found at or above / at or below these
     for designs in range(1, 200):
         ys, ws, nodes_k, moments = _design(settings, law, method, level, a_design, cache)
 
@@ -397,38 +395,97 @@ def _solve_level(settings, law, method, level, a_start, cache, floor=None) -> Ra
         slope = 1 - (spread_of(a_design + h) - spread_of(a_design - h)) / (2 * h)
         step = (a_design - f_design) / slope if slope != 0 else a_design - f_design
         target = a_design - step
-        if lo < target < hi:
+        # a Newton step back into a window found without a root (it points at a positive minimum of a - F(a))
+        probe = target >= ceiling * (1 - WINDOW) or target <= bottom * (1 + WINDOW)
+        if lo < target < hi and not probe:
             try:
                 a = _secant(lambda x: x - spread_of(x), a_design, target, settings, what="scale sigma_w^2 (q*-c*)")
             except ScaleContracts:  # the secant ran off from inside the window
-                signs = {mpmath.sign(x - spread_of(x)) for x in (lo + (hi - lo) * i / WINDOW_SAMPLES
-                                                                 for i in range(WINDOW_SAMPLES + 1))}
-                if signs == {1}:  # a > F(a) on the whole window (a near-tangency): no root here, the scale falls
-                    target = lo * (1 - WINDOW)
-                elif signs == {-1}:  # a < F(a) on the whole window: the scale grows
-                    target = hi * (1 + WINDOW)
-                else:  # a root in the window that the secant missed: redesign at the Newton step, a bounded number of times
-                    failures += 1
-                    if failures > MAX_SECANT_FAILURES:
-                        raise PrecisionError(
-                            f"the scale equation's secant ran off {failures} times from inside a design window "
-                            f"that holds a root (near sigma_w^2 (q*-c*) = {mpmath.nstr(a_design, 6)}, B={b}, "
-                            f"eps={mpmath.nstr(eps, 6)}): no fixed point solved, and no contraction shown"
-                        ) from None
+                probe = True
             else:
                 if lo <= a <= hi:
                     return _level_values(settings, a_design, a, ys, ws, nodes_k, moments, designs)
                 target = a
-        # move the design scale towards the root (at most a factor 2 per redesign)
+        if probe:  # settle the window itself: a root by bisection, or one sign of a - F(a) on all of it
+            sign, root = _window_root(lambda x: x - spread_of(x), lo, hi, settings.working_dps)
+            if root is not None:
+                return _level_values(settings, a_design, root, ys, ws, nodes_k, moments, designs)
+            if sign > 0:  # a > F(a) on the whole window (a near-tangency): no root here, the scale falls
+                ceiling, target = min(ceiling, lo), a_design / 2
+            else:  # a < F(a) on the whole window: the scale grows
+                bottom, target = max(bottom, hi), a_design * 2
+        # move the design scale towards the root (at most a factor 2 per redesign), never back into a window
+        # found without a root (the Newton step of a positive minimum of a - F(a) points back at it)
         if not mpmath.isfinite(target) or target <= 0:
             target = a_design / 2
-        a_design = min(max(target, a_design / 2), a_design * 2)
+        a_design = min(max(target, a_design / 2), a_design * 2, ceiling * (1 - WINDOW))
+        a_design = max(a_design, bottom * (1 + WINDOW))
+        if bottom * (1 + WINDOW) > ceiling * (1 - WINDOW):
+            raise PrecisionError(
+                f"the scale equation's root lies between two windows found without one ({mpmath.nstr(bottom, 6)} "
+                f"and {mpmath.nstr(ceiling, 6)}), where the secant runs off (B={b}, eps={mpmath.nstr(eps, 6)})")
         if a_design < a_floor:
             break
+    else:  # no root and no contraction shown (the scale grew, or crept down from window to window)
+        raise PrecisionError(
+            f"the scale equation sigma_w^2 (q*-c*) = F(...) was not solved in {designs} designs of the radial rule "
+            f"(the design scale went from {mpmath.nstr(a_start, 6)} to {mpmath.nstr(a_design, 6)}; B={b}, "
+            f"eps={mpmath.nstr(eps, 6)})"
+        )
     raise ScaleContracts(
         f"no BSB1 fixed point with a positive scale sigma_w^2 (q*-c*): it contracts towards 0 "
         f"(eps={mpmath.nstr(eps, 6)} is too large for sigma_w={mpmath.nstr(settings.sigma_w, 6)}, gamma={mpmath.nstr(settings.gamma, 6)})"
     )
+
+
+def _window_root(g, lo, hi, working_dps):
+    """``(0, root)`` for a root of ``g`` in ``[lo, hi]`` (bisection to ``10^-(working_dps-3)`` relative), or
+    ``(1, None)`` / ``(-1, None)`` if ``g > 0`` / ``g < 0`` on all of it.
+
+    ``g`` at :data:`WINDOW_SAMPLES` + 1 equally spaced points; a sign change between two is bisected.  Where they
+    share one sign, the extremum nearest zero (around the least ``|g|`` among them) is refined by golden-section
+    search on its two neighbouring intervals, so that two roots closer than the samples' spacing (2.5% of the
+    scale, found by the review) are not read as none; if it reaches zero, the root between it and the nearer
+    sample is bisected.  Assumes one extremum between neighbouring samples.  Cost: about 40 evaluations of ``g``
+    (the scale equation reweighted, no sphere expectation) plus one per bisection step."""
+    xs = [lo + (hi - lo) * i / WINDOW_SAMPLES for i in range(WINDOW_SAMPLES + 1)]
+    gs = [g(x) for x in xs]
+    tol = mpmath.mpf(10) ** -(working_dps - 3)
+
+    def bisect(a, b, ga):
+        while abs(b - a) > tol * abs(b):
+            m = (a + b) / 2
+            gm = g(m)
+            if gm == 0:
+                return m
+            if mpmath.sign(gm) == mpmath.sign(ga):
+                a, ga = m, gm
+            else:
+                b = m
+        return (a + b) / 2
+
+    for x0, x1, g0, g1 in zip(xs, xs[1:], gs, gs[1:]):
+        if g0 == 0:
+            return 0, x0
+        if mpmath.sign(g0) != mpmath.sign(g1):
+            return 0, bisect(x0, x1, g0)
+    if gs[-1] == 0:
+        return 0, xs[-1]
+    sign = mpmath.sign(gs[0])
+    i = min(range(len(xs)), key=lambda j: abs(gs[j]))
+    a, b = xs[max(i - 1, 0)], xs[min(i + 1, len(xs) - 1)]
+    ratio = (mpmath.sqrt(5) - 1) / 2
+    for _ in range(30):  # golden section for the least sign * g on [a, b]
+        c, d = b - ratio * (b - a), a + ratio * (b - a)
+        if sign * g(c) < sign * g(d):
+            b = d
+        else:
+            a = c
+    m = (a + b) / 2
+    gm = g(m)
+    if sign * gm > 0:
+        return int(sign), None
+    return 0, bisect(xs[i], m, gs[i]) if gm != 0 else m
 
 
 def _design(settings, law, method, level, a_design, cache):
