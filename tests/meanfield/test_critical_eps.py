@@ -121,7 +121,7 @@ def test_the_coexisting_branch_ends_at_a_tangency_without_a_precision_error():
     window where ``a - F(a)`` keeps one sign (its least value refined) now holds no root, later designs stay
     below it, and the search contracts to the degenerate point, as it did before the bound (in 7 s, 14 s
     then)."""
-    kwargs = dict(gamma="2.652", beta="-0.673", dps=8)
+    kwargs = {"gamma": "2.652", "beta": "-0.673", "dps": 8}
     below = bnsym.gradient_explosion_rate("gelu", 8, eps="0.757", **kwargs)
     past = bnsym.gradient_explosion_rate("gelu", 8, eps="0.758", **kwargs)
     assert below.regime == "nondegenerate" and below.value > 1
