@@ -350,7 +350,7 @@ class SphereLaw:
         window: one step of the grid on all of ``[0, pi/2]`` (``3.8e-4``) was ten to twenty times the weight's
         width at B = 10^11, and the rules' panels as wide.  The coarse points beyond the window still see
         mass far out (a first version searched the window alone and cut ``x + exp(-100 (x - 70)^2 + 3400)``
-        at B = 10^4 at ``s = 11.6``: ``E[F] = 0 +- 0`` for ``2.7e33``, found by the review)."""
+        at B = 10^4 at ``s = 11.6``: ``E[F] = 0 +- 0`` for ``3.6e33``, found by the review)."""
         if self.infinite:
             end = REACH_SPAN * float(self.gauss_cut)
             t = np.linspace(0, end, REACH_POINTS)
