@@ -188,22 +188,25 @@ class Integrand:
 
 
 def _log_size(f, s, values=None):
-    """``log |F(s)|`` on a float64 array ``s``, with mpmath (at :data:`LOG_SIZE_DPS` digits) where ``F``
-    overflows float64: ``exp(3 s)`` past ``s = 236.6`` (B = 10^5) is finite in its logarithm, and an
-    ``inf`` there made :meth:`SphereLaw._reach` keep the whole support, where no rule converged.  NaN
-    (``inf - inf`` of a centred integrand whose centre overflows too) is taken in mpmath as well.
-    ``values``: ``F``'s float64 values at ``s``, if already evaluated."""
-    size = np.abs(np.asarray(f.evaluate_float(s) if values is None else values, dtype=float))
-    with np.errstate(divide="ignore"):
-        log_size = np.log(size)
-    over = np.flatnonzero(~np.isfinite(size))
+    """``(log |F(s)|, sign F(s))`` on a float64 array ``s``, with mpmath (at :data:`LOG_SIZE_DPS` digits) where
+    ``F`` is not finite in float64, each such point evaluated once: ``exp(3 s)`` past ``s = 236.6`` (B = 10^5)
+    is finite in its logarithm, and an ``inf`` there made :meth:`SphereLaw._reach` keep the whole support,
+    where no rule converged; NaN (``inf - inf`` of a centred integrand whose centre overflows too) takes its
+    sign from mpmath as well (:meth:`SphereLaw._probe_values`).  ``values``: ``F``'s float64 values at ``s``,
+    if already evaluated."""
+    values = np.asarray(f.evaluate_float(s) if values is None else values, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_size, sign = np.log(np.abs(values)), np.sign(values)
+    over = np.flatnonzero(~np.isfinite(values))
     if over.size:
         with mpmath.workdps(LOG_SIZE_DPS):
-            log_size[over] = [float(mpmath.log(abs(f.evaluate(mpmath.mpf(float(v)))))) for v in s[over]]
-    return log_size
+            exact = [f.evaluate(mpmath.mpf(float(v))) for v in s[over]]
+            log_size[over] = [float(mpmath.log(abs(x))) for x in exact]
+            sign[over] = [float(mpmath.sign(x)) for x in exact]
+    return log_size, sign
 
 
-#: Digits of the mpmath values of :func:`_log_size` (only their logarithm is used, as a float).
+#: Digits of the mpmath values of :func:`_log_size` (only their logarithm and sign are used, as floats).
 LOG_SIZE_DPS = 20
 
 
@@ -371,7 +374,7 @@ class SphereLaw:
         last = 0.0
         with np.errstate(all="ignore"):
             for sign in (1.0, -1.0):
-                log_size = _log_size(f, sign * s)
+                log_size = _log_size(f, sign * s)[0]
                 log_size = np.maximum.accumulate(np.where(np.isnan(log_size), np.inf, log_size))
                 for power in (1, 2):
                     g = power * log_size + log_w
@@ -539,7 +542,7 @@ class SphereLaw:
             values = base * np.exp(log_w)
             if np.all(np.isfinite(values)):  # (values that underflow to 0 are negligible beside the panel's scale)
                 return values, 1.0
-            log_f = _log_size(f, s, base)
+            log_f, sign = _log_size(f, s, base)
             # a subnormal float64 F is not trusted (sigmoid' is 0 on [-709, -355] and 1.6e-309 repaired below):
             # it counts as 0, as it would in the product
             log_f[np.isfinite(base) & (np.abs(base) < np.finfo(float).tiny)] = -np.inf
@@ -548,11 +551,6 @@ class SphereLaw:
             if not np.isfinite(top):  # every value 0 (or NaN): nothing to scale
                 return values, 1.0
             shift = int(np.floor(top / math.log(2)))
-            sign = np.sign(base)
-            lost = np.flatnonzero(np.isnan(base))  # (the sign of inf - inf: from mpmath, as its logarithm was)
-            if lost.size:
-                with mpmath.workdps(LOG_SIZE_DPS):
-                    sign[lost] = [float(mpmath.sign(f.evaluate(mpmath.mpf(float(v))))) for v in s[lost]]
             return sign * np.exp(log_v - shift * math.log(2)), mpmath.ldexp(1, shift)
 
     def _finite_scale(self, f, lo, hi):
