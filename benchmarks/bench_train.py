@@ -7,7 +7,8 @@ Two parts, in one run:
    momentum 0.9, float32.  Three things are timed per training step, alternated
    within the run (bnsym, PyTorch, sgemm, bnsym, PyTorch, ... in rounds of
    ``--steps`` steps, the order rotating each round) and summarised by their
-   medians over ``--rounds`` rounds:
+   medians over ``--rounds`` rounds; the PyTorch contenders run in a second process,
+   one at a time with the first (their thread pools must not spin beside NumPy's):
 
    - bnsym: gather a shuffled batch, ``Network.loss_and_gradients``, ``SGD.step``
      (what :func:`bnsym.train.training.fit` does per step);
@@ -18,6 +19,11 @@ Two parts, in one run:
      weights, same batches, ``torch.set_num_threads(threads)``;
    - the sgemm roof: only the matrix products of one step, at the trainer's shapes
      and orientations, by ``np.matmul(..., out=...)``.
+
+   - the same products with one weight, activation and gradient array per layer, as the
+     trainer holds them ("layered": they stream from memory instead of one cached matrix),
+     in NumPy and, when PyTorch is there, in PyTorch ("torch gemm"): the part of the
+     difference between bnsym and PyTorch that is their matrix-product libraries.
 
    Printed: ms/step of each, ``bnsym / torch`` (goal <= 1) and
    ``sgemm / bnsym`` (the fraction of the roof reached; goal >= 0.7 at (20, 128)).
@@ -82,6 +88,38 @@ def sgemm_step(np, depth, batch, width, input_dim, classes):
             np.matmul(x.T, g, out=o_nn)             # hidden weight gradient
             np.matmul(g, w.T, out=o_bn2)            # hidden input gradient
         np.matmul(x0.T, g, out=o_dn)                # first layer weight gradient
+
+    return step
+
+
+def layered_gemm_step(lib, np, depth, batch, width, input_dim, classes):
+    """The matrix products of one step with a weight matrix, activation and gradient array per layer, as
+    the trainer holds them (``lib`` is ``np`` or ``torch``): what the products cost when they stream
+    from memory instead of one cached matrix."""
+    rng = np.random.default_rng(0)
+    f32 = np.float32
+    wrap = (lambda a: a) if lib is np else lib.from_numpy
+    empty = (lambda shape: np.empty(shape, f32)) if lib is np else (lambda shape: lib.empty(shape))
+    dims = [input_dim] + [width] * depth
+    ws = [wrap(rng.standard_normal((dims[l], width), dtype=f32)) for l in range(depth)]
+    xs = [wrap(rng.standard_normal((batch, dims[l]), dtype=f32)) for l in range(depth)]
+    hs = [empty((batch, width)) for _ in range(depth)]
+    gws = [empty((dims[l], width)) for l in range(depth)]
+    gs = [wrap(rng.standard_normal((batch, width), dtype=f32)) for _ in range(3)]
+    wo = wrap(rng.standard_normal((width, classes), dtype=f32))
+    gz = wrap(rng.standard_normal((batch, classes), dtype=f32))
+    o_bc, o_nc = empty((batch, classes)), empty((width, classes))
+
+    def step():
+        for l in range(depth):
+            lib.matmul(xs[l], ws[l], out=hs[l])
+        lib.matmul(hs[-1], wo, out=o_bc)
+        lib.matmul(hs[-1].T, gz, out=o_nc)
+        lib.matmul(gz, wo.T, out=gs[0])
+        for l in range(depth - 1, -1, -1):
+            lib.matmul(xs[l].T, gs[l % 2], out=gws[l])
+            if l > 0:
+                lib.matmul(gs[l % 2], ws[l].T, out=gs[(l + 1) % 2])
 
     return step
 
@@ -151,35 +189,101 @@ def torch_step(torch, np, data, network, batch, seed=0):
     return step
 
 
-def compare(np, data, configs, width, threads, rounds, steps):
-    """Median ms/step of bnsym, PyTorch and the sgemm roof per configuration, alternated within the run."""
+#: Seconds of quiet before each timed block: idle BLAS and OpenMP threads spin (OpenBLAS's yield
+#: for about 2^28 cycles after a call) before they sleep, and must not spin beside the next contender.
+SETTLE = 0.3
+
+
+def timed_steps(fn, steps):
+    """ms per step of ``steps`` calls of ``fn``, after :data:`SETTLE` seconds of quiet and one untimed
+    call (caches and thread pools)."""
+    time.sleep(SETTLE)
+    fn()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return (time.perf_counter() - start) / steps * 1e3
+
+
+def torch_side(conn, threads, data_dir, width):
+    """The PyTorch contenders, in their own process: they answer ``("setup", depth, batch)`` and
+    ``("time", name, steps)`` on ``conn`` until ``None``.
+
+    PyTorch's OpenMP threads and NumPy's OpenBLAS threads both spin for a while after each
+    product; in one process each library's spinning threads took the cores from the other's
+    (measured: PyTorch at (20, 16) 13.5 ms a step beside bnsym, 7.3 ms alone), so the two never
+    share a process.
+    """
+    for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[key] = str(threads)
+    import numpy as np
+
     try:
         import torch
-
-        torch.set_num_threads(threads)
     except ImportError:
-        torch = None
+        conn.send(None)
+        return
+    torch.set_num_threads(threads)
+    from bnsym.train.datasets import load_dataset
+
+    data = load_dataset("fashion-mnist", data_dir)
+    conn.send(torch.__version__)
+    contenders = {}
+    while (message := conn.recv()) is not None:
+        if message[0] == "setup":
+            _, depth, batch = message
+            _, network = bnsym_step(np, data, depth, batch, width)  # the same initial weights as bnsym's
+            contenders = {
+                "torch": torch_step(torch, np, data, network, batch),
+                "torch gemm": layered_gemm_step(torch, np, depth, batch, width, data.input_dim, data.num_classes),
+            }
+            conn.send(list(contenders))
+        else:
+            _, name, steps = message
+            conn.send(timed_steps(contenders[name], steps))
+
+
+def compare(np, data, configs, width, threads, rounds, steps, data_dir=None, use_torch=True):
+    """Median ms/step of bnsym, PyTorch and the roofs per configuration, alternated within the run
+    (the PyTorch contenders in a process of their own: :func:`torch_side`)."""
+    import multiprocessing
+
+    remote, torch_version = None, None
+    if use_torch:
+        context = multiprocessing.get_context("spawn")
+        conn, child_conn = context.Pipe()
+        remote = context.Process(target=torch_side, args=(child_conn, threads, data_dir, width), daemon=True)
+        remote.start()
+        torch_version = conn.recv()
+        if torch_version is None:
+            remote.join()
+            remote = None
     rows = []
-    for depth, batch in configs:
-        contenders = {}
-        contenders["bnsym"], network = bnsym_step(np, data, depth, batch, width)
-        if torch is not None:
-            contenders["torch"] = torch_step(torch, np, data, network, batch)
-        contenders["sgemm"] = sgemm_step(np, depth, batch, width, data.input_dim, data.num_classes)
-        names = list(contenders)
-        times = {name: [] for name in names}
-        for r in range(rounds):
-            order = names[r % len(names):] + names[:r % len(names)]
-            for name in order:
-                fn = contenders[name]
-                fn()  # one untimed step after switching: caches and thread pools
-                start = time.perf_counter()
-                for _ in range(steps):
-                    fn()
-                times[name].append((time.perf_counter() - start) / steps * 1e3)
-        med = {name: float(np.median(t)) for name, t in times.items()}
-        rows.append((depth, batch, med, {name: (min(t), max(t)) for name, t in times.items()}))
-    return rows, (torch.__version__ if torch is not None else None)
+    try:
+        for depth, batch in configs:
+            contenders = {}
+            contenders["bnsym"], _ = bnsym_step(np, data, depth, batch, width)
+            contenders["sgemm"] = sgemm_step(np, depth, batch, width, data.input_dim, data.num_classes)
+            contenders["layered"] = layered_gemm_step(np, np, depth, batch, width, data.input_dim, data.num_classes)
+            names = list(contenders)
+            if remote is not None:
+                conn.send(("setup", depth, batch))
+                names += conn.recv()
+            times = {name: [] for name in names}
+            for r in range(rounds):
+                for name in names[r % len(names):] + names[:r % len(names)]:
+                    if name in contenders:
+                        times[name].append(timed_steps(contenders[name], steps))
+                    else:
+                        conn.send(("time", name, steps))
+                        times[name].append(conn.recv())
+            med = {name: float(np.median(t)) for name, t in times.items()}
+            rows.append((depth, batch, med, {name: (min(t), max(t)) for name, t in times.items()}))
+    finally:
+        if remote is not None:
+            conn.send(None)
+            remote.join(timeout=30)
+    return rows, torch_version
 
 
 def print_comparison(rows, torch_version, width, threads, rounds, steps):
@@ -188,14 +292,15 @@ def print_comparison(rows, torch_version, width, threads, rounds, steps):
           f"ReLU, batch norm eps 1e-3, SGD momentum 0.9, float32, {threads} threads; medians of {rounds} "
           f"alternated rounds of {steps} steps; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"  {'depth':>5} {'B':>5} {'bnsym ms':>9} {'torch ms':>9} {'sgemm ms':>9} "
-          f"{'bnsym/torch':>12} {'sgemm/bnsym':>12}   (range bnsym / torch)")
+          f"{'bnsym/torch':>12} {'sgemm/bnsym':>12} {'layered ms':>11} {'torch gemm':>11}   (range bnsym / torch)")
     for depth, batch, med, span in rows:
         t = med.get("torch")
         ratio = f"{med['bnsym'] / t:12.2f}" if t else f"{'-':>12}"
         tt = f"{t:9.2f}" if t else f"{'-':>9}"
         spans = " / ".join(f"{span[k][0]:.1f}-{span[k][1]:.1f}" for k in ("bnsym", "torch") if k in span)
+        tg = f"{med['torch gemm']:11.2f}" if "torch gemm" in med else f"{'-':>11}"
         print(f"  {depth:5d} {batch:5d} {med['bnsym']:9.2f} {tt} {med['sgemm']:9.2f} {ratio} "
-              f"{med['sgemm'] / med['bnsym']:12.2f}   ({spans})")
+              f"{med['sgemm'] / med['bnsym']:12.2f} {med['layered']:11.2f} {tg}   ({spans})")
 
 
 def one_epoch(np, data, args):
@@ -244,8 +349,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[key] = str(args.threads)
-    if args.no_torch:
-        sys.modules["torch"] = None  # makes "import torch" raise ImportError
     import numpy as np
 
     from bnsym.train.datasets import load_dataset
@@ -253,7 +356,8 @@ def main(argv=None):
     data = load_dataset("fashion-mnist", args.data_dir)
     configs = parse_configs(args.configs)
     if configs and args.rounds > 0:
-        rows, version = compare(np, data, configs, args.width, args.threads, args.rounds, args.steps)
+        rows, version = compare(np, data, configs, args.width, args.threads, args.rounds, args.steps,
+                                args.data_dir, use_torch=not args.no_torch)
         print_comparison(rows, version, args.width, args.threads, args.rounds, args.steps)
     if args.epochs > 0:
         one_epoch(np, data, args)

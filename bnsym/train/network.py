@@ -17,13 +17,14 @@ with learnable biases (initialised ``N(0, sigma_b^2)``).
 
 Cost per training step: ``6 B (d N + (L-1) N^2 + N C)`` floating-point
 operations in three matrix products per layer (forward, input gradient,
-weight gradient) plus ``O(B N L)`` elementwise work (about ten passes over a
-``B x N`` array per layer; column sums of the batch norm are BLAS products
-with a row of ones).  Memory: two ``B x N`` work arrays per layer (the centred
-pre-activation ``h - mean`` and ``x``), kept between steps of the same batch
-size and reused in place, so that a step allocates almost nothing; the batch
-norm backward uses ``dh = s (dy - mean(dy)) - (h - mean) s inv mean(dy xhat)``
-with ``s = gamma inv``, ``inv = 1 / sqrt(var + eps)`` (the same formula as
+weight gradient) plus ``O(B N L)`` elementwise work: the batch norm (with
+relu's mask) is one fused pass forward and one backward per layer
+(:mod:`bnsym.train.fused`), each a few loops over the ``B x N`` array.
+Memory: two ``B x N`` work arrays per layer (the centred pre-activation
+``h - mean`` and ``x``), kept between steps of the same batch size and reused
+in place, so that a step allocates almost nothing; the batch norm backward
+uses ``dh = s (dy - mean(dy)) - (h - mean) s inv mean(dy xhat)`` with
+``s = gamma inv``, ``inv = 1 / sqrt(var + eps)`` (the same formula as
 ``gamma inv (dy - mean(dy) - xhat mean(dy xhat))``, regrouped).
 """
 
@@ -34,6 +35,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from bnsym.errors import BnsymInputError
+from bnsym.train.fused import normalize_backward, normalize_forward
 
 #: Activations with hand-written fast paths; any other name goes through
 #: :func:`bnsym.activations.expression.activation` (exact but slower, float64 internally).
@@ -164,7 +166,6 @@ class Network:
         self.running_var = [np.ones(c.width, dt) for _ in range(c.depth)] if c.batch_norm else None
         self._per_layer = 3 if c.batch_norm else 2
         self._work_batch, self._work, self._work_grad = None, [], []
-        self._ones_row = np.ones((1, 0), self.dtype)
 
     # ------------------------------------------------------------ accessors
     def _layer(self, l):
@@ -238,28 +239,19 @@ class Network:
             if c.batch_norm:
                 w, gamma, beta = self._layer(l)
                 h = np.matmul(inp, w, out=h_buf)
-                hv = h.reshape(shape3)
-                ones = self._ones(group)  # column sums as BLAS products: (1, b) @ (groups, b, N)
-                mean = np.matmul(ones, hv)
-                mean *= 1.0 / group
-                hv -= mean  # h now holds the centred pre-activation h - mean
-                square = np.multiply(hv, hv, out=out_buf.reshape(shape3))  # out_buf is overwritten below
-                var = np.matmul(ones, square)
-                var *= 1.0 / group
-                inv = var + c.eps
-                np.sqrt(inv, out=inv)
-                np.divide(1.0, inv, out=inv)
-                scale = inv * gamma  # (groups, 1, N): xhat * gamma = (h - mean) * scale
-                y = np.multiply(hv, scale, out=out_buf.reshape(shape3)).reshape(batch, c.width)
-                y += beta
-                out = self.phi.forward_(y)
+                stats = [np.empty((shape3[0], c.width), self.dtype) for _ in range(4)]  # mean, var, inv, scale
+                relu = self.phi.name == "relu"
+                # h now holds the centred pre-activation h - mean; out_buf gamma xhat + beta (relu'd)
+                normalize_forward(h.reshape(shape3), gamma, beta, c.eps, relu, out_buf.reshape(shape3), *stats)
+                mean, var, inv, scale = stats
+                out = out_buf if relu else self.phi.forward_(out_buf)
                 cache.append((inp, h, inv, scale, out))
                 m = c.bn_momentum
                 rm, rv = self.running_mean[l], self.running_var[l]
                 rm *= 1 - m
-                rm += (m / shape3[0]) * np.add.reduce(mean[:, 0, :], axis=0)  # mean over the groups
+                rm += (m / shape3[0]) * np.add.reduce(mean, axis=0)  # mean over the groups
                 rv *= 1 - m
-                rv += (m * group / max(group - 1, 1) / shape3[0]) * np.add.reduce(var[:, 0, :], axis=0)
+                rv += (m * group / max(group - 1, 1) / shape3[0]) * np.add.reduce(var, axis=0)
             else:
                 w, b = self._layer(l)
                 y = np.matmul(inp, w, out=out_buf)
@@ -290,24 +282,11 @@ class Network:
             if c.batch_norm:
                 w, _, beta = self._layer(l)
                 g_w, g_gamma, g_beta = self._layer_grads(l)
-                self.phi.backward_(grad, out, lambda h=h, s=scale, b=beta: (h.reshape(shape3) * s).reshape(h.shape) + b)
-                gv = grad.reshape(shape3)
-                xv = h.reshape(shape3)  # centred pre-activation h - mean = xhat / inv
-                ones = self._ones(group)
-                dbeta = np.matmul(ones, gv)[:, 0, :]  # (groups, N): sum of dy
-                product = np.multiply(gv, xv, out=self._grad_buffer(batch, 3).reshape(shape3))
-                dgamma = np.matmul(ones, product)[:, 0, :]
-                dgamma *= inv[:, 0, :]  # sum of dy * xhat
-                np.add.reduce(dgamma, axis=0, out=g_gamma)
-                np.add.reduce(dbeta, axis=0, out=g_beta)
-                # dh = gamma inv (dy - mean(dy) - xhat mean(dy xhat))
-                #    = scale (dy - mean(dy)) - (h - mean) * scale inv mean(dy xhat), per group
-                dbeta *= 1.0 / group
-                gv -= dbeta[:, None, :]
-                gv *= scale
-                dgamma *= 1.0 / group
-                xv *= scale * inv * dgamma[:, None, :]  # the centred h is not needed any more
-                gv -= xv
+                relu = self.phi.name == "relu"
+                if not relu:  # relu's mask is taken inside the fused pass
+                    self.phi.backward_(grad, out, lambda h=h, s=scale, b=beta: (h.reshape(shape3) * s[:, None, :]).reshape(h.shape) + b)
+                # h holds the centred pre-activation h - mean; grad becomes dL/dh
+                normalize_backward(grad.reshape(shape3), h.reshape(shape3), out.reshape(shape3), inv, scale, relu, g_gamma, g_beta)
             else:
                 w = self._layer(l)[0]
                 g_w, g_b = self._layer_grads(l)
@@ -321,20 +300,14 @@ class Network:
         if self._work_batch != batch:
             dt, n = self.dtype, self.config.width
             self._work = [(np.empty((batch, n), dt), np.empty((batch, n), dt)) for _ in range(self.config.depth)]
-            self._work_grad = [np.empty((batch, n), dt) for _ in range(4)]
+            self._work_grad = [np.empty((batch, n), dt) for _ in range(3)]
             self._work_batch = batch
         return self._work[l]
 
     def _grad_buffer(self, batch, k):
-        """Work array ``k`` (of four: three for the back-propagated gradient, one scratch); see :meth:`_buffers`."""
+        """Work array ``k`` of the three that hold the back-propagated gradient; see :meth:`_buffers`."""
         self._buffers(0, batch)
         return self._work_grad[k]
-
-    def _ones(self, group):
-        """A ``(1, group)`` row of ones: ``ones @ a`` sums the rows of each group of ``a`` (a BLAS product)."""
-        if self._ones_row.shape[1] != group:
-            self._ones_row = np.ones((1, group), self.dtype)
-        return self._ones_row
 
     # ------------------------------------------------------------ evaluation
     def logits(self, x, *, chunk=1000):

@@ -1,0 +1,85 @@
+"""The fused batch-norm and SGD kernels of bnsym.train.fused against NumPy written from the formulas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bnsym.errors import BnsymInputError
+from bnsym.train.fused import normalize_backward, normalize_forward
+from bnsym.train.optim import SGD, RMSProp
+
+
+def _reference(h, gamma, beta, eps, relu, dy):
+    """Two-pass float64 batch norm per group, and its backward pass ``gamma inv (dy - mean dy - xhat mean(dy xhat))``."""
+    h = h.astype(np.float64)
+    mean = h.mean(axis=1, keepdims=True)
+    centred = h - mean
+    var = (centred**2).mean(axis=1, keepdims=True)
+    inv = 1 / np.sqrt(var + eps)
+    xhat = centred * inv
+    y = gamma * xhat + beta
+    out = np.maximum(y, 0) if relu else y
+    dy = dy * (y > 0) if relu else dy
+    dh = gamma * inv * (dy - dy.mean(axis=1, keepdims=True) - xhat * (dy * xhat).mean(axis=1, keepdims=True))
+    return centred, out, mean[:, 0], var[:, 0], dh, (dy * xhat).sum(axis=(0, 1)), dy.sum(axis=(0, 1))
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 2e-5)])
+@pytest.mark.parametrize("relu", [True, False])
+def test_the_fused_batch_norm_matches_the_two_pass_formulas(dtype, rtol, relu):
+    rng = np.random.default_rng(3)
+    groups, b, n = 3, 5, 7
+    # a mean 300 times the spread: the one-pass shifted sums must not cancel it away
+    h = (300 + rng.standard_normal((groups, b, n))).astype(dtype)
+    gamma = (1 + 0.3 * rng.standard_normal(n)).astype(dtype)
+    beta = (0.2 * rng.standard_normal(n)).astype(dtype)
+    dy = rng.standard_normal((groups, b, n)).astype(dtype)
+    centred, out, mean, var, dh, g_gamma, g_beta = _reference(h, gamma, beta, 1e-3, relu, dy.astype(np.float64))
+    stats = [np.empty((groups, n), dtype) for _ in range(4)]
+    work, result = h.copy(), np.empty_like(h)
+    normalize_forward(work, gamma, beta, 1e-3, relu, result, *stats)
+    np.testing.assert_allclose(stats[0], mean, rtol=rtol)
+    np.testing.assert_allclose(stats[1], var, rtol=50 * rtol if dtype == np.float32 else rtol)
+    np.testing.assert_allclose(work, centred, atol=400 * rtol)  # h rounded at its own size (300)
+    np.testing.assert_allclose(result, out, atol=10 * rtol)
+    grad, gg, gb = dy.copy(), np.empty(n, dtype), np.empty(n, dtype)
+    normalize_backward(grad, work, result, stats[2], stats[3], relu, gg, gb)
+    np.testing.assert_allclose(grad, dh, atol=50 * rtol * np.abs(dh).max())
+    np.testing.assert_allclose(gg, g_gamma, atol=50 * rtol * np.abs(g_gamma).max())
+    np.testing.assert_allclose(gb, g_beta, atol=50 * rtol * np.abs(g_beta).max())
+
+
+def test_a_nan_pre_activation_stays_nan_through_relu():
+    """A diverged layer must not be masked by relu (divergence is read from the loss)."""
+    h = np.array([[[np.nan, 1.0], [2.0, 3.0], [1.0, 4.0]]])
+    out = np.empty_like(h)
+    stats = [np.empty((1, 2)) for _ in range(4)]
+    normalize_forward(h, np.ones(2), np.zeros(2), 1e-3, True, out, *stats)
+    assert np.isnan(out[:, :, 0]).all() and np.isfinite(out[:, :, 1]).all()
+
+
+def test_sgd_updates_float32_parameters_through_their_views():
+    p = [np.zeros((2, 3), np.float32), np.ones(3, np.float32)]
+    g = [np.full((2, 3), 2.0, np.float32), np.array([1.0, -1.0, 0.5], np.float32)]
+    sgd = SGD(p, lr=0.25, momentum=0.5)
+    sgd.step(g)
+    sgd.step(g)
+    # v1 = g, v2 = 1.5 g; p = p0 - 0.25 (v1 + v2) = p0 - 0.625 g
+    np.testing.assert_allclose(p[0], -0.625 * g[0])
+    np.testing.assert_allclose(p[1], 1 - 0.625 * g[1])
+    assert p[0].dtype == np.float32
+
+
+@pytest.mark.parametrize("optimizer", [SGD, RMSProp])
+def test_parameters_that_cannot_be_updated_in_place_are_refused(optimizer):
+    strided = np.zeros((4, 4))[:, ::2]
+    with pytest.raises(BnsymInputError, match=r"parameters\[1\].*C-contiguous"):
+        optimizer([np.zeros(2), strided], lr=0.1)
+    with pytest.raises(BnsymInputError, match="parameters\\[0\\].*int64"):
+        optimizer([np.zeros(2, np.int64)], lr=0.1)
+    opt = optimizer([np.zeros(2), np.zeros(3)], lr=0.1)
+    with pytest.raises(BnsymInputError, match="1 gradients were given for 2 parameters"):
+        opt.step([np.zeros(2)])
+    with pytest.raises(BnsymInputError, match=r"gradients\[1\] has 2 entries, its parameter 3"):
+        opt.step([np.zeros(2), np.zeros(2)])
