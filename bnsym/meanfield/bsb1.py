@@ -44,6 +44,7 @@ from bnsym.errors import BnsymError, PrecisionError
 from bnsym.estimate import ROUNDING, Estimate, combined_meaning, rounding_error, weighted_sum
 from bnsym.meanfield.critical import DEGENERATE, coexistence_possible, regime
 from bnsym.numerics.memo import cached_at_tolerance
+from bnsym.numerics.roots import bisect
 from bnsym.numerics.moments import MomentCurve, SphereMoments, curve_evaluation, moments_at_gains, radial_events, resolve_method
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
 from bnsym.numerics.sphere import SphereLaw
@@ -452,23 +453,15 @@ def _window_root(g, lo, hi, working_dps):
     gs = [g(x) for x in xs]
     tol = mpmath.mpf(10) ** -(working_dps - 3)
 
-    def bisect(a, b, ga):
-        while abs(b - a) > tol * abs(b):
-            m = (a + b) / 2
-            gm = g(m)
-            if gm == 0:
-                return m
-            if mpmath.sign(gm) == mpmath.sign(ga):
-                a, ga = m, gm
-            else:
-                b = m
-        return (a + b) / 2
+    def root(a, b, ga):
+        lo, hi = bisect(g, a, b, tol, ga=ga)
+        return (lo + hi) / 2
 
     for x0, x1, g0, g1 in zip(xs, xs[1:], gs, gs[1:]):
         if g0 == 0:
             return 0, x0
         if mpmath.sign(g0) != mpmath.sign(g1):
-            return 0, bisect(x0, x1, g0)
+            return 0, root(x0, x1, g0)
     if gs[-1] == 0:
         return 0, xs[-1]
     sign = mpmath.sign(gs[0])
@@ -485,7 +478,7 @@ def _window_root(g, lo, hi, working_dps):
     gm = g(m)
     if sign * gm > 0:
         return int(sign), None
-    return 0, bisect(xs[i], m, gs[i]) if gm != 0 else m
+    return 0, root(xs[i], m, gs[i]) if gm != 0 else m
 
 
 def _design(settings, law, method, level, a_design, cache):

@@ -5,7 +5,8 @@
   the radial law of the scale at eps > 0; :mod:`.moments`, :mod:`.backward`: the sphere moments
   of the forward and backward maps built on them; :mod:`.curve`, analytic functions of the
   radial factor interpolated in tiers (the moments and the spectrum at eps > 0); :mod:`.memo`,
-  values memoised with the tolerance they were computed to;
+  values memoised with the tolerance they were computed to; :mod:`.roots`, the one bisection
+  (a sign change halved to a relative width);
 * :mod:`.angular_gaussian`: the law of a pair of batch-normalized coordinates at a general Gram
   matrix, in closed form, and its polar rule (the spherical route of propagate, section 7.1);
 * :mod:`.closed_forms`, :mod:`.gaussian_kernels`, :mod:`.power_moments`, :mod:`.arccos`: closed

@@ -30,6 +30,7 @@ from __future__ import annotations
 import mpmath
 
 from bnsym.numerics.quadrature import breakpoint_panels, panel
+from bnsym.numerics.roots import bisect
 
 #: Relative change of scale a rule may be reweighted over (its truncation has that margin).
 REWEIGHT_MARGIN = mpmath.mpf("0.15")
@@ -38,6 +39,9 @@ REWEIGHT_MARGIN = mpmath.mpf("0.15")
 #: grows with the margin, ``0.3 sqrt(n)``; one panel over ``[268, 373]`` at ``n = 10^5`` did not
 #: converge at any level.
 MAX_PANEL_WIDTH = 24
+#: The ends of the support are bisected to a width of ``2^-SUPPORT_BITS`` relative to themselves
+#: (they only place the rule's outer panels, with :data:`REWEIGHT_MARGIN` beyond them).
+SUPPORT_BITS = 60
 
 
 def _log_density(n, y):
@@ -60,21 +64,11 @@ def support(n: int, working_dps: int):
     def h(y):  # log p(y) - log p(y0)
         return (n - 1) * mpmath.log(y / y0) - (y * y - y0 * y0) / 2 + drop
 
-    hi = _bisect(h, y0, y0 + mpmath.sqrt(2 * drop) + 2 * mpmath.sqrt(drop))
+    width = mpmath.mpf(2) ** -SUPPORT_BITS
+    hi = bisect(h, y0, y0 + mpmath.sqrt(2 * drop) + 2 * mpmath.sqrt(drop), width)[1]
     tiny = mpmath.mpf(10) ** -working_dps
-    lo = _bisect(h, y0, tiny) if h(tiny) < 0 else mpmath.mpf(0)
+    lo = bisect(h, y0, tiny, width)[1] if h(tiny) < 0 else mpmath.mpf(0)
     return max(lo, mpmath.mpf(0)) / (1 + REWEIGHT_MARGIN), hi * (1 + REWEIGHT_MARGIN)
-
-
-def _bisect(h, inside, outside, steps=60):
-    """Point where ``h`` changes sign between ``inside`` (h > 0) and ``outside`` (h < 0)."""
-    for _ in range(steps):
-        mid = (inside + outside) / 2
-        if h(mid) > 0:
-            inside = mid
-        else:
-            outside = mid
-    return outside
 
 
 def chi_rule(n: int, level: int, working_dps: int, *, y_eps, singular_radii=()):
