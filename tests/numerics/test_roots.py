@@ -11,7 +11,7 @@ from bnsym.numerics.roots import bisect
 @pytest.mark.parametrize("a, b", [(1, 2), (2, 1)])
 def test_a_bracket_of_sqrt_2_shrinks_to_the_relative_width_asked(a, b):
     with mpmath.workdps(40):
-        g = lambda x: x * x - 2  # noqa: E731
+        g = lambda x: x * x - 2
         lo, hi = bisect(g, mpmath.mpf(a), mpmath.mpf(b), mpmath.mpf(10) ** -30)
         assert abs(hi - lo) <= mpmath.mpf(10) ** -30 * abs(hi)
         assert mpmath.sign(g(lo)) == mpmath.sign(g(mpmath.mpf(a))) != mpmath.sign(g(hi))
