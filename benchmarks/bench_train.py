@@ -243,6 +243,15 @@ def torch_side(conn, threads, data_dir, width):
             conn.send(timed_steps(contenders[name], steps))
 
 
+def receive(conn, remote):
+    """The PyTorch process's next answer, or SystemExit if it died (its traceback is on stderr)."""
+    try:
+        return conn.recv()
+    except EOFError:
+        remote.join()
+        raise SystemExit(f"bench_train: the PyTorch process exited (code {remote.exitcode}); see its error above") from None
+
+
 def compare(np, data, configs, width, threads, rounds, steps, data_dir=None, use_torch=True):
     """Median ms/step of bnsym, PyTorch and the roofs per configuration, alternated within the run
     (the PyTorch contenders in a process of their own: :func:`torch_side`)."""
@@ -254,7 +263,8 @@ def compare(np, data, configs, width, threads, rounds, steps, data_dir=None, use
         conn, child_conn = context.Pipe()
         remote = context.Process(target=torch_side, args=(child_conn, threads, data_dir, width), daemon=True)
         remote.start()
-        torch_version = conn.recv()
+        child_conn.close()  # the child's end: its exit then ends our reads with EOFError instead of a hang
+        torch_version = receive(conn, remote)
         if torch_version is None:
             remote.join()
             remote = None
@@ -268,7 +278,7 @@ def compare(np, data, configs, width, threads, rounds, steps, data_dir=None, use
             names = list(contenders)
             if remote is not None:
                 conn.send(("setup", depth, batch))
-                names += conn.recv()
+                names += receive(conn, remote)
             times = {name: [] for name in names}
             for r in range(rounds):
                 for name in names[r % len(names):] + names[:r % len(names)]:
@@ -276,12 +286,15 @@ def compare(np, data, configs, width, threads, rounds, steps, data_dir=None, use
                         times[name].append(timed_steps(contenders[name], steps))
                     else:
                         conn.send(("time", name, steps))
-                        times[name].append(conn.recv())
+                        times[name].append(receive(conn, remote))
             med = {name: float(np.median(t)) for name, t in times.items()}
             rows.append((depth, batch, med, {name: (min(t), max(t)) for name, t in times.items()}))
     finally:
-        if remote is not None:
-            conn.send(None)
+        if remote is not None and remote.is_alive():
+            try:
+                conn.send(None)
+            except OSError:  # the child went away: its own traceback says why
+                pass
             remote.join(timeout=30)
     return rows, torch_version
 

@@ -7,8 +7,9 @@
 * :mod:`.sweep`: the trainability grid over depth and batch size (Fig. 3 of the paper);
 * :mod:`.first_steps`: the dynamic range of per-layer gradient norms before and after k steps.
 
-May import: :mod:`bnsym.errors`, :mod:`bnsym.validation` and numpy only: the trainer is a
-witness of its own and shares nothing with the engine. Figures are drawn by :mod:`bnsym.plotting`.
+May import: :mod:`bnsym.errors`, :mod:`bnsym.validation`, numpy and numba (:mod:`.fused`, its
+compiled batch-norm and SGD loops) only: the trainer is a witness of its own and shares nothing
+with the engine. Figures are drawn by :mod:`bnsym.plotting`.
 """
 
 from __future__ import annotations

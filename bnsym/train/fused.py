@@ -10,8 +10,8 @@ RMSProp stays in NumPy (see :class:`bnsym.train.optim.RMSProp`).  A training ste
 
 Shapes: a pre-activation is a ``(groups, b, N)`` view (``b`` rows per batch-norm group);
 per-group statistics are ``(groups, N)``; the optimisers take 1-D views of contiguous
-arrays.  Kernels are compiled on first use for each dtype and cached on disk (numba's
-``cache=True``).
+arrays.  Kernels are compiled on first use for each dtype (about 2 s in all) and cached on disk
+where numba can (:func:`_compiled`).
 
 May import: numpy and numba only.
 """
@@ -24,7 +24,18 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+def _compiled(function):
+    """``function`` compiled by numba with NumPy's arithmetic errors (``1/0`` is inf, as in the NumPy
+    passes these kernels replace: a zero-variance column at ``eps = 0`` gives NaN, read as divergence,
+    not an exception), cached on disk where numba finds a writable cache directory, else compiled in
+    each process (numba refuses ``cache=True`` at import when it finds none)."""
+    try:
+        return njit(cache=True, error_model="numpy")(function)
+    except RuntimeError:
+        return njit(error_model="numpy")(function)
+
+
+@_compiled
 def normalize_forward(h, gamma, beta, eps, relu, out, mean, var, inv, scale):  # pragma: no cover - compiled
     """Batch norm of each group of ``h`` (overwritten by its centred value) into ``out``.
 
@@ -64,7 +75,7 @@ def normalize_forward(h, gamma, beta, eps, relu, out, mean, var, inv, scale):  #
                 out[g, i, j] = max(d * scale[g, j] + beta[j], floor)
 
 
-@njit(cache=True)
+@_compiled
 def normalize_backward(grad, centred, out, inv, scale, relu, g_gamma, g_beta):  # pragma: no cover - compiled
     """Back through the batch norm of each group: ``grad`` (``dL/dy``, ``y`` the normalised output) becomes ``dL/dh``.
 
@@ -99,7 +110,7 @@ def normalize_backward(grad, centred, out, inv, scale, relu, g_gamma, g_beta):  
                 grad[g, i, j] = scale[g, j] * (grad[g, i, j] - s[j]) - centred[g, i, j] * t[j]
 
 
-@njit(cache=True)
+@_compiled
 def momentum_update(p, g, v, lr, mu):  # pragma: no cover - compiled
     """Heavy-ball SGD, one loop: ``v <- mu v + g``, ``p <- p - lr v``."""
     for i in range(p.size):
@@ -108,7 +119,7 @@ def momentum_update(p, g, v, lr, mu):  # pragma: no cover - compiled
         p[i] -= lr * vi
 
 
-@njit(cache=True)
+@_compiled
 def plain_update(p, g, lr):  # pragma: no cover - compiled
     """SGD without momentum, one loop: ``p <- p - lr g``."""
     for i in range(p.size):

@@ -11,8 +11,9 @@ RMSProp (the paper's Fig. 3c), decay ``rho``, ``delta`` added to the root:
 Cost: SGD is one fused pass over the parameters per step (:mod:`bnsym.train.fused`),
 RMSProp six NumPy passes; SGD with momentum and RMSProp keep one state array per
 parameter.  The
-parameters are updated in place, so they must be C-contiguous floating-point
-arrays (a :class:`~bnsym.train.network.Network`'s are).
+parameters are updated in place, so they must be C-contiguous float32 or float64
+arrays (a :class:`~bnsym.train.network.Network`'s are); an optimiser keeps the arrays
+it was given (replace a parameter's values with ``p[...] = ...``, not the array).
 """
 
 from __future__ import annotations
@@ -36,34 +37,35 @@ def _number(name, value, low, high, *, low_open=False, high_open=False):
 
 
 def _flat_parameters(parameters):
-    """1-D views of ``parameters`` (written through by the fused updates), or a BnsymInputError."""
+    """1-D views of ``parameters`` (written through by the updates), or a BnsymInputError."""
     views = []
     for k, p in enumerate(parameters):
-        if not isinstance(p, np.ndarray) or p.dtype.kind != "f" or not p.flags.c_contiguous or not p.flags.writeable:
-            raise BnsymInputError(
-                f"parameters[{k}] must be a writeable C-contiguous floating-point array, got "
-                f"{type(p).__name__ if not isinstance(p, np.ndarray) else p.dtype}"
-            )
+        if not isinstance(p, np.ndarray) or p.dtype not in (np.float32, np.float64):
+            raise BnsymInputError(f"parameters[{k}] must be a float32 or float64 array, got "
+                                  f"{p.dtype if isinstance(p, np.ndarray) else type(p).__name__}")
+        if not p.flags.c_contiguous or not p.flags.writeable:
+            raise BnsymInputError(f"parameters[{k}] must be writeable and C-contiguous (it is updated in place "
+                                  f"through a flat view); pass np.ascontiguousarray of it and keep that array")
         views.append(p.reshape(-1))
     return views
 
 
-def _flat_gradients(gradients, views):
-    """``gradients`` as 1-D arrays of their parameters' dtypes and sizes (views when they already are)."""
+def _flat_gradients(gradients, parameters, views):
+    """``gradients`` as 1-D arrays of their parameters' dtypes (views when they already are), each
+    of its parameter's shape, or a BnsymInputError."""
     if len(gradients) != len(views):
         raise BnsymInputError(f"{len(gradients)} gradients were given for {len(views)} parameters")
-    flat = [np.ascontiguousarray(g, dtype=v.dtype).reshape(-1) for g, v in zip(gradients, views)]
-    for k, (g, v) in enumerate(zip(flat, views)):
-        if g.size != v.size:
-            raise BnsymInputError(f"gradients[{k}] has {g.size} entries, its parameter {v.size}")
-    return flat
+    for k, (g, p) in enumerate(zip(gradients, parameters)):
+        if np.shape(g) != p.shape:
+            raise BnsymInputError(f"gradients[{k}] has shape {np.shape(g)}, its parameter {p.shape}")
+    return [np.ascontiguousarray(g, dtype=v.dtype).reshape(-1) for g, v in zip(gradients, views)]
 
 
 class SGD:
     """Stochastic gradient descent with optional heavy-ball momentum."""
 
     def __init__(self, parameters, lr, momentum=0.0):
-        self.parameters = parameters
+        self.parameters = list(parameters)
         self.lr = _number("lr", lr, 0, math.inf, low_open=True, high_open=True)
         self.momentum = _number("momentum", momentum, 0, 1, high_open=True)
         self._flat = _flat_parameters(parameters)
@@ -71,7 +73,7 @@ class SGD:
 
     def step(self, gradients):
         """Update the parameters in place from ``gradients`` (one array per parameter)."""
-        flat = _flat_gradients(gradients, self._flat)
+        flat = _flat_gradients(gradients, self.parameters, self._flat)
         for p, g, v in zip(self._flat, flat, self.velocity or [None] * len(flat)):
             if v is None:
                 plain_update(p, g, self.lr)
@@ -83,7 +85,7 @@ class RMSProp:
     """RMSProp (Tieleman and Hinton) with decay ``rho`` and stabiliser ``delta``."""
 
     def __init__(self, parameters, lr, rho=0.9, delta=1e-8):
-        self.parameters = parameters
+        self.parameters = list(parameters)
         self.lr = _number("lr", lr, 0, math.inf, low_open=True, high_open=True)
         self.rho = _number("rho", rho, 0, 1, high_open=True)
         self.delta = _number("delta", delta, 0, math.inf, low_open=True, high_open=True)
@@ -94,7 +96,7 @@ class RMSProp:
         """Update the parameters in place from ``gradients`` (one array per parameter)."""
         # NumPy's passes, not a fused loop: numba leaves a loop with a square root unvectorised
         # here, and it measured 2.2x slower than these passes over L2-resident layers
-        for p, g, s in zip(self._flat, _flat_gradients(gradients, self._flat), self.square):
+        for p, g, s in zip(self._flat, _flat_gradients(gradients, self.parameters, self._flat), self.square):
             s *= self.rho
             s += (1 - self.rho) * (g * g)
             update = np.sqrt(s)

@@ -7,6 +7,7 @@ import pytest
 
 from bnsym.errors import BnsymInputError
 from bnsym.train.fused import normalize_backward, normalize_forward
+from bnsym.train.network import Network, NetworkConfig
 from bnsym.train.optim import SGD, RMSProp
 
 
@@ -59,6 +60,14 @@ def test_a_nan_pre_activation_stays_nan_through_relu():
     assert np.isnan(out[:, :, 0]).all() and np.isfinite(out[:, :, 1]).all()
 
 
+def test_a_zero_variance_column_at_eps_0_gives_a_nan_loss_not_an_exception():
+    """Dead units make a column constant; at eps = 0 its 1/sqrt(var) is inf, as in NumPy (read as divergence)."""
+    net = Network(NetworkConfig(input_dim=3, num_classes=2, depth=2, width=4, eps=0.0, dtype="float64"), seed=0)
+    net.parameters[0][:, 1] = 0  # W1's second column: h[:, 1] = 0 for every sample
+    loss, _ = net.loss_and_gradients(np.random.default_rng(0).standard_normal((6, 3)), np.array([0, 1] * 3))
+    assert np.isnan(loss)
+
+
 def test_sgd_updates_float32_parameters_through_their_views():
     p = [np.zeros((2, 3), np.float32), np.ones(3, np.float32)]
     g = [np.full((2, 3), 2.0, np.float32), np.array([1.0, -1.0, 0.5], np.float32)]
@@ -74,12 +83,15 @@ def test_sgd_updates_float32_parameters_through_their_views():
 @pytest.mark.parametrize("optimizer", [SGD, RMSProp])
 def test_parameters_that_cannot_be_updated_in_place_are_refused(optimizer):
     strided = np.zeros((4, 4))[:, ::2]
-    with pytest.raises(BnsymInputError, match=r"parameters\[1\].*C-contiguous"):
+    with pytest.raises(BnsymInputError, match=r"parameters\[1\] must be writeable and C-contiguous"):
         optimizer([np.zeros(2), strided], lr=0.1)
-    with pytest.raises(BnsymInputError, match="parameters\\[0\\].*int64"):
-        optimizer([np.zeros(2, np.int64)], lr=0.1)
-    opt = optimizer([np.zeros(2), np.zeros(3)], lr=0.1)
+    with pytest.raises(BnsymInputError, match=r"parameters\[1\] must be writeable and C-contiguous"):
+        optimizer([np.zeros(2), np.zeros((3, 2), order="F")], lr=0.1)
+    for dtype in (np.int64, np.float16):
+        with pytest.raises(BnsymInputError, match=rf"parameters\[0\] must be a float32 or float64 array, got {np.dtype(dtype)}"):
+            optimizer([np.zeros(2, dtype)], lr=0.1)
+    opt = optimizer([np.zeros(2), np.zeros((2, 3))], lr=0.1)
     with pytest.raises(BnsymInputError, match="1 gradients were given for 2 parameters"):
         opt.step([np.zeros(2)])
-    with pytest.raises(BnsymInputError, match=r"gradients\[1\] has 2 entries, its parameter 3"):
-        opt.step([np.zeros(2), np.zeros(2)])
+    with pytest.raises(BnsymInputError, match=r"gradients\[1\] has shape \(3, 2\), its parameter \(2, 3\)"):
+        opt.step([np.zeros(2), np.zeros((3, 2))])  # the right size, transposed
