@@ -309,16 +309,27 @@ class RadialLevel:
     designs: int
 
 
+@lru_cache(maxsize=32)
+def radial_moments(activation, batch_size, gamma, beta, dps, method) -> dict:
+    """The moment cache of the radial solve (moments by gain, and the :class:`MomentCurve` under
+    :data:`CURVE`), shared by every ``eps > 0`` and ``sigma_w`` at these settings: the sphere moments
+    at gain ``gamma kappa`` do not depend on them (docs/theory.md section 15.3), so a scan over eps
+    (``critical_eps``, a linear-regime figure) builds the curve once and extends it where a new radial
+    rule reaches further.  Values then agree with a fresh solve within their errors, not digit for digit."""
+    return {}
+
+
 def _radial(settings, law, method, floor=None):
     b, eps, sw2 = settings.batch_size, settings.eps, settings.sigma_w**2
-    cache = {}
+    cache = radial_moments(settings.activation, b, settings.gamma, settings.beta, settings.dps, method)
     # analytic in kappa (above a kink's floor): interpolate the moments along the radius (docs/theory.md section 15)
-    plan = curve_evaluation(
-        lambda kappas, rtol: _moments_at(settings, law, [settings.gamma * kappa for kappa in kappas], method, cache, rtol),
-        settings.activation, settings.beta, settings.gamma, law,
-    ) if method == "quadrature" else None
-    if plan is not None:
-        cache[CURVE] = MomentCurve(plan[0], settings.working_dps, moment_tolerance(settings), floor=plan[1])
+    if method == "quadrature" and (CURVE not in cache or cache[CURVE].failed):  # a failed curve: a fresh one may cover this range
+        plan = curve_evaluation(
+            lambda kappas, rtol: _moments_at(settings, law, [settings.gamma * kappa for kappa in kappas], method, cache, rtol),
+            settings.activation, settings.beta, settings.gamma, law,
+        )
+        if plan is not None:
+            cache[CURVE] = MomentCurve(plan[0], settings.working_dps, moment_tolerance(settings), floor=plan[1])
     a = sw2 * _moments(settings, law, settings.gamma, method, cache).spread.value
     tol = mpmath.mpf(10) ** -(settings.dps + 2)
     level = _start_level(settings, a, tol)

@@ -1,0 +1,57 @@
+"""A scan over eps at fixed settings: lambda_G of tanh at B = 32 for six eps values in one process.
+
+Run: ``python benchmarks/bench_eps_scan.py [--dps 15,30] [--baseline]``.  The moment curve of the
+radial solve is shared by every eps (``bsb1.radial_moments``, docs/theory.md section 15.3), so
+the later solves of a scan interpolate where the earlier ones evaluated.  ``--baseline`` also
+times the same scan with that sharing undone (the cache cleared before every solve, as if each
+were a fresh process), in the same run, and prints the ratio.  Caches are cleared before each
+scan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from caches import clear_caches
+
+import bnsym
+from bnsym.meanfield import bsb1
+
+EPS = ("1e-3", "3e-3", "1e-2", "3e-2", "0.1", "0.3")
+
+
+def scan(dps, shared):
+    clear_caches()
+    start = time.perf_counter()
+    values = []
+    for eps in EPS:
+        if not shared:
+            bsb1.radial_moments.cache_clear()
+        values.append(bnsym.gradient_explosion_rate("tanh", 32, eps=eps, dps=dps))
+    return values, time.perf_counter() - start
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dps", default="15,30", help="comma-separated precisions (default 15,30)")
+    parser.add_argument("--baseline", action="store_true", help="also time the scan without the shared curve")
+    args = parser.parse_args(argv)
+    bnsym.gradient_explosion_rate("tanh", 32, dps=8)  # imports and first compilations outside the timings
+    for dps in (int(d) for d in args.dps.split(",")):
+        values, shared = scan(dps, True)
+        line = f"dps {dps:3d}: six eps, shared curve {shared:6.2f} s"
+        if args.baseline:
+            fresh_values, fresh = scan(dps, False)
+            worst = max(abs(a.value - b.value) / (a.error + b.error) for a, b in zip(values, fresh_values))
+            line += f", fresh curve each {fresh:6.2f} s, ratio {fresh / shared:4.1f}, largest |difference| / (errors) {float(worst):.2f}"
+        print(line, flush=True)
+        print("   ", ", ".join(f"eps {e}: {mpmath_str(v)}" for e, v in zip(EPS, values)))
+
+
+def mpmath_str(v):
+    return str(v.value)[:14]
+
+
+if __name__ == "__main__":
+    main()
