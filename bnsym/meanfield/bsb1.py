@@ -44,6 +44,7 @@ from bnsym.errors import BnsymError, PrecisionError
 from bnsym.estimate import ROUNDING, Estimate, combined_meaning, rounding_error, weighted_sum
 from bnsym.meanfield.critical import DEGENERATE, coexistence_possible, regime
 from bnsym.numerics.memo import cached_at_tolerance
+from bnsym.numerics.curve import SharedCurve
 from bnsym.numerics.roots import bisect
 from bnsym.numerics.moments import MomentCurve, SphereMoments, curve_evaluation, moments_at_gains, radial_events, resolve_method
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
@@ -311,11 +312,13 @@ class RadialLevel:
 
 @lru_cache(maxsize=32)
 def radial_moments(activation, batch_size, gamma, beta, dps, method) -> dict:
-    """The moment cache of the radial solve (moments by gain, and the :class:`MomentCurve` under
-    :data:`CURVE`), shared by every ``eps > 0`` and ``sigma_w`` at these settings: the sphere moments
-    at gain ``gamma kappa`` do not depend on them (docs/theory.md section 15.3), so a scan over eps
-    (``critical_eps``, a linear-regime figure) builds the curve once and extends it where a new radial
-    rule reaches further.  Values then agree with a fresh solve within their errors, not digit for digit."""
+    """The moment cache of the radial solves at these settings, shared by every ``eps > 0`` and
+    ``sigma_w``: the sphere moments at gain ``gamma kappa`` do not depend on them (docs/theory.md
+    section 15.3).  It maps gains to their moments (:func:`~bnsym.numerics.memo.cached_at_tolerance`),
+    ``"curve"`` to the latest radial :class:`MomentCurve` (a
+    :class:`~bnsym.numerics.curve.SharedCurve`'s holder) and :data:`CURVE` to the solve's own
+    ``SharedCurve``: a solve inside the range of an earlier one evaluates no sphere expectation on
+    the curve, nor at ``kappa = 1``."""
     return {}
 
 
@@ -323,13 +326,13 @@ def _radial(settings, law, method, floor=None):
     b, eps, sw2 = settings.batch_size, settings.eps, settings.sigma_w**2
     cache = radial_moments(settings.activation, b, settings.gamma, settings.beta, settings.dps, method)
     # analytic in kappa (above a kink's floor): interpolate the moments along the radius (docs/theory.md section 15)
-    if method == "quadrature" and (CURVE not in cache or cache[CURVE].failed):  # a failed curve: a fresh one may cover this range
-        plan = curve_evaluation(
-            lambda kappas, rtol: _moments_at(settings, law, [settings.gamma * kappa for kappa in kappas], method, cache, rtol),
-            settings.activation, settings.beta, settings.gamma, law,
-        )
-        if plan is not None:
-            cache[CURVE] = MomentCurve(plan[0], settings.working_dps, moment_tolerance(settings), floor=plan[1])
+    plan = curve_evaluation(
+        lambda kappas, rtol: _moments_at(settings, law, [settings.gamma * kappa for kappa in kappas], method, cache, rtol),
+        settings.activation, settings.beta, settings.gamma, law,
+    ) if method == "quadrature" else None
+    if plan is not None:
+        cache[CURVE] = SharedCurve(
+            cache, lambda: MomentCurve(plan[0], settings.working_dps, moment_tolerance(settings), floor=plan[1]))
     a = sw2 * _moments(settings, law, settings.gamma, method, cache).spread.value
     tol = mpmath.mpf(10) ** -(settings.dps + 2)
     level = _start_level(settings, a, tol)

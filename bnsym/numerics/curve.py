@@ -114,10 +114,7 @@ class RadialCurve:
         with mpmath.workdps(self.working_dps):
             if self.failed:
                 return None
-            top = int(-mpmath.log10(self.rtol) + mpmath.mpf("1e-9"))  # a slack past this allows an error larger than the values
-            step = top if top <= ONE_TIER_DIGITS else top // 2
-            wanted = [None if d >= top + 1 else step * (int(d) // step) for d in slacks]
-            direct = [w is not None and kappa < self.cap for kappa, w in zip(kappas, wanted)]
+            top, wanted, direct = self._wanted(kappas, slacks)
             chosen = [None] * len(kappas)
             for e in sorted({w for w, own in zip(wanted, direct) if w is not None and not own}):
                 members = [i for i, w in enumerate(wanted) if w == e and not direct[i] and self._covering(kappas[i], e) is None]
@@ -146,7 +143,25 @@ class RadialCurve:
                 out.append(self._interpolate(tier, kappa))
             return out
 
+    def covers(self, kappas, slacks) -> bool:
+        """True when :meth:`at` would answer every node from the tiers already built, evaluating no new point."""
+        with mpmath.workdps(self.working_dps):
+            if self.failed or not self.tiers:
+                return False
+            _, wanted, direct = self._wanted(kappas, slacks)
+            return all(w is None or own or self._covering(kappa, w) is not None
+                       for kappa, w, own in zip(kappas, wanted, direct))
+
     # -------------------------------------------------------------- internals
+    def _wanted(self, kappas, slacks):
+        """``(top, wanted, direct)``: the digits of ``rtol``; each node's tier (``None``: negligible, its
+        slack exceeds ``top``); whether the caller evaluates it itself (below a kinked curve's cap)."""
+        top = int(-mpmath.log10(self.rtol) + mpmath.mpf("1e-9"))  # a slack past this allows an error larger than the values
+        step = top if top <= ONE_TIER_DIGITS else top // 2
+        wanted = [None if d >= top + 1 else step * (int(d) // step) for d in slacks]
+        direct = [w is not None and kappa < self.cap for kappa, w in zip(kappas, wanted)]
+        return top, wanted, direct
+
     def _covering(self, kappa, slack):
         """The tightest built tier with ``e <= slack`` whose interval contains ``kappa`` (or None)."""
         for e in sorted(self.tiers):
@@ -234,6 +249,31 @@ class RadialCurve:
         factors = [w / (kappa - p) for p, w in zip(points, weights)]
         den = mpmath.fsum(factors)
         return self.record({name: Estimate(mpmath.fdot(factors, ys) / den, error) for name, (ys, error) in table.items()}, like)
+
+
+class SharedCurve:
+    """A :class:`RadialCurve` shared by the solves at one set of settings, and this solve's own.
+
+    ``holder`` is a dict the caller keeps per settings (its ``"curve"``: the latest curve built);
+    ``make()`` builds a new curve.  :meth:`at` answers from the shared curve while it covers every
+    node (:meth:`RadialCurve.covers`: no new point), else from this solve's own curve, made on first
+    need, which then becomes the shared one.  A solve never evaluates more points than with its own
+    curve alone, and a solve inside the range an earlier one covered evaluates none (docs/theory.md
+    section 15.3).  Its values then come from tiers built on another interval: equal to its own
+    curve's within the errors, not digit for digit.
+    """
+
+    def __init__(self, holder: dict, make):
+        self.holder, self.make, self.own = holder, make, None
+
+    def at(self, kappas, slacks):
+        """:meth:`RadialCurve.at`, from the shared curve or this solve's own."""
+        shared = self.holder.get("curve")
+        if self.own is None and shared is not None and shared.covers(kappas, slacks):
+            return shared.at(kappas, slacks)
+        if self.own is None:
+            self.own = self.holder["curve"] = self.make()
+        return self.own.at(kappas, slacks)
 
 
 def chebyshev_coefficients(values):
