@@ -310,21 +310,20 @@ class RadialLevel:
     designs: int
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=8)
 def radial_moments(activation, batch_size, gamma, beta, dps, method) -> dict:
-    """The moment cache of the radial solves at these settings, shared by every ``eps > 0`` and
-    ``sigma_w``: the sphere moments at gain ``gamma kappa`` do not depend on them (docs/theory.md
-    section 15.3).  It maps gains to their moments (:func:`~bnsym.numerics.memo.cached_at_tolerance`),
-    ``"curve"`` to the latest radial :class:`MomentCurve` (a
-    :class:`~bnsym.numerics.curve.SharedCurve`'s holder) and :data:`CURVE` to the solve's own
-    ``SharedCurve``: a solve inside the range of an earlier one evaluates no sphere expectation on
-    the curve, nor at ``kappa = 1``."""
+    """Holder of the latest radial :class:`MomentCurve` at these settings (under ``"curve"``: a
+    :class:`~bnsym.numerics.curve.SharedCurve`'s holder), shared by every ``eps > 0`` and ``sigma_w``:
+    the sphere moments at gain ``gamma kappa`` do not depend on them (docs/theory.md section 15.3),
+    so a solve inside the range of an earlier one evaluates no point on the curve.  The moments at
+    single gains (the radial nodes of a kinked activation below its cap) stay with each solve; a
+    curve keeps its first solve's (the 8 latest settings are kept)."""
     return {}
 
 
 def _radial(settings, law, method, floor=None):
     b, eps, sw2 = settings.batch_size, settings.eps, settings.sigma_w**2
-    cache = radial_moments(settings.activation, b, settings.gamma, settings.beta, settings.dps, method)
+    cache = {}
     # analytic in kappa (above a kink's floor): interpolate the moments along the radius (docs/theory.md section 15)
     plan = curve_evaluation(
         lambda kappas, rtol: _moments_at(settings, law, [settings.gamma * kappa for kappa in kappas], method, cache, rtol),
@@ -332,7 +331,8 @@ def _radial(settings, law, method, floor=None):
     ) if method == "quadrature" else None
     if plan is not None:
         cache[CURVE] = SharedCurve(
-            cache, lambda: MomentCurve(plan[0], settings.working_dps, moment_tolerance(settings), floor=plan[1]))
+            radial_moments(settings.activation, b, settings.gamma, settings.beta, settings.dps, method),
+            lambda: MomentCurve(plan[0], settings.working_dps, moment_tolerance(settings), floor=plan[1]))
     a = sw2 * _moments(settings, law, settings.gamma, method, cache).spread.value
     tol = mpmath.mpf(10) ** -(settings.dps + 2)
     level = _start_level(settings, a, tol)

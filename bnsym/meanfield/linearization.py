@@ -318,7 +318,7 @@ def _radial_values(settings, state, level, records_at):
     }
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=8)
 def radial_eigen_curve(activation, batch_size, gamma, beta, dps, method) -> dict:
     """Holder of the latest eigenvalue-integrand curve at these settings (a
     :class:`~bnsym.numerics.curve.SharedCurve`'s ``holder``), shared by every ``eps > 0`` and

@@ -257,10 +257,11 @@ class SharedCurve:
     ``holder`` is a dict the caller keeps per settings (its ``"curve"``: the latest curve built);
     ``make()`` builds a new curve.  :meth:`at` answers from the shared curve while it covers every
     node (:meth:`RadialCurve.covers`: no new point), else from this solve's own curve, made on first
-    need, which then becomes the shared one.  A solve never evaluates more points than with its own
-    curve alone, and a solve inside the range an earlier one covered evaluates none (docs/theory.md
-    section 15.3).  Its values then come from tiers built on another interval: equal to its own
-    curve's within the errors, not digit for digit.
+    need, which then becomes the shared one unless it fails (a curve that failed does not replace
+    one that did not).  A solve evaluates at most one curve of its own, and a solve inside the
+    range an earlier one covered evaluates none (docs/theory.md section 15.3).  Its values then come
+    from tiers built on another interval: equal to its own curve's within the errors, not digit for
+    digit.
     """
 
     def __init__(self, holder: dict, make):
@@ -272,8 +273,11 @@ class SharedCurve:
         if self.own is None and shared is not None and shared.covers(kappas, slacks):
             return shared.at(kappas, slacks)
         if self.own is None:
-            self.own = self.holder["curve"] = self.make()
-        return self.own.at(kappas, slacks)
+            self.own = self.make()
+        records = self.own.at(kappas, slacks)
+        if not self.own.failed or shared is None or shared.failed:
+            self.holder["curve"] = self.own
+        return records
 
 
 def chebyshev_coefficients(values):

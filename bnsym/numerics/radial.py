@@ -64,7 +64,7 @@ def support(n: int, working_dps: int):
     def h(y):  # log p(y) - log p(y0)
         return (n - 1) * mpmath.log(y / y0) - (y * y - y0 * y0) / 2 + drop
 
-    width = mpmath.mpf(2) ** -SUPPORT_BITS
+    width = mpmath.mpf(2) ** -min(SUPPORT_BITS, mpmath.mp.prec - 4)  # (below 64 bits, what the precision resolves)
     hi = bisect(h, y0, y0 + mpmath.sqrt(2 * drop) + 2 * mpmath.sqrt(drop), width)[1]
     tiny = mpmath.mpf(10) ** -working_dps
     lo = bisect(h, y0, tiny, width)[1] if h(tiny) < 0 else mpmath.mpf(0)
