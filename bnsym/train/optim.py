@@ -8,9 +8,8 @@ RMSProp (the paper's Fig. 3c), decay ``rho``, ``delta`` added to the root:
 
     s <- rho s + (1 - rho) g^2,      p <- p - eta g / (sqrt(s) + delta)
 
-Cost: SGD is one fused pass over the parameters per step (:mod:`bnsym.train.fused`),
-RMSProp six NumPy passes; SGD with momentum and RMSProp keep one state array per
-parameter.  The
+Cost: one fused pass over the parameters per step (:mod:`bnsym.train.fused`); SGD
+with momentum and RMSProp keep one state array per parameter.  The
 parameters are updated in place, so they must be C-contiguous float32 or float64
 arrays (a :class:`~bnsym.train.network.Network`'s are); an optimiser keeps the arrays
 it was given (replace a parameter's values with ``p[...] = ...``, not the array).
@@ -23,7 +22,7 @@ import math
 import numpy as np
 
 from bnsym.errors import BnsymInputError
-from bnsym.train.fused import momentum_update, plain_update
+from bnsym.train.fused import momentum_update, plain_update, rmsprop_update
 
 
 def _number(name, value, low, high, *, low_open=False, high_open=False):
@@ -75,10 +74,11 @@ class SGD:
         """Update the parameters in place from ``gradients`` (one array per parameter)."""
         flat = _flat_gradients(gradients, self.parameters, self._flat)
         for p, g, v in zip(self._flat, flat, self.velocity or [None] * len(flat)):
+            t = p.dtype.type  # the update in the parameters' dtype, as NumPy's passes did
             if v is None:
-                plain_update(p, g, self.lr)
+                plain_update(p, g, t(self.lr))
             else:
-                momentum_update(p, g, v, self.lr, self.momentum)
+                momentum_update(p, g, v, t(self.lr), t(self.momentum))
 
 
 class RMSProp:
@@ -94,16 +94,9 @@ class RMSProp:
 
     def step(self, gradients):
         """Update the parameters in place from ``gradients`` (one array per parameter)."""
-        # NumPy's passes, not a fused loop: numba leaves a loop with a square root unvectorised
-        # here, and it measured 2.2x slower than these passes over L2-resident layers
         for p, g, s in zip(self._flat, _flat_gradients(gradients, self.parameters, self._flat), self.square):
-            s *= self.rho
-            s += (1 - self.rho) * (g * g)
-            update = np.sqrt(s)
-            update += self.delta
-            np.divide(g, update, out=update)
-            update *= self.lr
-            p -= update
+            t = p.dtype.type  # the update in the parameters' dtype (vectorised in float32)
+            rmsprop_update(p, g, s, t(self.lr), t(self.rho), t(1 - self.rho), t(self.delta))
 
 
 OPTIMIZERS = ("sgd", "rmsprop")

@@ -95,3 +95,18 @@ def test_parameters_that_cannot_be_updated_in_place_are_refused(optimizer):
         opt.step([np.zeros(2)])
     with pytest.raises(BnsymInputError, match=r"gradients\[1\] has shape \(3, 2\), its parameter \(2, 3\)"):
         opt.step([np.zeros(2), np.zeros((3, 2))])  # the right size, transposed
+
+
+def test_rmsprop_in_float32_follows_its_formula():
+    """The fused loop runs in float32 for float32 parameters: two steps against the formula in float64."""
+    rng = np.random.default_rng(5)
+    p0, grads = rng.standard_normal(1000), [rng.standard_normal(1000) for _ in range(2)]
+    p = [p0.astype(np.float32)]
+    opt = RMSProp(p, lr=1e-3, rho=0.9, delta=1e-8)
+    s, expected = np.zeros(1000), p0.copy()
+    for g in grads:
+        opt.step([g.astype(np.float32)])
+        s = 0.9 * s + 0.1 * g * g
+        expected -= 1e-3 * g / (np.sqrt(s) + 1e-8)
+    assert p[0].dtype == np.float32
+    np.testing.assert_allclose(p[0], expected, rtol=0, atol=1e-6 * np.abs(p0).max())
