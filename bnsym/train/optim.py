@@ -60,42 +60,52 @@ def _flat_gradients(gradients, parameters, views):
     return [np.ascontiguousarray(g, dtype=v.dtype).reshape(-1) for g, v in zip(gradients, views)]
 
 
-class SGD:
+class _Optimizer:
+    """What SGD and RMSProp share: the parameters, their flat views (updated in place) and ``lr``."""
+
+    def __init__(self, parameters, lr):
+        self.parameters = list(parameters)
+        self.lr = _number("lr", lr, 0, math.inf, low_open=True, high_open=True)
+        self._flat = _flat_parameters(self.parameters)
+
+    def _steps(self, gradients):
+        """``(p, g, t)`` per parameter: its flat view, its gradient flattened, and the scalar type of its
+        dtype (the updates run in the parameters' dtype, as NumPy's passes did; vectorised in float32)."""
+        flat = _flat_gradients(gradients, self.parameters, self._flat)
+        return [(p, g, p.dtype.type) for p, g in zip(self._flat, flat)]
+
+
+class SGD(_Optimizer):
     """Stochastic gradient descent with optional heavy-ball momentum."""
 
     def __init__(self, parameters, lr, momentum=0.0):
-        self.parameters = list(parameters)
-        self.lr = _number("lr", lr, 0, math.inf, low_open=True, high_open=True)
+        super().__init__(parameters, lr)
         self.momentum = _number("momentum", momentum, 0, 1, high_open=True)
-        self._flat = _flat_parameters(parameters)
         self.velocity = [np.zeros_like(p) for p in self._flat] if self.momentum else None
 
     def step(self, gradients):
         """Update the parameters in place from ``gradients`` (one array per parameter)."""
-        flat = _flat_gradients(gradients, self.parameters, self._flat)
-        for p, g, v in zip(self._flat, flat, self.velocity or [None] * len(flat)):
-            t = p.dtype.type  # the update in the parameters' dtype, as NumPy's passes did
-            if v is None:
+        steps = self._steps(gradients)
+        if self.velocity is None:
+            for p, g, t in steps:
                 plain_update(p, g, t(self.lr))
-            else:
-                momentum_update(p, g, v, t(self.lr), t(self.momentum))
+            return
+        for (p, g, t), v in zip(steps, self.velocity):
+            momentum_update(p, g, v, t(self.lr), t(self.momentum))
 
 
-class RMSProp:
+class RMSProp(_Optimizer):
     """RMSProp (Tieleman and Hinton) with decay ``rho`` and stabiliser ``delta``."""
 
     def __init__(self, parameters, lr, rho=0.9, delta=1e-8):
-        self.parameters = list(parameters)
-        self.lr = _number("lr", lr, 0, math.inf, low_open=True, high_open=True)
+        super().__init__(parameters, lr)
         self.rho = _number("rho", rho, 0, 1, high_open=True)
         self.delta = _number("delta", delta, 0, math.inf, low_open=True, high_open=True)
-        self._flat = _flat_parameters(parameters)
         self.square = [np.zeros_like(p) for p in self._flat]
 
     def step(self, gradients):
         """Update the parameters in place from ``gradients`` (one array per parameter)."""
-        for p, g, s in zip(self._flat, _flat_gradients(gradients, self.parameters, self._flat), self.square):
-            t = p.dtype.type  # the update in the parameters' dtype (vectorised in float32)
+        for (p, g, t), s in zip(self._steps(gradients), self.square):
             rmsprop_update(p, g, s, t(self.lr), t(self.rho), t(1 - self.rho), t(self.delta))
 
 
