@@ -1,7 +1,7 @@
 """A scan over eps at fixed settings: lambda_G of tanh at B = 32 for six eps values in one process.
 
 Run: ``python benchmarks/bench_eps_scan.py [--dps 15,30] [--baseline]``.  The moment curve of the
-radial solve is shared by the solves at every eps (``bsb1.radial_moments``, a
+radial solve is shared by the solves at every eps (``numerics.curve.shared_holder``, a
 ``numerics.curve.SharedCurve``; docs/theory.md section 15.3): a solve whose radial nodes lie in
 the range an earlier solve's curve covers evaluates no point on it.  The scan runs twice, eps
 decreasing (each solve inside the last one's range) and increasing (each reaching lower kappa).
@@ -18,7 +18,7 @@ import time
 from caches import clear_caches
 
 import bnsym
-from bnsym.meanfield import bsb1, linearization
+from bnsym.numerics.curve import shared_holder
 
 EPS = ("1e-3", "3e-3", "1e-2", "3e-2", "0.1", "0.3")
 
@@ -29,8 +29,7 @@ def scan(dps, shared, order):
     values = []
     for eps in order:
         if not shared:
-            bsb1.radial_moments.cache_clear()
-            linearization.radial_eigen_curve.cache_clear()
+            shared_holder.cache_clear()
         values.append(bnsym.gradient_explosion_rate("tanh", 32, eps=eps, dps=dps))
     return values, time.perf_counter() - start
 

@@ -8,13 +8,13 @@ quadrature rules, the cached BSB1 states and radial moment curves and the rememb
 
 from __future__ import annotations
 
-from bnsym.meanfield import bsb1, linearization
-from bnsym.numerics import quadrature, sphere
+from bnsym.meanfield import bsb1
+from bnsym.numerics import curve, quadrature, sphere
 
 
 def clear_caches():
     """Clear the quadrature rules, the BSB1 states, the radial moment curves and the sphere rules' remembered levels."""
     for f in (quadrature.gauss_legendre, quadrature.tanh_sinh, quadrature.composite_legendre, bsb1.bsb1_state,
-              bsb1.radial_moments, linearization.radial_eigen_curve):
+              curve.shared_holder):
         f.cache_clear()
     sphere._LEVEL_HINTS.clear()

@@ -44,7 +44,7 @@ from bnsym.errors import BnsymError, PrecisionError
 from bnsym.estimate import ROUNDING, Estimate, combined_meaning, rounding_error, weighted_sum
 from bnsym.meanfield.critical import DEGENERATE, coexistence_possible, regime
 from bnsym.numerics.memo import cached_at_tolerance
-from bnsym.numerics.curve import SharedCurve
+from bnsym.numerics.curve import SharedCurve, shared_holder
 from bnsym.numerics.roots import bisect
 from bnsym.numerics.moments import MomentCurve, SphereMoments, curve_evaluation, moments_at_gains, radial_events, resolve_method
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
@@ -310,17 +310,6 @@ class RadialLevel:
     designs: int
 
 
-@lru_cache(maxsize=8)
-def radial_moments(activation, batch_size, gamma, beta, dps, method) -> dict:
-    """Holder of the latest radial :class:`MomentCurve` at these settings (under ``"curve"``: a
-    :class:`~bnsym.numerics.curve.SharedCurve`'s holder), shared by every ``eps > 0`` and ``sigma_w``:
-    the sphere moments at gain ``gamma kappa`` do not depend on them (docs/theory.md section 15.3),
-    so a solve inside the range of an earlier one evaluates no point on the curve.  The moments at
-    single gains (the radial nodes of a kinked activation below its cap) stay with each solve; a
-    curve keeps its first solve's (the 8 latest settings are kept)."""
-    return {}
-
-
 def _radial(settings, law, method, floor=None):
     b, eps, sw2 = settings.batch_size, settings.eps, settings.sigma_w**2
     cache = {}
@@ -329,9 +318,9 @@ def _radial(settings, law, method, floor=None):
         lambda kappas, rtol: _moments_at(settings, law, [settings.gamma * kappa for kappa in kappas], method, cache, rtol),
         settings.activation, settings.beta, settings.gamma, law,
     ) if method == "quadrature" else None
-    if plan is not None:
+    if plan is not None:  # shared by every eps and sigma_w at these settings (the moments at single gains stay with the solve)
         cache[CURVE] = SharedCurve(
-            radial_moments(settings.activation, b, settings.gamma, settings.beta, settings.dps, method),
+            shared_holder("moments", settings.activation, b, settings.gamma, settings.beta, settings.dps, method),
             lambda: MomentCurve(plan[0], settings.working_dps, moment_tolerance(settings), floor=plan[1]))
     a = sw2 * _moments(settings, law, settings.gamma, method, cache).spread.value
     tol = mpmath.mpf(10) ** -(settings.dps + 2)

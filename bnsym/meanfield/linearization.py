@@ -72,7 +72,7 @@ from bnsym.estimate import ROUNDING, Estimate, Value, rounding_error
 from bnsym.numerics import radial
 from bnsym.meanfield.bsb1 import SLACK_MARGIN, bsb1_state, moment_tolerance
 from bnsym.meanfield.critical import DEGENERATE, degenerate_bracket, local_slopes, psi_values
-from bnsym.numerics.curve import RadialCurve, SharedCurve
+from bnsym.numerics.curve import RadialCurve, SharedCurve, shared_holder
 from bnsym.numerics.gaussian_kernels import integer_orthant
 from bnsym.numerics.moments import centred_integrands, curve_evaluation, resolve_method
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
@@ -318,14 +318,6 @@ def _radial_values(settings, state, level, records_at):
     }
 
 
-@lru_cache(maxsize=8)
-def radial_eigen_curve(activation, batch_size, gamma, beta, dps, method) -> dict:
-    """Holder of the latest eigenvalue-integrand curve at these settings (a
-    :class:`~bnsym.numerics.curve.SharedCurve`'s ``holder``), shared by every ``eps > 0`` and
-    ``sigma_w`` as :func:`bnsym.meanfield.bsb1.radial_moments` is."""
-    return {}
-
-
 def _radial_source(settings, law, method):
     """``records_at(kappas, slacks)``: the fields of :func:`_radial_fields` at gain ``gamma kappa``.
 
@@ -351,7 +343,7 @@ def _radial_source(settings, law, method):
     plan = curve_evaluation(evaluate, settings.activation, settings.beta, settings.gamma, law)
     if plan is None:
         return lambda kappas, slacks: evaluate(kappas, rtol)
-    curve = SharedCurve(radial_eigen_curve(settings.activation, b, settings.gamma, settings.beta, settings.dps, method),
+    curve = SharedCurve(shared_holder("eigenvalues", settings.activation, b, settings.gamma, settings.beta, settings.dps, method),
                         lambda: RadialCurve(plan[0], [(name, name) for name in fields], settings.working_dps, rtol, plan[1]))
 
     def from_curve(kappas, slacks):

@@ -251,10 +251,21 @@ class RadialCurve:
         return self.record({name: Estimate(mpmath.fdot(factors, ys) / den, error) for name, (ys, error) in table.items()}, like)
 
 
+@lru_cache(maxsize=16)
+def shared_holder(*key) -> dict:
+    """The holder of a :class:`SharedCurve` for ``key`` (what the curve holds and the settings it depends
+    on), the 16 latest keys kept: the latest curve built, under ``"curve"``.  The radial moments
+    (:mod:`bnsym.meanfield.bsb1`) and the spectrum's eigenvalue integrands
+    (:mod:`bnsym.meanfield.linearization`) at gain ``gamma kappa`` depend on the activation, ``B``,
+    ``gamma``, ``beta``, ``dps`` and the method, not on ``eps`` or ``sigma_w`` (docs/theory.md section
+    15.3), so every ``eps > 0`` and ``sigma_w`` shares one holder."""
+    return {}
+
+
 class SharedCurve:
     """A :class:`RadialCurve` shared by the solves at one set of settings, and this solve's own.
 
-    ``holder`` is a dict the caller keeps per settings (its ``"curve"``: the latest curve built);
+    ``holder`` is a dict kept per settings (:func:`shared_holder`; its ``"curve"``: the latest curve built);
     ``make()`` builds a new curve.  :meth:`at` answers from the shared curve while it covers every
     node (:meth:`RadialCurve.covers`: no new point), else from this solve's own curve, made on first
     need, which then becomes the shared one unless it fails (a curve that failed does not replace

@@ -242,14 +242,15 @@ def test_cli_accepts_eps_and_sigma_w(capsys):
 
 
 def test_a_scan_over_eps_shares_the_radial_curve_and_agrees_with_fresh_solves(monkeypatch):
-    """The sphere moments at gain gamma kappa do not depend on eps or sigma_w (bsb1.radial_moments): after
+    """The sphere moments at gain gamma kappa do not depend on eps or sigma_w (numerics.curve.shared_holder): after
     eps = 1e-2, the solves at 5e-3 and at sigma_w = 1.2 take their radial nodes from the same curve, with no
     new sphere expectation but their own at kappa = 1, and each agrees with a fresh solve (caches cleared)
     within the two errors."""
     from bnsym.meanfield import bsb1
+    from bnsym.numerics.curve import shared_holder
 
     bsb1.bsb1_state.cache_clear()
-    bsb1.radial_moments.cache_clear()
+    shared_holder.cache_clear()
     bnsym.gradient_explosion_rate("tanh", 16, eps="1e-2", dps=12)
     calls = []
     evaluate = bsb1.moments_at_gains
@@ -259,8 +260,8 @@ def test_a_scan_over_eps_shares_the_radial_curve_and_agrees_with_fresh_solves(mo
     assert calls == [1, 1]  # the gains evaluated: gamma = 1 (kappa = 1), once per solve
     for value, kwargs in zip(shared, [{"eps": "5e-3"}, {"eps": "1e-2", "sigma_w": "1.2"}]):
         bsb1.bsb1_state.cache_clear()
-        bsb1.radial_moments.cache_clear()
+        shared_holder.cache_clear()
         fresh = bnsym.gradient_explosion_rate("tanh", 16, dps=12, **kwargs)
         assert abs(value.value - fresh.value) <= value.error + fresh.error
     bsb1.bsb1_state.cache_clear()
-    bsb1.radial_moments.cache_clear()
+    shared_holder.cache_clear()
