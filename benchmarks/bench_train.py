@@ -61,51 +61,27 @@ def parse_configs(text):
     return out
 
 
-def sgemm_step(np, depth, batch, width, input_dim, classes):
-    """A callable doing exactly the matrix products of one training step (trainer's shapes and orientation)."""
-    rng = np.random.default_rng(0)
-    f32 = np.float32
-    x0 = rng.standard_normal((batch, input_dim), dtype=f32)
-    w1 = rng.standard_normal((input_dim, width), dtype=f32)
-    w = rng.standard_normal((width, width), dtype=f32)
-    wo = rng.standard_normal((width, classes), dtype=f32)
-    x = rng.standard_normal((batch, width), dtype=f32)
-    g = rng.standard_normal((batch, width), dtype=f32)
-    gz = rng.standard_normal((batch, classes), dtype=f32)
-    o_bn, o_bn2 = np.empty((batch, width), f32), np.empty((batch, width), f32)
-    o_nn = np.empty((width, width), f32)
-    o_dn = np.empty((input_dim, width), f32)
-    o_bc, o_nc = np.empty((batch, classes), f32), np.empty((width, classes), f32)
-
-    def step():
-        np.matmul(x0, w1, out=o_bn)                 # first layer forward
-        for _ in range(depth - 1):
-            np.matmul(x, w, out=o_bn)               # hidden forward
-        np.matmul(x, wo, out=o_bc)                  # readout forward
-        np.matmul(x.T, gz, out=o_nc)                # readout weight gradient
-        np.matmul(gz, wo.T, out=o_bn2)              # readout input gradient
-        for _ in range(depth - 1):
-            np.matmul(x.T, g, out=o_nn)             # hidden weight gradient
-            np.matmul(g, w.T, out=o_bn2)            # hidden input gradient
-        np.matmul(x0.T, g, out=o_dn)                # first layer weight gradient
-
-    return step
-
-
-def layered_gemm_step(lib, np, depth, batch, width, input_dim, classes):
-    """The matrix products of one step with a weight matrix, activation and gradient array per layer, as
-    the trainer holds them (``lib`` is ``np`` or ``torch``): what the products cost when they stream
-    from memory instead of one cached matrix."""
+def layered_gemm_step(lib, np, depth, batch, width, input_dim, classes, *, shared=False):
+    """The matrix products of one training step, at the trainer's shapes and orientations (``lib`` is
+    ``np`` or ``torch``), with a weight matrix, activation and gradient array per layer as the trainer
+    holds them (what the products cost when they stream from memory), or with ``shared`` one array of
+    each for all hidden layers (the roof: one cached matrix)."""
     rng = np.random.default_rng(0)
     f32 = np.float32
     wrap = (lambda a: a) if lib is np else lib.from_numpy
     empty = (lambda shape: np.empty(shape, f32)) if lib is np else (lambda shape: lib.empty(shape))
     dims = [input_dim] + [width] * depth
-    ws = [wrap(rng.standard_normal((dims[l], width), dtype=f32)) for l in range(depth)]
-    xs = [wrap(rng.standard_normal((batch, dims[l]), dtype=f32)) for l in range(depth)]
-    hs = [empty((batch, width)) for _ in range(depth)]
-    gws = [empty((dims[l], width)) for l in range(depth)]
-    gs = [wrap(rng.standard_normal((batch, width), dtype=f32)) for _ in range(3)]
+
+    def per_layer(make):  # one array per layer, or (shared) the first layer's and one for every hidden layer
+        if not shared:
+            return [make(l) for l in range(depth)]
+        return [make(0)] + [make(1)] * (depth - 1) if depth > 1 else [make(0)]
+
+    ws = per_layer(lambda l: wrap(rng.standard_normal((dims[l], width), dtype=f32)))
+    xs = per_layer(lambda l: wrap(rng.standard_normal((batch, dims[l]), dtype=f32)))
+    hs = per_layer(lambda l: empty((batch, width)))
+    gws = per_layer(lambda l: empty((dims[l], width)))
+    gs = [wrap(rng.standard_normal((batch, width), dtype=f32)) for _ in range(2)]
     wo = wrap(rng.standard_normal((width, classes), dtype=f32))
     gz = wrap(rng.standard_normal((batch, classes), dtype=f32))
     o_bc, o_nc = empty((batch, classes)), empty((width, classes))
@@ -273,7 +249,8 @@ def compare(np, data, configs, width, threads, rounds, steps, data_dir=None, use
         for depth, batch in configs:
             contenders = {}
             contenders["bnsym"], _ = bnsym_step(np, data, depth, batch, width)
-            contenders["sgemm"] = sgemm_step(np, depth, batch, width, data.input_dim, data.num_classes)
+            contenders["sgemm"] = layered_gemm_step(np, np, depth, batch, width, data.input_dim, data.num_classes,
+                                                shared=True)
             contenders["layered"] = layered_gemm_step(np, np, depth, batch, width, data.input_dim, data.num_classes)
             names = list(contenders)
             if remote is not None:
