@@ -77,12 +77,14 @@ def layered_gemm_step(lib, np, depth, batch, width, input_dim, classes, *, share
             return [make(l) for l in range(depth)]
         return [make(0)] + [make(1)] * (depth - 1) if depth > 1 else [make(0)]
 
-    ws = per_layer(lambda l: wrap(rng.standard_normal((dims[l], width), dtype=f32)))
+    # scaled as the trainer's weights (N(0, 1/fan_in)): the back-propagated products stay of order one
+    # instead of overflowing float32 past about 30 layers (inf and NaN in the timed products)
+    ws = per_layer(lambda l: wrap(rng.standard_normal((dims[l], width), dtype=f32) / f32(np.sqrt(dims[l]))))
     xs = per_layer(lambda l: wrap(rng.standard_normal((batch, dims[l]), dtype=f32)))
     hs = per_layer(lambda l: empty((batch, width)))
     gws = per_layer(lambda l: empty((dims[l], width)))
     gs = [wrap(rng.standard_normal((batch, width), dtype=f32)) for _ in range(2)]
-    wo = wrap(rng.standard_normal((width, classes), dtype=f32))
+    wo = wrap(rng.standard_normal((width, classes), dtype=f32) / f32(np.sqrt(width)))
     gz = wrap(rng.standard_normal((batch, classes), dtype=f32))
     o_bc, o_nc = empty((batch, classes)), empty((width, classes))
 

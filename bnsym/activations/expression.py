@@ -85,6 +85,11 @@ class Activation:
     def __str__(self) -> str:
         return self.label
 
+    def __repr__(self) -> str:
+        # the label and the formula; the pieces and facts are attributes (printed in full they ran to
+        # hundreds of characters in every result's repr)
+        return f"Activation({self.label!r}, {self.expr})"
+
     @cached_property
     def feature_scale(self) -> float:
         """The narrowest width the expression itself writes into ``phi``: the least ``|c|^(-1/k)`` over the

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import math
 
-import mpmath
-
+from bnsym.text import error_text, number_text, table_text  # noqa: F401 (the subcommands' helpers)
 from bnsym.validation import MAX_DPS
 
 
@@ -48,37 +46,13 @@ def integer_option(text):
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
-def number_text(value, dps: int) -> str:
-    """``value`` to ``dps`` significant digits (``inf``/``-inf``/``nan`` spelled out)."""
-    if value is None:
-        return ""
-    if mpmath.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if isinstance(value, float) and math.isnan(value):
-        return "nan"
-    text = mpmath.nstr(value, dps, strip_zeros=True)
-    return text[:-2] if text.endswith(".0") else text
-
-
-def error_text(error) -> str:
-    """An error estimate with two significant digits."""
-    if error is None:
-        return ""
-    return "0" if error == 0 else mpmath.nstr(error, 2)
-
-
 def print_json(payload) -> None:
     print(json.dumps(payload, indent=2))
 
 
 def print_table(rows, header=("quantity", "value", "error")) -> None:
-    """Rows of strings as an aligned plain-text table."""
-    rows = [tuple(header)] + [tuple(r) for r in rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    for k, row in enumerate(rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
+    """Print rows of strings as an aligned plain-text table (:func:`bnsym.text.table_text`)."""
+    print(table_text(rows, header))
 
 
 def add_cluster_arguments(parser, *, store_required: bool = True) -> None:

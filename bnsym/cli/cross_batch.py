@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from bnsym.cli.common import (
-    add_network_arguments,
-    error_text,
-    network_kwargs,
-    number_text,
-    print_json,
-    print_table,
-)
+from bnsym.cli.common import add_network_arguments, network_kwargs, print_json
 
 
 def register(subparsers) -> None:
@@ -32,21 +25,5 @@ def run(args) -> int:
     if args.json:
         print_json(result.as_dict())
         return 0
-    s = result.settings.as_dict()
-    d = result.settings.dps
-    print(f"{s['activation']}, B = {s['batch_size']}, gamma = {s['gamma']}, beta = {s['beta']}, eps = {s['eps']}, "
-          f"sigma_w = {s['sigma_w']}  ({d} digits, {result.method})")
-    multiplicity = "inf" if result.multiplicity == float("inf") else str(result.multiplicity)
-    rows = []
-    why = {"c_x / q*": "undefined (0/0: every sample is phi(beta) = 0 past the critical eps)",
-           "lambda_x / lambda_G": "undefined (0/0: no gradient passes batch norm)"}
-    for label, q in (("c_x (cross-block entry)", result.c_x), ("c_x / q*", result.correlation),
-                     (f"lambda_x (multiplicity {multiplicity})", result.lambda_x),
-                     ("backward cross-batch rate", result.backward_rate), ("lambda_G", result.lambda_G),
-                     ("lambda_x / lambda_G", result.correlation_rate)):
-        if q is None:
-            rows.append((label, why[label], ""))
-        else:
-            rows.append((label, number_text(q.value, d), error_text(q.error)))
-    print_table(rows)
+    print(result)
     return 0

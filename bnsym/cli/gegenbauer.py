@@ -32,15 +32,5 @@ def run(args) -> int:
     if args.json:
         common.print_json(series.as_dict())
         return 0
-    s = series.settings.as_dict()
-    d = series.settings.dps
-    print(f"{s['activation']}, B = {s['batch_size']}, gamma = {s['gamma']}, beta = {s['beta']}, eps = 0  "
-          f"({args.terms} terms, coefficients to {d} digits)")
-    print(f"normalisation: {series.normalisation}")
-    rows = [(str(l), common.number_text(a.value, d), common.number_text(o, d))
-            for l, (a, o) in enumerate(zip(series.coefficients[: max(args.show, 0)], series.orthonormal))]
-    common.print_table(rows, header=("l", "a_l", "sqrt(dimH_l) a_l"))
-    print()
-    rows = [(name, common.number_text(v.value, d), common.error_text(v.truncation), common.error_text(v.quadrature)) for name, v in series.values().items()]
-    common.print_table(rows, header=("series", "value", "truncation bound", "quadrature error"))
+    print(series.text(show=args.show))
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bnsym.cli.common import add_network_arguments, error_text, number_text, print_json, print_table
+from bnsym.cli.common import add_network_arguments, print_json
 
 
 def register(subparsers) -> None:
@@ -26,13 +26,5 @@ def run(args) -> int:
     if args.json:
         print_json(spec.as_dict())
         return 0
-    s = spec.settings.as_dict()
-    print(f"{s['activation']}, B = {s['batch_size']}, gamma = {s['gamma']}, beta = {s['beta']}, eps = {s['eps']}, "
-          f"sigma_w = {s['sigma_w']}  ({s['dps']} digits, {spec.method})")
-    rows = [
-        (e.operator, e.subspace, "inf" if e.multiplicity == float("inf") else str(e.multiplicity), number_text(e.value, spec.settings.dps), error_text(e.error))
-        for e in spec.forward + spec.backward
-    ]
-    print_table(rows, header=("map", "subspace", "multiplicity", "eigenvalue", "error"))
-    print(spec.verdict())
+    print(spec)
     return 0

@@ -48,15 +48,7 @@ def run(args) -> int:
     if args.json:
         common.print_json(result.as_dict())
         return 0
-    print(result.spectrum.verdict())
-    point = result.fixed_point
-    if point is None:
-        print(f"no BSB2 search ({result.method}): {result.note}")
-        return 0
-    rows = [("sizes", str(point.sizes)), ("q", str(point.q)), ("c within", str(point.c_within)),
-            ("c across", f"{point.c_across:.10g}"), ("residual", f"{point.residual:.2g}"),
-            ("full-space radius", "" if point.full_radius is None else f"{point.full_radius:.6g}"), ("stable", str(point.stable))]
-    common.print_table(rows, header=("BSB2 point", "value"))
+    print(result)
     return 0
 
 

@@ -25,9 +25,5 @@ def run(args) -> int:
     if args.json:
         common.print_json(result.as_dict())
         return 0
-    s = result.settings.as_dict()
-    d = result.settings.dps
-    print(f"{s['activation']}, B = {s['batch_size']}, depth {result.depth}, lambda_G = {common.number_text(result.rate.value, d)}")
-    rows = [(str(m.layer), common.number_text(m.value, d), common.error_text(m.error), common.number_text(m.per_entry, d)) for m in result.layers]
-    common.print_table(rows, header=("layer", "m_l / m_L", "error", "m_l / tr Pi^(L-1)"))
+    print(result)
     return 0

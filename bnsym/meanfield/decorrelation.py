@@ -59,10 +59,11 @@ from bnsym.meanfield.results import (
 )
 from bnsym.numerics.cross import inverse_chi_mean, trace_moment
 from bnsym.numerics.sphere import SphereLaw
+from bnsym.text import ShownAsText, error_text, number_text, table_text
 
 
 @dataclass(frozen=True)
-class CrossBatch:
+class CrossBatch(ShownAsText):
     r"""The cross-batch theory at the CBSB1 point (docs/theory.md section 13).
 
     ``c_x``: the constant entry of the cross block of the fixed point;
@@ -87,6 +88,20 @@ class CrossBatch:
     lambda_G: GradientExplosionRate
     fixed_point: FixedPoint
     method: str
+
+    def __str__(self) -> str:
+        """The settings and a table of each quantity with its error (what ``bnsym cross-batch`` prints)."""
+        d = self.settings.dps
+        multiplicity = "inf" if self.multiplicity == math.inf else str(self.multiplicity)
+        why = {"c_x / q*": "undefined (0/0: every sample is phi(beta) = 0 past the critical eps)",
+               "lambda_x / lambda_G": "undefined (0/0: no gradient passes batch norm)"}
+        rows = []
+        for label, q in (("c_x (cross-block entry)", self.c_x), ("c_x / q*", self.correlation),
+                         (f"lambda_x (multiplicity {multiplicity})", self.lambda_x),
+                         ("backward cross-batch rate", self.backward_rate), ("lambda_G", self.lambda_G),
+                         ("lambda_x / lambda_G", self.correlation_rate)):
+            rows.append((label, why[label], "") if q is None else (label, number_text(q.value, d), error_text(q.error)))
+        return self.settings.line(detail=self.method) + "\n" + table_text(rows)
 
     def as_dict(self) -> dict:
         """JSON-friendly view (numbers as strings at ``dps`` digits, errors with two digits)."""

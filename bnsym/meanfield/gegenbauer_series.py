@@ -46,6 +46,7 @@ from bnsym.numerics.gegenbauer_basis import (
     laplace_bound,
     normalised_gegenbauer,
 )
+from bnsym.text import ShownAsText, error_text, number_text, table_text
 
 #: The normalisation of the coefficients, stated in every result.
 NORMALISATION = (
@@ -76,7 +77,7 @@ class SeriesValue(Value):
 
 
 @dataclass(frozen=True)
-class GegenbauerSeries:
+class GegenbauerSeries(ShownAsText):
     """The coefficients ``a_l`` (``l = 0..terms+1``, Estimates), their dimensions and the series values.
 
     ``q``, ``c``, ``spread`` (``q* - c*``), ``rate`` (lambda_G), ``forward_L``, ``forward_M``
@@ -107,6 +108,22 @@ class GegenbauerSeries:
         items = {"q": self.q, "c": self.c, "spread": self.spread, "lambda_G": self.rate,
                  "forward_L": self.forward_L, "forward_M": self.forward_M}
         return {k: v for k, v in items.items() if v is not None}
+
+    def text(self, show: int = 10) -> str:
+        """The settings, the first ``show`` coefficients and the series values with their bounds (what
+        ``bnsym gegenbauer`` prints; ``str`` shows 10 coefficients)."""
+        d = self.settings.dps
+        head = self.settings.line(detail=f"{self.terms} terms")
+        rows = [(str(l), number_text(a.value, d), number_text(o, d))
+                for l, (a, o) in enumerate(zip(self.coefficients[: max(show, 0)], self.orthonormal))]
+        coefficients = table_text(rows, header=("l", "a_l", "sqrt(dimH_l) a_l"))
+        rows = [(name, number_text(v.value, d), error_text(v.truncation), error_text(v.quadrature))
+                for name, v in self.values().items()]
+        series = table_text(rows, header=("series", "value", "truncation bound", "quadrature error"))
+        return f"{head}\nnormalisation: {self.normalisation}\n{coefficients}\n\n{series}"
+
+    def __str__(self) -> str:
+        return self.text()
 
     def as_dict(self) -> dict:
         d = self.settings.dps

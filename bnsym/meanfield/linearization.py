@@ -77,6 +77,7 @@ from bnsym.numerics.gaussian_kernels import integer_orthant
 from bnsym.numerics.moments import centred_integrands, curve_evaluation, resolve_method
 from bnsym.meanfield.results import FixedPoint, Settings, make_settings
 from bnsym.numerics.sphere import Integrand, SphereLaw
+from bnsym.text import ShownAsText, error_text, number_text, table_text
 
 SUBSPACES = ("G", "L", "M")
 
@@ -106,7 +107,7 @@ class Eigenvalue(Value):
 
 
 @dataclass(frozen=True)
-class Spectrum:
+class Spectrum(ShownAsText):
     """Forward and backward eigenvalues at the BSB1 point, one per subspace ``G, L, M``.
 
     ``stable``: True when both forward eigenvalues on ``L`` and ``M`` are
@@ -152,6 +153,14 @@ class Spectrum:
         which = "lambda_G" if top.subspace == "G" else f"the {top.subspace} eigenvalue, not lambda_G"
         point = "BSB1 fixed point" if self.fixed_point.regime != DEGENERATE else "degenerate BSB1 point G Sigma G = 0 (eps past the critical eps)"
         return f"{point} {stable}; backward spectral radius is {which}"
+
+    def __str__(self) -> str:
+        """The settings, a table of the eigenvalues and the verdict (what ``bnsym spectrum`` prints)."""
+        d = self.settings.dps
+        rows = [(e.operator, e.subspace, "inf" if e.multiplicity == math.inf else str(e.multiplicity),
+                 number_text(e.value, d), error_text(e.error)) for e in self.forward + self.backward]
+        table = table_text(rows, header=("map", "subspace", "multiplicity", "eigenvalue", "error"))
+        return f"{self.settings.line(detail=self.method)}\n{table}\n{self.verdict()}"
 
     def as_dict(self) -> dict:
         d = self.settings.dps

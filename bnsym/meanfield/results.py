@@ -17,6 +17,7 @@ import numpy as np
 from bnsym import validation
 from bnsym.errors import BnsymInputError
 from bnsym.estimate import Value
+from bnsym.text import number_text, settings_line
 from bnsym.activations import Activation, activation as as_activation
 from bnsym.numerics.moments import METHODS
 
@@ -45,20 +46,23 @@ class Settings:
         return {
             "activation": self.activation.label,
             "batch_size": "inf" if self.batch_size == math.inf else self.batch_size,
-            "gamma": _text(self.gamma, self.dps),
-            "beta": _text(self.beta, self.dps),
-            "eps": _text(self.eps, self.dps),
-            "sigma_w": _text(self.sigma_w, self.dps),
+            "gamma": number_text(self.gamma, self.dps),
+            "beta": number_text(self.beta, self.dps),
+            "eps": number_text(self.eps, self.dps),
+            "sigma_w": number_text(self.sigma_w, self.dps),
             "dps": self.dps,
             "method": self.method,
         }
 
+    def __repr__(self) -> str:
+        d = self.as_dict()
+        shown = ", ".join(f"{k}={v!r}" if k in ("activation", "method") else f"{k}={v}" for k, v in d.items())
+        return f"Settings({shown})"
 
-def _text(value, dps):
-    if not mpmath.isfinite(value):
-        return str(value)
-    text = mpmath.nstr(value, dps, strip_zeros=True)
-    return text[:-2] if text.endswith(".0") else text
+    def line(self, *, detail: str = "") -> str:
+        """One line for the head of a result's text: ``"tanh, B = 8, gamma = 1, beta = 0, eps = 0,
+        sigma_w = 1  (15 digits, quadrature)"`` (``detail``, here ``"quadrature"``, after the digits)."""
+        return settings_line(self.as_dict(), detail=detail)
 
 
 def make_settings(activation, batch_size, *, gamma=1, beta=0, eps=0, sigma_w=1, dps=15, method="auto") -> Settings:
@@ -87,7 +91,7 @@ class Quantity(Value):
 
     value: mpmath.mpf
     error: mpmath.mpf
-    settings: Settings
+    settings: Settings = field(repr=False)  # an attribute; a composite result's repr would repeat it per value
 
     def __str__(self) -> str:
         return mpmath.nstr(self.value, self.settings.dps)

@@ -36,9 +36,10 @@ import numpy as np
 from bnsym import validation
 from bnsym.errors import BnsymError, BnsymInputError
 from bnsym.meanfield.laplace import laplace_applies, laplace_map
-from bnsym.subspaces import subspace_parts
-from bnsym.meanfield.results import Settings, make_settings
 from bnsym.meanfield.linearization import Spectrum, spectrum_from_settings
+from bnsym.meanfield.results import Settings, make_settings
+from bnsym.subspaces import subspace_parts
+from bnsym.text import ShownAsText, table_text
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,7 +93,7 @@ class BlockFixedPoint:
 
 
 @dataclass(frozen=True, eq=False)
-class SymmetryBreaking:
+class SymmetryBreaking(ShownAsText):
     """The verdict at one setting and, if the BSB1 point is unstable, the BSB2 point reached."""
 
     settings: Settings
@@ -101,6 +102,18 @@ class SymmetryBreaking:
     fixed_point: BlockFixedPoint | None
     method: str
     note: str = ""
+
+    def __str__(self) -> str:
+        """The spectrum's text, then the BSB2 point reached or why there was no search (what
+        ``bnsym symmetry-breaking`` prints)."""
+        point = self.fixed_point
+        if point is None:
+            return f"{self.spectrum}\nno BSB2 search ({self.method}): {self.note}"
+        rows = [("sizes", str(point.sizes)), ("q", str(point.q)), ("c within", str(point.c_within)),
+                ("c across", f"{point.c_across:.10g}"), ("residual", f"{point.residual:.2g}"),
+                ("full-space radius", "" if point.full_radius is None else f"{point.full_radius:.6g}"),
+                ("stable", str(point.stable))]
+        return f"{self.spectrum}\n{table_text(rows, header=('BSB2 point', 'value'))}"
 
     def as_dict(self) -> dict:
         return {

@@ -37,6 +37,7 @@ from bnsym.errors import BnsymInputError
 from bnsym.estimate import Estimate, Value
 from bnsym.meanfield.gradients import rate_from_settings
 from bnsym.meanfield.results import GradientExplosionRate, Settings, make_settings
+from bnsym.text import ShownAsText, error_text, number_text, table_text
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class LayerMoment(Value):
 
 
 @dataclass(frozen=True)
-class WeightGradients:
+class WeightGradients(ShownAsText):
     """Per-layer expected squared weight gradients relative to the last hidden layer.
 
     ``layers[l - 1]``: :class:`LayerMoment` of layer ``l``; its ``per_entry`` is
@@ -72,6 +73,13 @@ class WeightGradients:
                                   f"got layer {layer!r} and {len(widths)} widths")
         fan = mpmath.mpf(widths[ell] * widths[ell - 1]) / (widths[self.depth] * widths[self.depth - 1])
         return fan * self.layers[ell - 1].value
+
+    def __str__(self) -> str:
+        """The settings, lambda_G and a table of the layers (what ``bnsym weight-gradients`` prints)."""
+        d = self.settings.dps
+        head = f"{self.settings.line()}\ndepth {self.depth}, lambda_G = {number_text(self.rate.value, d)}"
+        rows = [(str(m.layer), number_text(m.value, d), error_text(m.error), number_text(m.per_entry, d)) for m in self.layers]
+        return head + "\n" + table_text(rows, header=("layer", "m_l / m_L", "error", "m_l / tr Pi^(L-1)"))
 
     def as_dict(self) -> dict:
         d = self.settings.dps

@@ -2,7 +2,7 @@
 
 Layers, lowest first (a module may import its own layer and those below, never above):
 
-0. ``bnsym.errors``, ``bnsym.validation``, ``bnsym.blas``, ``bnsym.estimate``, ``bnsym.subspaces`` (the base)
+0. ``bnsym.errors``, ``bnsym.validation``, ``bnsym.blas``, ``bnsym.estimate``, ``bnsym.subspaces``, ``bnsym.text`` (the base)
 1. ``bnsym.activations``
 2. ``bnsym.numerics`` and, apart from it, ``bnsym.montecarlo`` (the witness)
 3. ``bnsym.meanfield``
@@ -25,7 +25,7 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "bnsym"
 
 LAYERS = {
-    "bnsym.errors": 0, "bnsym.validation": 0, "bnsym.blas": 0, "bnsym.estimate": 0, "bnsym.subspaces": 0,
+    "bnsym.errors": 0, "bnsym.validation": 0, "bnsym.blas": 0, "bnsym.estimate": 0, "bnsym.subspaces": 0, "bnsym.text": 0,
     "bnsym.activations": 1,
     "bnsym.numerics": 2, "bnsym.montecarlo": 2,
     "bnsym.meanfield": 3,

@@ -1,0 +1,62 @@
+"""Plain-text rendering of results: numbers to their promised digits, errors, aligned tables.
+
+One place for what the command line prints and what a result's ``str`` shows (the CLI's
+tables are the results' own text).  May import: mpmath only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+
+
+def number_text(value, dps: int) -> str:
+    """``value`` to ``dps`` significant digits (``inf``/``-inf``/``nan`` spelled out, ``""`` for None)."""
+    if value is None:
+        return ""
+    if mpmath.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if (isinstance(value, float) and math.isnan(value)) or (isinstance(value, mpmath.mpf) and mpmath.isnan(value)):
+        return "nan"
+    text = mpmath.nstr(value, dps, strip_zeros=True)
+    return text.removesuffix(".0")
+
+
+def error_text(error) -> str:
+    """An error estimate with two significant digits (``""`` for None)."""
+    if error is None:
+        return ""
+    return "0" if error == 0 else mpmath.nstr(error, 2)
+
+
+def table_text(rows, header=("quantity", "value", "error")) -> str:
+    """Rows of strings as an aligned plain-text table under ``header``, a rule below it (ValueError for a
+    row of another width than the header: a cell would be dropped or missing)."""
+    rows = [tuple(header)] + [tuple(r) for r in rows]
+    for row in rows:
+        if len(row) != len(header):
+            raise ValueError(f"a table row has {len(row)} cells for {len(header)} columns: {row!r}")
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = []
+    for k, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def settings_line(settings: dict, *, detail: str = "") -> str:
+    """``"tanh, B = 8, gamma = 1, beta = 0, eps = 0, sigma_w = 1  (15 digits, quadrature)"`` from
+    ``Settings.as_dict()``, ``detail`` (here ``"quadrature"``) after the digits."""
+    s = settings
+    return (f"{s['activation']}, B = {s['batch_size']}, gamma = {s['gamma']}, beta = {s['beta']}, eps = {s['eps']}, "
+            f"sigma_w = {s['sigma_w']}  ({s['dps']} digits{', ' + detail if detail else ''})")
+
+
+class ShownAsText:
+    """Mixin of the composite results: IPython and Jupyter display their text (``str``: the table the
+    command line prints) instead of the dataclass repr, which stays for ``repr()``."""
+
+    def _repr_pretty_(self, printer, cycle):
+        printer.text(f"{type(self).__name__}(...)" if cycle else str(self))

@@ -1,0 +1,100 @@
+"""What results show: their text (the CLI's tables) and a repr that does not repeat the settings.
+
+The numbers in a result's text are its own values at the promised digits (checked against the
+fields, not against fixed strings), and the repr of a composite result stays short: before
+bnsym.text, ``repr(cross_batch("relu", 8))`` ran to 4,400 characters, the activation's pieces
+printed once per value.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import pytest
+
+import bnsym
+from bnsym.text import ShownAsText, error_text, number_text, table_text
+
+
+def test_number_text_gives_the_digits_asked_and_spells_out_the_non_finite():
+    assert number_text(mpmath.mpf(2) / 3, 20) == mpmath.nstr(mpmath.mpf(2) / 3, 20)
+    assert number_text(mpmath.mpf(5), 15) == "5"
+    assert number_text(mpmath.inf, 15) == "inf" and number_text(-mpmath.inf, 15) == "-inf"
+    assert number_text(math.nan, 15) == "nan" and number_text(mpmath.nan, 15) == "nan"
+    assert number_text(None, 15) == "" and error_text(None) == "" and error_text(0) == "0"
+    assert error_text(mpmath.mpf("1.234e-20")) == "1.2e-20"
+
+
+def test_table_text_aligns_its_columns_under_a_rule():
+    lines = table_text([("a", "1"), ("long name", "22")], header=("quantity", "value")).splitlines()
+    assert lines[0] == "quantity   value" and lines[1] == "---------  -----"
+    assert lines[2] == "a          1" and lines[3] == "long name  22"
+
+
+class _Printer:  # what IPython hands to _repr_pretty_
+    def __init__(self):
+        self.out = ""
+
+    def text(self, s):
+        self.out += s
+
+
+def _shown(result):
+    printer = _Printer()
+    result._repr_pretty_(printer, False)
+    return printer.out
+
+
+def test_cross_batch_text_holds_its_values_at_the_promised_digits():
+    r = bnsym.cross_batch("tanh", 8, dps=20)
+    text = str(r)
+    assert text.splitlines()[0].startswith("tanh, B = 8, gamma = 1, beta = 0, eps = 0, sigma_w = 1  (20 digits")
+    for q in (r.lambda_x, r.lambda_G, r.correlation_rate):
+        assert mpmath.nstr(q.value, 20, strip_zeros=True) in text
+        assert mpmath.nstr(q.error, 2) in text
+    assert isinstance(r, ShownAsText) and _shown(r) == text
+    assert len(repr(r)) < 1500 and "Piece(" not in repr(r)
+
+
+def test_spectrum_text_lists_every_eigenvalue_and_the_verdict():
+    spec = bnsym.spectrum("relu", 8, dps=18)
+    text = str(spec)
+    for e in spec.forward + spec.backward:
+        assert number_text(e.value, 18) in text
+    assert text.splitlines()[-1] == spec.verdict()
+    assert _shown(spec) == text and "Piece(" not in repr(spec)
+
+
+def test_gegenbauer_text_shows_the_coefficients_asked_and_every_series():
+    series = bnsym.gegenbauer("tanh", 8, terms=12)
+    text = series.text(show=3)
+    assert "normalisation: " + series.normalisation in text
+    rows = [line.split() for line in text.splitlines()]
+    shown = [r for r in rows if r and r[0] in ("0", "1", "2", "3")]
+    assert [r[0] for r in shown] == ["0", "1", "2"]
+    assert shown[1][1] == number_text(series.coefficients[1].value, 15)
+    for name, v in series.values().items():
+        assert any(r[:2] == [name, number_text(v.value, 15)] for r in rows)
+    assert str(series) == series.text(show=10)
+
+
+def test_weight_gradients_text_has_one_row_per_layer():
+    result = bnsym.weight_gradients("relu", 8, 4)
+    rows = str(result).splitlines()[4:]
+    assert [r.split()[0] for r in rows] == ["1", "2", "3", "4"]
+    assert [r.split()[1] for r in rows] == [number_text(m.value, 15) for m in result.layers]
+
+
+def test_scalar_results_repr_leaves_the_settings_to_their_attribute():
+    fp = bnsym.fixed_point("tanh", 8)
+    assert "settings=" not in repr(fp) and repr(fp).startswith("FixedPoint(value=")
+    assert repr(fp.settings) == ("Settings(activation='tanh', batch_size=8, gamma=1, beta=0, eps=0, sigma_w=1, "
+                                 "dps=15, method='auto')")
+    assert repr(fp.settings.activation) == "Activation('tanh', tanh(x))"
+
+
+@pytest.mark.parametrize("bad", [("x",), ("x", "y", "z")])
+def test_table_text_refuses_rows_of_another_width(bad):
+    with pytest.raises(ValueError, match="cells for 2 columns"):
+        table_text([bad], header=("a", "b"))
