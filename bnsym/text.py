@@ -27,7 +27,7 @@ def error_text(error) -> str:
     """An error estimate with two significant digits (``""`` for None)."""
     if error is None:
         return ""
-    return "0" if error == 0 else mpmath.nstr(error, 2)
+    return "0" if error == 0 else mpmath.nstr(mpmath.mpf(error), 2)  # (nstr leaves a float's digits as they are)
 
 
 def table_text(rows, header=("quantity", "value", "error")) -> str:

@@ -23,7 +23,7 @@ def test_number_text_gives_the_digits_asked_and_spells_out_the_non_finite():
     assert number_text(mpmath.inf, 15) == "inf" and number_text(-mpmath.inf, 15) == "-inf"
     assert number_text(math.nan, 15) == "nan" and number_text(mpmath.nan, 15) == "nan"
     assert number_text(None, 15) == "" and error_text(None) == "" and error_text(0) == "0"
-    assert error_text(mpmath.mpf("1.234e-20")) == "1.2e-20"
+    assert error_text(mpmath.mpf("1.234e-20")) == "1.2e-20" and error_text(6.58615490272818e-07) == "6.6e-7"
 
 
 def test_table_text_aligns_its_columns_under_a_rule():
@@ -98,3 +98,31 @@ def test_scalar_results_repr_leaves_the_settings_to_their_attribute():
 def test_table_text_refuses_rows_of_another_width(bad):
     with pytest.raises(ValueError, match="cells for 2 columns"):
         table_text([bad], header=("a", "b"))
+
+
+def test_propagation_and_kernel_keep_their_matrices_out_of_the_repr():
+    import numpy as np
+
+    p = bnsym.propagate("relu", np.diag([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), 3, dps=10)
+    rows = str(p).splitlines()[4:]
+    assert [r.split()[0] for r in rows] == ["0", "1", "2", "3"]
+    assert [float(r.split()[1]) for r in rows] == pytest.approx([float(d) for d in p.distance], rel=1e-5)
+    assert "array(" not in repr(p) and len(repr(p)) < 1200
+
+    x = np.random.default_rng(0).standard_normal((16, 5))
+    k = bnsym.kernel("relu", x, 2, batch_size=8, dps=None)
+    assert repr(k).startswith("Kernel(kind='nngp', inputs=16, batch_size=8, depth=2,") and "array(" not in repr(k)
+    rows = str(k).splitlines()[4:]
+    diagonals = [float(np.mean(np.diag(m))) for m in k.nngp]
+    assert [float(r.split()[1]) for r in rows] == pytest.approx(diagonals, rel=1e-9)
+    assert [r.split()[2] for r in rows] == [error_text(e) for e in k.layer_errors]
+
+
+def test_joint_propagation_text_has_the_cross_batch_correlation_per_layer():
+    import numpy as np
+
+    x = np.random.default_rng(1).standard_normal((8, 8))
+    p = bnsym.propagate("relu", x @ x.T / 8, 2, batch_size=4, dps=10)
+    rows = str(p).splitlines()[4:]
+    assert [float(r.split()[1]) for r in rows] == pytest.approx([p.cross_batch_correlation(l) for l in range(3)], rel=1e-7)
+    assert "array(" not in repr(p)

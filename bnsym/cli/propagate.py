@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnsym.cli.common import add_network_arguments, print_json, print_table
+from bnsym.cli.common import add_network_arguments, print_json
 from bnsym.errors import BnsymInputError
 
 
@@ -73,15 +73,8 @@ def run(args) -> int:
             payload["simulation"] = {"width": args.width, "seeds": args.seeds, "distance_mean": simulated[0].tolist(), "distance_stderr": simulated[1].tolist()}
         print_json(payload)
         return 0
-    s = result.settings.as_dict()
-    how = {"laplace": "exact, Laplace method", "spherical": "exact, spherical route"}.get(
-        result.method, f"Monte Carlo, {result.chains} chains x {result.samples} samples per layer")
-    print(f"{s['activation']}, B = {s['batch_size']}, input = {args.input}, depth = {result.depth}  ({how})")
-    rows = [
-        (str(l), f"{result.distance[l]:.6g}", f"{result.distance_error[l]:.2g}", f"{result.distance_L[l]:.6g}", f"{result.distance_M[l]:.6g}")
-        for l in range(result.depth + 1)
-    ]
-    print_table(rows, header=("layer", "||Sigma-Sigma*||_F", "error", "L part", "M part"))
+    print(f"input: {args.input}")
+    print(result)
     if args.plot:
         print(f"wrote {args.plot}")
     return 0
@@ -94,10 +87,7 @@ def _joint_output(args, result) -> int:
     if args.json:
         print_json(result.as_dict())
         return 0
-    s = result.settings.as_dict()
-    print(f"{s['activation']}, {result.batches} batches of B = {s['batch_size']}, depth = {result.depth}  ({result.method})")
-    rows = [(str(l), f"{result.cross_batch_correlation(l):.8g}", f"{result.errors[l]:.2g}") for l in range(result.depth + 1)]
-    print_table(rows, header=("layer", "cross-batch correlation", "error"))
+    print(result)
     return 0
 
 

@@ -42,6 +42,7 @@ from bnsym.estimate import STANDARD_ERROR, Value
 from bnsym.meanfield import joint
 from bnsym.meanfield.results import Settings, make_settings
 from bnsym.numerics.gaussian_kernels import homogeneous_coefficients
+from bnsym.text import ShownAsText, error_text, table_text
 
 KINDS = ("nngp", "ntk")
 
@@ -74,7 +75,7 @@ KERNEL_METHODS = ("auto", "laplace", "sampling")
 
 
 @dataclass(frozen=True, eq=False)
-class Kernel(Value):
+class Kernel(ShownAsText, Value):
     """The kernel at the output of the last layer (``value``, ``M x M``) and every layer's.
 
     ``nngp[l]`` (``l = 0..depth``; ``nngp[0] = X X^T / d``) and, for ``kind="ntk"``, ``ntk[l]``;
@@ -120,6 +121,19 @@ class Kernel(Value):
         """The last layer's kernel as a float64 array (the high-precision path's mpmath matrix rounded)."""
         return _as_array(self.value)
 
+    def __repr__(self) -> str:  # the matrices are attributes (thousands of entries)
+        return (f"Kernel(kind={self.kind!r}, inputs={_size(self.value)}, batch_size={self.batch_size}, depth={self.depth}, "
+                f"method={self.method!r}, precision={self.precision!r}, error={error_text(self.error)}, meaning={self.meaning!r})")
+
+    def __str__(self) -> str:
+        """The settings and per layer the mean diagonal entry and the error estimate (``bnsym kernel``'s table)."""
+        head = (f"{self.settings.line(detail=f'{self.method}, {self.precision}')}\n{self.kind.upper()} kernel of "
+                f"{_size(self.value)} inputs in batches of {self.batch_size}, depth {self.depth}")
+        rows = [(str(l), f"{float(mpmath.fsum(_diagonal(k))) / _size(k):.10g}", error_text(e))
+                for l, (k, e) in enumerate(zip(self.layers, self.layer_errors))]
+        table = table_text(rows, header=("layer", "mean diagonal entry", f"error ({self.meaning})"))
+        return f"{head}\n{table}"
+
     def as_dict(self) -> dict:
         """A JSON-friendly summary (no matrices)."""
         last = self.as_array()
@@ -129,6 +143,15 @@ class Kernel(Value):
             "error": float(self.error), "error_meaning": self.meaning, "layer_errors": [float(e) for e in self.layer_errors],
             "diagonal_mean": float(np.mean(np.diag(last))), "trace": float(np.trace(last)),
         }
+
+
+def _size(matrix) -> int:
+    """Rows of a kernel matrix (NumPy array or mpmath matrix)."""
+    return matrix.shape[0] if isinstance(matrix, np.ndarray) else matrix.rows
+
+
+def _diagonal(matrix) -> list:
+    return list(np.diag(matrix)) if isinstance(matrix, np.ndarray) else [matrix[i, i] for i in range(matrix.rows)]
 
 
 def _as_array(matrix) -> np.ndarray:

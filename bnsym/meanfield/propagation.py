@@ -55,7 +55,7 @@ Cost: Laplace ``O(depth * levels * nodes * B^2 r)`` mpmath operations
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mpmath
 import numpy as np
@@ -74,6 +74,7 @@ from bnsym.meanfield.spherical import (
     spherical_obstacle,
 )
 from bnsym.subspaces import subspace_parts
+from bnsym.text import ShownAsText, table_text
 
 METHODS = ("auto", "laplace", "spherical", "sampling")
 INPUTS = ("random", "orthogonal", "collinear")
@@ -81,7 +82,7 @@ INPUTS = ("random", "orthogonal", "collinear")
 
 # --------------------------------------------------------------------------- results
 @dataclass(frozen=True, eq=False)
-class Propagation:
+class Propagation(ShownAsText):
     """The Gram matrix per layer and its distance to the BSB1 point.
 
     ``grams[l]`` (NumPy, ``l = 0..depth``; ``grams[0]`` the input) with
@@ -95,20 +96,30 @@ class Propagation:
 
     settings: Settings
     method: str
-    grams: tuple
-    errors: tuple
+    grams: tuple = field(repr=False)  # (depth + 1) matrices: see the text (str) or the attribute
+    errors: tuple = field(repr=False)
     distance: tuple
     distance_L: tuple
     distance_M: tuple
     distance_error: tuple
     fixed_point: FixedPoint
-    grams_mp: tuple | None = None
+    grams_mp: tuple | None = field(default=None, repr=False)
     samples: int | None = None
     chains: int | None = None
 
     @property
     def depth(self) -> int:
         return len(self.grams) - 1
+
+    def __str__(self) -> str:
+        """The settings, the method and per layer the distance to the BSB1 point with its ``L`` and ``M``
+        parts (what ``bnsym propagate`` prints)."""
+        how = {"laplace": "exact, Laplace method", "spherical": "exact, spherical route"}.get(
+            self.method, f"Monte Carlo, {self.chains} chains x {self.samples} samples per layer")
+        rows = [(str(l), f"{self.distance[l]:.6g}", f"{self.distance_error[l]:.2g}", f"{self.distance_L[l]:.6g}",
+                 f"{self.distance_M[l]:.6g}") for l in range(self.depth + 1)]
+        table = table_text(rows, header=("layer", "||Sigma-Sigma*||_F", "error", "L part", "M part"))
+        return f"{self.settings.line(detail=how)}\ndepth {self.depth}\n{table}"
 
     def as_dict(self) -> dict:
         return {
@@ -131,7 +142,7 @@ class Propagation:
 
 
 @dataclass(frozen=True, eq=False)
-class JointPropagation:
+class JointPropagation(ShownAsText):
     """The joint ``kB x kB`` Gram matrix of ``k`` batches per layer (docs/theory.md section 14).
 
     ``grams[l]`` (``l = 0..depth``, ``grams[0]`` the input); ``errors[l]``: the estimated largest
@@ -142,9 +153,9 @@ class JointPropagation:
     settings: Settings
     method: str
     batches: int
-    grams: tuple
+    grams: tuple = field(repr=False)  # (depth + 1) matrices: see the text (str) or the attribute
     errors: tuple
-    grams_mp: tuple | None = None
+    grams_mp: tuple | None = field(default=None, repr=False)
 
     @property
     def depth(self) -> int:
@@ -160,6 +171,13 @@ class JointPropagation:
         k = self.batches
         cross = np.mean([self.block(layer, p, q).mean() for p in range(k) for q in range(k) if p != q])
         return float(cross / np.mean(np.diag(self.grams[layer])))
+
+    def __str__(self) -> str:
+        """The settings and per layer the cross-batch correlation with the error estimate (what ``bnsym
+        propagate`` prints for several batches)."""
+        rows = [(str(l), f"{self.cross_batch_correlation(l):.8g}", f"{self.errors[l]:.2g}") for l in range(self.depth + 1)]
+        table = table_text(rows, header=("layer", "cross-batch correlation", "error"))
+        return f"{self.settings.line(detail=self.method)}\n{self.batches} batches, depth {self.depth}\n{table}"
 
     def as_dict(self) -> dict:
         return {
