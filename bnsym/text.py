@@ -24,10 +24,16 @@ def number_text(value, dps: int) -> str:
 
 
 def error_text(error) -> str:
-    """An error estimate with two significant digits (``""`` for None)."""
+    """An error estimate with two significant digits (``""`` for None; ints, floats and NumPy scalars too)."""
     if error is None:
         return ""
-    return "0" if error == 0 else mpmath.nstr(mpmath.mpf(error), 2)  # (nstr leaves a float's digits as they are)
+    if error == 0:
+        return "0"
+    if not isinstance(error, mpmath.mpf):
+        error = mpmath.mpf(float(error))  # (nstr leaves a float's digits as they are; mpf refuses NumPy scalars)
+    if mpmath.isinf(error):
+        return "inf"
+    return mpmath.nstr(error, 2).removesuffix(".0")
 
 
 def table_text(rows, header=("quantity", "value", "error")) -> str:
@@ -46,12 +52,14 @@ def table_text(rows, header=("quantity", "value", "error")) -> str:
     return "\n".join(lines)
 
 
-def settings_line(settings: dict, *, detail: str = "") -> str:
+def settings_line(settings: dict, *, detail: str = "", digits: bool = True) -> str:
     """``"tanh, B = 8, gamma = 1, beta = 0, eps = 0, sigma_w = 1  (15 digits, quadrature)"`` from
-    ``Settings.as_dict()``, ``detail`` (here ``"quadrature"``) after the digits."""
+    ``Settings.as_dict()``, ``detail`` (here ``"quadrature"``) after the digits; ``digits=False`` leaves
+    the digits out (float64 and sampled results, which promise none)."""
     s = settings
+    notes = ", ".join(([f"{s['dps']} digits"] if digits else []) + ([detail] if detail else []))
     return (f"{s['activation']}, B = {s['batch_size']}, gamma = {s['gamma']}, beta = {s['beta']}, eps = {s['eps']}, "
-            f"sigma_w = {s['sigma_w']}  ({s['dps']} digits{', ' + detail if detail else ''})")
+            f"sigma_w = {s['sigma_w']}" + (f"  ({notes})" if notes else ""))
 
 
 class ShownAsText:

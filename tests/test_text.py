@@ -24,6 +24,10 @@ def test_number_text_gives_the_digits_asked_and_spells_out_the_non_finite():
     assert number_text(math.nan, 15) == "nan" and number_text(mpmath.nan, 15) == "nan"
     assert number_text(None, 15) == "" and error_text(None) == "" and error_text(0) == "0"
     assert error_text(mpmath.mpf("1.234e-20")) == "1.2e-20" and error_text(6.58615490272818e-07) == "6.6e-7"
+    import numpy as np
+
+    assert error_text(np.float32(0.001234)) == "0.0012" and error_text(np.int64(3)) == "3" and error_text(3) == "3"
+    assert error_text(math.inf) == "inf" and error_text(mpmath.inf) == "inf"
 
 
 def test_table_text_aligns_its_columns_under_a_rule():
@@ -111,6 +115,7 @@ def test_propagation_and_kernel_keep_their_matrices_out_of_the_repr():
 
     x = np.random.default_rng(0).standard_normal((16, 5))
     k = bnsym.kernel("relu", x, 2, batch_size=8, dps=None)
+    assert "digits" not in str(k).splitlines()[0]  # a float64 kernel promises no number of digits
     assert repr(k).startswith("Kernel(kind='nngp', inputs=16, batch_size=8, depth=2,") and "array(" not in repr(k)
     rows = str(k).splitlines()[4:]
     diagonals = [float(np.mean(np.diag(m))) for m in k.nngp]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bnsym.cli.common import integer_option, print_json, print_table
+from bnsym.cli.common import integer_option, print_json
 
 
 def register(subparsers) -> None:
@@ -57,8 +57,6 @@ def run(args) -> int:
     if args.json:
         print_json(summary)
         return 0
-    print(f"{summary['settings']['activation']} {args.kind.upper()} kernel, M = {summary['inputs']}, B = {args.batch_size}, "
-          f"depth {args.depth} ({result.method})")
-    print_table([(f"error estimate (largest entry, {result.meaning})", f"{float(result.error):.2g}"), ("mean diagonal", f"{summary['diagonal_mean']:.10g}"),
-                 ("written to", str(out))], header=("", "value"))
+    print(result)
+    print(f"written to {out}")
     return 0

@@ -73,8 +73,8 @@ def run(args) -> int:
             payload["simulation"] = {"width": args.width, "seeds": args.seeds, "distance_mean": simulated[0].tolist(), "distance_stderr": simulated[1].tolist()}
         print_json(payload)
         return 0
-    print(f"input: {args.input}")
     print(result)
+    print(f"input: {args.input}")
     if args.plot:
         print(f"wrote {args.plot}")
     return 0

@@ -126,8 +126,9 @@ class Kernel(ShownAsText, Value):
                 f"method={self.method!r}, precision={self.precision!r}, error={error_text(self.error)}, meaning={self.meaning!r})")
 
     def __str__(self) -> str:
-        """The settings and per layer the mean diagonal entry and the error estimate (``bnsym kernel``'s table)."""
-        head = (f"{self.settings.line(detail=f'{self.method}, {self.precision}')}\n{self.kind.upper()} kernel of "
+        """The settings, the precision and per layer the mean diagonal entry and the error estimate (what
+        ``bnsym kernel`` prints, before the file it wrote)."""
+        head = (f"{self.settings.line(detail=f'{self.method}; {self.precision}', digits=False)}\n{self.kind.upper()} kernel of "
                 f"{_size(self.value)} inputs in batches of {self.batch_size}, depth {self.depth}")
         rows = [(str(l), f"{float(mpmath.fsum(_diagonal(k))) / _size(k):.10g}", error_text(e))
                 for l, (k, e) in enumerate(zip(self.layers, self.layer_errors))]

@@ -119,7 +119,7 @@ class Propagation(ShownAsText):
         rows = [(str(l), f"{self.distance[l]:.6g}", f"{self.distance_error[l]:.2g}", f"{self.distance_L[l]:.6g}",
                  f"{self.distance_M[l]:.6g}") for l in range(self.depth + 1)]
         table = table_text(rows, header=("layer", "||Sigma-Sigma*||_F", "error", "L part", "M part"))
-        return f"{self.settings.line(detail=how)}\ndepth {self.depth}\n{table}"
+        return f"{self.settings.line(detail=how, digits=self.method != 'sampling')}\ndepth {self.depth}\n{table}"
 
     def as_dict(self) -> dict:
         return {
@@ -177,7 +177,8 @@ class JointPropagation(ShownAsText):
         propagate`` prints for several batches)."""
         rows = [(str(l), f"{self.cross_batch_correlation(l):.8g}", f"{self.errors[l]:.2g}") for l in range(self.depth + 1)]
         table = table_text(rows, header=("layer", "cross-batch correlation", "error"))
-        return f"{self.settings.line(detail=self.method)}\n{self.batches} batches, depth {self.depth}\n{table}"
+        head = self.settings.line(detail=self.method, digits=self.grams_mp is not None)  # (float64 below 11 digits)
+        return f"{head}\n{self.batches} batches, depth {self.depth}\n{table}"
 
     def as_dict(self) -> dict:
         return {

@@ -59,10 +59,11 @@ class Settings:
         shown = ", ".join(f"{k}={v!r}" if k in ("activation", "method") else f"{k}={v}" for k, v in d.items())
         return f"Settings({shown})"
 
-    def line(self, *, detail: str = "") -> str:
+    def line(self, *, detail: str = "", digits: bool = True) -> str:
         """One line for the head of a result's text: ``"tanh, B = 8, gamma = 1, beta = 0, eps = 0,
-        sigma_w = 1  (15 digits, quadrature)"`` (``detail``, here ``"quadrature"``, after the digits)."""
-        return settings_line(self.as_dict(), detail=detail)
+        sigma_w = 1  (15 digits, quadrature)"`` (``detail``, here ``"quadrature"``, after the digits;
+        ``digits=False`` for a result that promises none: float64, sampled)."""
+        return settings_line(self.as_dict(), detail=detail, digits=digits)
 
 
 def make_settings(activation, batch_size, *, gamma=1, beta=0, eps=0, sigma_w=1, dps=15, method="auto") -> Settings:
