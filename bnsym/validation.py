@@ -72,7 +72,7 @@ def real(value, *, name: str, positive: bool = False, nonnegative: bool = False,
             # parse at the highest precision ever promised, so that "0.001"
             # keeps its decimal digits whatever dps is used later
             with mpmath.workdps(MAX_DPS + 30):
-                x = mpmath.mpf(value)
+                x = mpmath.mpf(_exact(value))
         else:
             raise TypeError
     except (TypeError, ValueError, ZeroDivisionError, ArithmeticError):
@@ -86,6 +86,19 @@ def real(value, *, name: str, positive: bool = False, nonnegative: bool = False,
     if nonzero and x == 0:
         raise BnsymInputError(f"{name} must be nonzero, got {value!r}")
     return x
+
+
+def _exact(value):
+    """``value`` in a form mpmath takes, without rounding: NumPy integers as ``int``, other
+    non-float reals such as ``np.float32`` as the ``float`` they equal, fractions as an mpf quotient at
+    the current precision (mpmath takes none of these itself)."""
+    if isinstance(value, (int, float, str, mpmath.mpf)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Rational):
+        return mpmath.mpf(int(value.numerator)) / int(value.denominator)
+    return float(value)
 
 
 def integer(value, *, name: str, minimum: int = 0) -> int:
@@ -116,6 +129,17 @@ def finite_batch_size(value, *, name: str = "batch_size", minimum: int = 2, why:
 def real_float(value, *, name: str, **conditions) -> float:
     """:func:`real` as a Python ``float`` (for the NumPy code paths)."""
     return float(real(value, name=name, **conditions))
+
+
+def interval(value, *, name: str, low, high, low_open: bool = False, high_open: bool = False) -> float:
+    """Return ``value`` as a ``float`` after checking it is a finite real number in the interval from
+    ``low`` to ``high`` (open at an end where ``low_open`` / ``high_open``; ``math.inf`` for no bound):
+    the one rule for the trainer's bounded parameters (learning rate, momentum, decay, ...)."""
+    x = real_float(value, name=name)
+    if not ((x > low if low_open else x >= low) and (x < high if high_open else x <= high)):
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        raise BnsymInputError(f"{name} must be a number in {lo}{low}, {high}{hi}, got {value!r}")
+    return x
 
 
 def network_parameters(gamma, beta, eps, sigma_w) -> dict:

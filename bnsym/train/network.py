@@ -30,10 +30,12 @@ uses ``dh = s (dy - mean(dy)) - (h - mean) s inv mean(dy xhat)`` with
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from bnsym import validation
 from bnsym.errors import BnsymInputError
 from bnsym.train.fused import normalize_backward, normalize_forward
 
@@ -65,19 +67,23 @@ class NetworkConfig:
     sigma_b: float = 0.0
 
     def __post_init__(self):
-        for name in ("input_dim", "depth", "width"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("num_classes", self.num_classes, 2)
+        # bnsym.validation's rules (numbers only: a string is refused); a count of another type (8.0, np.int64)
+        # is stored as the int it stands for, a NumPy real as a float, an int or float as given (the configuration
+        # is part of a sweep cell's key)
+        counts = {"input_dim": 1, "depth": 1, "width": 1, "num_classes": 2}
         if self.sub_batch is not None:
-            _check_int("sub_batch", self.sub_batch, 2)
-        for name, positive in (("sigma_w", True), ("eps", False), ("sigma_b", False)):
+            counts["sub_batch"] = 2
+        for name, minimum in counts.items():
+            object.__setattr__(self, name, validation.integer(getattr(self, name), name=name, minimum=minimum))
+        bounds = {"sigma_w": (0, math.inf, True, True), "eps": (0, math.inf, False, True),
+                  "sigma_b": (0, math.inf, False, True), "bn_momentum": (0, 1, True, False)}
+        for name, (low, high, low_open, high_open) in bounds.items():
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value) \
-                    or value < 0 or (positive and value == 0):
-                raise BnsymInputError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
-        m = self.bn_momentum
-        if not isinstance(m, (int, float)) or isinstance(m, bool) or not 0 < m <= 1:
-            raise BnsymInputError(f"bn_momentum must lie in (0, 1], got {self.bn_momentum!r}")
+            if isinstance(value, str):
+                raise BnsymInputError(f"{name} must be a number, got the string {value!r}")
+            checked = validation.interval(value, name=name, low=low, high=high, low_open=low_open, high_open=high_open)
+            if not isinstance(value, (int, float)):  # np.float32 and the like: as a float (JSON, numba)
+                object.__setattr__(self, name, checked)
         if self.dtype not in ("float32", "float64"):
             raise BnsymInputError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if not isinstance(self.activation, str):
@@ -85,11 +91,6 @@ class NetworkConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise BnsymInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 class _Phi:

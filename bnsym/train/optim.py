@@ -23,16 +23,7 @@ import numpy as np
 
 from bnsym.errors import BnsymInputError
 from bnsym.train.fused import momentum_update, plain_update, rmsprop_update
-
-
-def _number(name, value, low, high, *, low_open=False, high_open=False):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-        raise BnsymInputError(f"{name} must be a number in {lo}{low}, {high}{hi}, got {value!r}")
-    return float(value)
+from bnsym.validation import interval
 
 
 def _flat_parameters(parameters):
@@ -65,7 +56,7 @@ class _Optimizer:
 
     def __init__(self, parameters, lr):
         self.parameters = list(parameters)
-        self.lr = _number("lr", lr, 0, math.inf, low_open=True, high_open=True)
+        self.lr = interval(lr, name="lr", low=0, high=math.inf, low_open=True, high_open=True)
         self._flat = _flat_parameters(self.parameters)
 
     def _steps(self, gradients):
@@ -80,7 +71,7 @@ class SGD(_Optimizer):
 
     def __init__(self, parameters, lr, momentum=0.0):
         super().__init__(parameters, lr)
-        self.momentum = _number("momentum", momentum, 0, 1, high_open=True)
+        self.momentum = interval(momentum, name="momentum", low=0, high=1, high_open=True)
         self.velocity = [np.zeros_like(p) for p in self._flat] if self.momentum else None
 
     def step(self, gradients):
@@ -99,8 +90,8 @@ class RMSProp(_Optimizer):
 
     def __init__(self, parameters, lr, rho=0.9, delta=1e-8):
         super().__init__(parameters, lr)
-        self.rho = _number("rho", rho, 0, 1, high_open=True)
-        self.delta = _number("delta", delta, 0, math.inf, low_open=True, high_open=True)
+        self.rho = interval(rho, name="rho", low=0, high=1, high_open=True)
+        self.delta = interval(delta, name="delta", low=0, high=math.inf, low_open=True, high_open=True)
         self.square = [np.zeros_like(p) for p in self._flat]
 
     def step(self, gradients):

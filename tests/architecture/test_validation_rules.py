@@ -53,3 +53,40 @@ def test_propagate_with_an_infinite_batch_size_is_one_line():
     """``int(inf)`` used to end in an OverflowError traceback."""
     with pytest.raises(BnsymInputError, match="batch_size must be finite"):
         bnsym.propagate("relu", example_input("random", 6), 1, batch_size=math.inf)
+
+
+def test_numpy_reals_and_fractions_are_the_numbers_they_equal():
+    """np.float32, np.int64 and Fraction were refused ("must be a finite real number"): mpmath takes none."""
+    from fractions import Fraction
+
+    import mpmath
+
+    assert validation.real(np.float32(0.1), name="gamma") == mpmath.mpf(float(np.float32(0.1)))
+    assert validation.real(np.int64(3), name="gamma") == 3
+    with mpmath.workdps(60):
+        assert abs(validation.real(Fraction(1, 3), name="gamma") - mpmath.mpf(1) / 3) < mpmath.mpf(10) ** -55
+    assert bnsym.fixed_point("relu", 8, gamma=np.float32(2.0)).value == bnsym.fixed_point("relu", 8, gamma=2).value
+    for bad in (np.float32("nan"), np.bool_(True), complex(1, 0)):
+        with pytest.raises(BnsymInputError, match="gamma"):
+            validation.real(bad, name="gamma")
+
+
+def test_the_trainer_takes_its_bounds_from_the_validation_module():
+    """The optimisers and the network configuration used their own checks (optim._number, network._check_int)."""
+    import json
+
+    from bnsym.train.network import NetworkConfig
+    from bnsym.train.optim import SGD, RMSProp
+
+    params = [np.zeros(3, np.float32)]
+    for bad, word in ((0, "lr"), (math.nan, "lr"), ("x", "lr")):
+        with pytest.raises(BnsymInputError, match=word):
+            SGD(params, bad)
+    with pytest.raises(BnsymInputError, match=r"momentum must be a number in \[0, 1\)"):
+        SGD(params, 0.1, momentum=1)
+    with pytest.raises(BnsymInputError, match="rho"):
+        RMSProp(params, 0.1, rho=-0.1)
+    config = NetworkConfig(input_dim=4, num_classes=3, depth=np.int64(2), width=8.0, eps=np.float32(0.5))
+    assert json.loads(json.dumps(config.as_dict()))["depth"] == 2 and config.width == 8 and config.eps == 0.5
+    with pytest.raises(BnsymInputError, match=r"bn_momentum must be a number in \(0, 1\]"):
+        NetworkConfig(input_dim=4, num_classes=3, depth=2, width=8, bn_momentum=1.5)
