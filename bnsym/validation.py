@@ -89,15 +89,19 @@ def real(value, *, name: str, positive: bool = False, nonnegative: bool = False,
 
 
 def _exact(value):
-    """``value`` in a form mpmath takes, without rounding: NumPy integers as ``int``, other
-    non-float reals such as ``np.float32`` as the ``float`` they equal, fractions as an mpf quotient at
-    the current precision (mpmath takes none of these itself)."""
+    """``value`` in a form mpmath takes, without rounding: NumPy integers as ``int``, other reals such as
+    ``np.float32``, ``np.longdouble`` and fractions as the quotient of their integer ratio at the current
+    precision (exact for binary floats; mpmath takes none of these itself)."""
     if isinstance(value, (int, float, str, mpmath.mpf)):
         return value
     if isinstance(value, numbers.Integral):
         return int(value)
-    if isinstance(value, numbers.Rational):
-        return mpmath.mpf(int(value.numerator)) / int(value.denominator)
+    if hasattr(value, "as_integer_ratio"):
+        try:
+            p, q = value.as_integer_ratio()
+        except (OverflowError, ValueError):  # inf, nan: refused by the caller as not finite
+            return float(value)
+        return mpmath.mpf(int(p)) / int(q)
     return float(value)
 
 
@@ -132,14 +136,19 @@ def real_float(value, *, name: str, **conditions) -> float:
 
 
 def interval(value, *, name: str, low, high, low_open: bool = False, high_open: bool = False) -> float:
-    """Return ``value`` as a ``float`` after checking it is a finite real number in the interval from
-    ``low`` to ``high`` (open at an end where ``low_open`` / ``high_open``; ``math.inf`` for no bound):
-    the one rule for the trainer's bounded parameters (learning rate, momentum, decay, ...)."""
-    x = real_float(value, name=name)
+    """Return ``value``, a number (not a string: the trainer's Python arguments), as a ``float`` after checking
+    that it lies in the interval from ``low`` to ``high`` (open at an end where ``low_open`` / ``high_open``;
+    ``math.inf`` for no bound; the check is on the exact value, not its rounding) and that float64 holds it:
+    the one rule for the trainer's bounded parameters (learning rate, momentum, decay, eps, ...)."""
+    if isinstance(value, str):
+        raise BnsymInputError(f"{name} must be a number, got the string {value!r}")
+    x = real(value, name=name)
     if not ((x > low if low_open else x >= low) and (x < high if high_open else x <= high)):
         lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
         raise BnsymInputError(f"{name} must be a number in {lo}{low}, {high}{hi}, got {value!r}")
-    return x
+    if not math.isfinite(float(x)):
+        raise BnsymInputError(f"{name} must be a number that float64 holds (below about 1.8e308), got {value!r}")
+    return float(x)
 
 
 def network_parameters(gamma, beta, eps, sigma_w) -> dict:

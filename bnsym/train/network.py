@@ -67,9 +67,8 @@ class NetworkConfig:
     sigma_b: float = 0.0
 
     def __post_init__(self):
-        # bnsym.validation's rules (numbers only: a string is refused); a count of another type (8.0, np.int64)
-        # is stored as the int it stands for, a NumPy real as a float, an int or float as given (the configuration
-        # is part of a sweep cell's key)
+        # bnsym.validation's rules (numbers only: a string is refused): a count is stored as the int it stands
+        # for (8.0, np.int64), a bounded real as the float it is (np.float32, 2**64)
         counts = {"input_dim": 1, "depth": 1, "width": 1, "num_classes": 2}
         if self.sub_batch is not None:
             counts["sub_batch"] = 2
@@ -78,12 +77,9 @@ class NetworkConfig:
         bounds = {"sigma_w": (0, math.inf, True, True), "eps": (0, math.inf, False, True),
                   "sigma_b": (0, math.inf, False, True), "bn_momentum": (0, 1, True, False)}
         for name, (low, high, low_open, high_open) in bounds.items():
-            value = getattr(self, name)
-            if isinstance(value, str):
-                raise BnsymInputError(f"{name} must be a number, got the string {value!r}")
-            checked = validation.interval(value, name=name, low=low, high=high, low_open=low_open, high_open=high_open)
-            if not isinstance(value, (int, float)):  # np.float32 and the like: as a float (JSON, numba)
-                object.__setattr__(self, name, checked)
+            checked = validation.interval(getattr(self, name), name=name, low=low, high=high, low_open=low_open,
+                                          high_open=high_open)
+            object.__setattr__(self, name, checked)
         if self.dtype not in ("float32", "float64"):
             raise BnsymInputError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if not isinstance(self.activation, str):

@@ -66,6 +66,9 @@ def test_numpy_reals_and_fractions_are_the_numbers_they_equal():
     with mpmath.workdps(60):
         assert abs(validation.real(Fraction(1, 3), name="gamma") - mpmath.mpf(1) / 3) < mpmath.mpf(10) ** -55
     assert bnsym.fixed_point("relu", 8, gamma=np.float32(2.0)).value == bnsym.fixed_point("relu", 8, gamma=2).value
+    with mpmath.workdps(30):  # a long double by its exact binary value, not rounded to a float first
+        p, q = (np.longdouble(1) / 3).as_integer_ratio()
+        assert validation.real(np.longdouble(1) / 3, name="gamma") == mpmath.mpf(int(p)) / int(q)
     for bad in (np.float32("nan"), np.bool_(True), complex(1, 0)):
         with pytest.raises(BnsymInputError, match="gamma"):
             validation.real(bad, name="gamma")
@@ -79,7 +82,8 @@ def test_the_trainer_takes_its_bounds_from_the_validation_module():
     from bnsym.train.optim import SGD, RMSProp
 
     params = [np.zeros(3, np.float32)]
-    for bad, word in ((0, "lr"), (math.nan, "lr"), ("x", "lr")):
+    for bad, word in ((0, "lr"), (math.nan, "lr"), ("x", "lr"), ("0.1", "lr must be a number, got the string"),
+                      (10**400, "float64 holds")):
         with pytest.raises(BnsymInputError, match=word):
             SGD(params, bad)
     with pytest.raises(BnsymInputError, match=r"momentum must be a number in \[0, 1\)"):
@@ -88,5 +92,6 @@ def test_the_trainer_takes_its_bounds_from_the_validation_module():
         RMSProp(params, 0.1, rho=-0.1)
     config = NetworkConfig(input_dim=4, num_classes=3, depth=np.int64(2), width=8.0, eps=np.float32(0.5))
     assert json.loads(json.dumps(config.as_dict()))["depth"] == 2 and config.width == 8 and config.eps == 0.5
+    assert type(NetworkConfig(input_dim=4, num_classes=3, depth=2, width=8, eps=2**64).eps) is float  # numba takes it
     with pytest.raises(BnsymInputError, match=r"bn_momentum must be a number in \(0, 1\]"):
         NetworkConfig(input_dim=4, num_classes=3, depth=2, width=8, bn_momentum=1.5)
