@@ -131,3 +131,13 @@ def test_joint_propagation_text_has_the_cross_batch_correlation_per_layer():
     rows = str(p).splitlines()[4:]
     assert [float(r.split()[1]) for r in rows] == pytest.approx([p.cross_batch_correlation(l) for l in range(3)], rel=1e-7)
     assert "array(" not in repr(p)
+
+
+def test_simulation_text_holds_its_estimates_and_a_reference_column_when_given():
+    sim = bnsym.simulate("relu", 8, 3, 32, seeds=2)
+    q, c = sim.fixed_point()
+    rows = {r.split()[0]: r.split() for r in str(sim).splitlines()[3:6]}
+    assert float(rows["rate"][2]) == pytest.approx(sim.rate, rel=1e-5) and float(rows["q"][1]) == pytest.approx(q.value, rel=1e-5)
+    assert "mean field" not in str(sim) and "grams=" not in repr(sim) and len(repr(sim)) < 1000
+    text = sim.text({"rate": "1.78819", "q": "0.5", "c": "0.125"})
+    assert text.splitlines()[1].split()[-2:] == ["mean", "field"] and text.splitlines()[3].endswith("1.78819")

@@ -14,8 +14,14 @@ import math
 import numpy as np
 
 from bnsym import validation
+from bnsym.cli.common import (
+    add_network_arguments,
+    integer_option,
+    network_kwargs,
+    number_text,
+    print_json,
+)
 from bnsym.errors import BnsymInputError
-from bnsym.cli.common import integer_option, add_network_arguments, network_kwargs, number_text, print_json, print_table
 
 
 def register(subparsers) -> None:
@@ -59,7 +65,6 @@ def run(args) -> int:
     theory = None if args.no_theory else _theory(args.activation, batch, kw)
     if args.plot:
         plot(sim, theory, args.plot)
-    q, c = sim.fixed_point()
     if args.json:
         payload = sim.as_dict()
         if theory is not None:
@@ -68,22 +73,9 @@ def run(args) -> int:
             payload["plot"] = args.plot
         print_json(payload)
         return 0
-    s = sim.settings
-    print(f"{s['activation']}, B = {s['batch_size']}, depth {s['depth']}, width {s['width']}, {s['seeds']} seeds, "
-          f"gamma = {s['gamma']:g}, beta = {s['beta']:g}, eps = {s['eps']:g}, sigma_w = {s['sigma_w']:g}, "
-          f"{s['method']} sampler")
-    lo, hi = sim.rate_interval(3)
-    rows = [
-        ("rate (fit)", f"{sim.rate:.6g}", f"{sim.rate_stderr:.2g}", f"[{lo:.5g}, {hi:.5g}]",
-         "" if theory is None else number_text(theory["lambda_G"], 8)),
-        ("q", f"{q.value:.6g}", f"{q.stderr:.2g}", f"[{q.interval()[0]:.5g}, {q.interval()[1]:.5g}]",
-         "" if theory is None else number_text(theory["q"], 8)),
-        ("c", f"{c.value:.6g}", f"{c.stderr:.2g}", f"[{c.interval()[0]:.5g}, {c.interval()[1]:.5g}]",
-         "" if theory is None else number_text(theory["c"], 8)),
-    ]
-    print_table(rows, header=("quantity", "simulated", "stderr", "3-sigma interval", "mean field"))
-    print(f"fit over layers {sim.fit_layers[0]}..{sim.fit_layers[1]}; finite width biases these by O(1/N) "
-          f"(see README, 'How wide is wide')")
+    reference = None if theory is None else {k: number_text(theory[name], 8) for k, name in
+                                              (("rate", "lambda_G"), ("q", "q"), ("c", "c"))}
+    print(sim.text(reference))
     if args.plot:
         print(f"plot written to {args.plot}")
     return 0

@@ -124,6 +124,7 @@ from bnsym import validation
 from bnsym.activations import activation as as_activation
 from bnsym.errors import BnsymError, BnsymInputError
 from bnsym.montecarlo.sampling import SampledValue, batchnorm_vjp, normalise
+from bnsym.text import ShownAsText, table_text
 
 #: Keep the weights of one seed in memory up to this many bytes (else regenerate them).
 WEIGHT_MEMORY = 2 * 1024**3
@@ -160,7 +161,7 @@ class SimulationOverflow(BnsymError, OverflowError):
 
 
 @dataclass(frozen=True, eq=False)
-class Simulation:
+class Simulation(ShownAsText):
     """Per-layer statistics of simulated networks (see the module docstring).
 
     ``rates``: fitted per-seed growth factors of ``|g|^2`` per layer (walking
@@ -172,9 +173,9 @@ class Simulation:
     """
 
     settings: dict
-    grams: np.ndarray
-    gradient_grams: np.ndarray
-    gradient_norms: np.ndarray
+    grams: np.ndarray = field(repr=False)  # seeds x layers x B x B: see the text (str) or the attribute
+    gradient_grams: np.ndarray = field(repr=False)
+    gradient_norms: np.ndarray = field(repr=False)
     rates: np.ndarray
     rate: float
     rate_stderr: float
@@ -195,6 +196,30 @@ class Simulation:
         diag = np.einsum("slaa->sl", grams) / b
         off = (grams.sum(axis=(-1, -2)) - diag * b) / (b * (b - 1))
         return _across_seeds(diag.mean(axis=1)), _across_seeds(off.mean(axis=1))
+
+    def text(self, reference: dict | None = None) -> str:
+        """The settings and a table of the fitted rate and the fixed point ``q``, ``c`` with standard errors and
+        3-sigma intervals (what ``bnsym simulate`` prints).  ``reference``: optional texts for a last column,
+        ``"mean field"``, keyed ``"rate"``, ``"q"``, ``"c"`` (the caller's theory; the witness computes none)."""
+        s = self.settings
+        head = (f"{s['activation']}, B = {s['batch_size']}, depth {s['depth']}, width {s['width']}, {s['seeds']} seeds, "
+                f"gamma = {s['gamma']:g}, beta = {s['beta']:g}, eps = {s['eps']:g}, sigma_w = {s['sigma_w']:g}, "
+                f"{s['method']} sampler")
+        q, c = self.fixed_point()
+        lo, hi = self.rate_interval(3)
+        rows = [("rate (fit)", f"{self.rate:.6g}", f"{self.rate_stderr:.2g}", f"[{lo:.5g}, {hi:.5g}]")]
+        for name, v in (("q", q), ("c", c)):
+            rows.append((name, f"{v.value:.6g}", f"{v.stderr:.2g}", f"[{v.interval()[0]:.5g}, {v.interval()[1]:.5g}]"))
+        header = ("quantity", "simulated", "stderr", "3-sigma interval")
+        if reference is not None:
+            rows = [row + (reference.get(key, ""),) for row, key in zip(rows, ("rate", "q", "c"))]
+            header += ("mean field",)
+        tail = (f"fit over layers {self.fit_layers[0]}..{self.fit_layers[1]}; finite width biases these by O(1/N) "
+                f"(see README, 'How wide is wide')")
+        return f"{head}\n{table_text(rows, header)}\n{tail}"
+
+    def __str__(self) -> str:
+        return self.text()
 
     def as_dict(self) -> dict:
         """JSON-friendly summary (no per-layer matrices; non-finite errors, e.g. with one seed, as None)."""
