@@ -135,9 +135,28 @@ def test_joint_propagation_text_has_the_cross_batch_correlation_per_layer():
 
 def test_simulation_text_holds_its_estimates_and_a_reference_column_when_given():
     sim = bnsym.simulate("relu", 8, 3, 32, seeds=2)
-    q, c = sim.fixed_point()
+    q, _ = sim.fixed_point()
     rows = {r.split()[0]: r.split() for r in str(sim).splitlines()[3:6]}
     assert float(rows["rate"][2]) == pytest.approx(sim.rate, rel=1e-5) and float(rows["q"][1]) == pytest.approx(q.value, rel=1e-5)
     assert "mean field" not in str(sim) and "grams=" not in repr(sim) and len(repr(sim)) < 1000
     text = sim.text({"rate": "1.78819", "q": "0.5", "c": "0.125"})
     assert text.splitlines()[1].split()[-2:] == ["mean", "field"] and text.splitlines()[3].endswith("1.78819")
+
+
+def test_scan_text_shows_the_swept_axes_and_elides_the_middle_of_a_long_scan():
+    from bnsym.experiments.scanning import Scan, ScanPoint
+
+    def point(k, status="ok"):
+        settings = {"batch_size": 8, "gamma": str(k), "beta": "0", "eps": "0", "sigma_w": "1", "dps": 12}
+        if status != "ok":
+            return ScanPoint(mpmath.mpf("nan"), math.nan, settings=settings, status=status, message="no fixed point")
+        return ScanPoint(mpmath.mpf(k) / 3, mpmath.mpf("1e-14"), settings=settings)
+
+    scan = Scan("lambda_G", tuple(point(k) for k in range(1, 30)) + (point(30, "failed"),), ":memory:")
+    full = scan.text().splitlines()
+    assert full[0].split() == ["B", "gamma", "lambda_G", "error", "status"] and len(full) == 32
+    assert full[2].split() == ["8", "1", number_text(mpmath.mpf(1) / 3, 12), "1.0e-14", "ok"]
+    assert full[-1].split()[:2] == ["8", "30"] and full[-1].endswith("failed: no fixed point")
+    short = str(scan).splitlines()
+    assert len(short) == 2 + 20 + 1 and short[12].startswith("... 10 more") and short[-1].split() == full[-1].split()
+    assert repr(scan) == "Scan(quantity='lambda_G', points=30, failed=1, store=':memory:')"

@@ -6,7 +6,6 @@ from bnsym.cli.common import (
     add_cluster_arguments,
     integer_option,
     print_json,
-    print_table,
 )
 
 
@@ -45,7 +44,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from bnsym import validation
     from bnsym.experiments.execution import run_cells
-    from bnsym.experiments.scanning import AXES, float_blocks, scan_grid
+    from bnsym.experiments.scanning import Scan, float_blocks, point_from_row, scan_grid
     from bnsym.experiments.store import Store, canonical
 
     plot = None if args.plot is None else validation.output_file(args.plot, name="--plot")
@@ -63,11 +62,7 @@ def run(args) -> int:
     if args.json:
         print_json([{k: v for k, v in r.items() if k not in ("key", "kind")} for r in rows])
     else:
-        swept = [a for a in AXES if len({r[a] for r in rows}) > 1]
-        table = [(str(r["batch_size"]), *(r[a] for a in swept), r.get("value_text", "") if r["status"] == "ok" else "",
-                  f"{r['error']:.2g}" if r["status"] == "ok" else "", r["status"] if r["status"] == "ok" else
-                  f"{r['status']}: {r.get('message', '')}") for r in rows]
-        print_table(table, header=("B", *swept, args.quantity, "error", "status"))
+        print(Scan(args.quantity, tuple(point_from_row(r) for r in rows), args.store or ":memory:").text())
         if plot is not None:
             print(f"wrote {plot}")
     failed = sum(r["status"] != "ok" for r in rows)

@@ -25,6 +25,7 @@ import mpmath
 from bnsym import validation
 from bnsym.errors import BnsymError, BnsymInputError
 from bnsym.estimate import Value
+from bnsym.text import ShownAsText, error_text, number_text, table_text
 
 #: Quantities a scan evaluates.
 QUANTITIES = ("lambda_G", "trainable_depth", "q", "c",
@@ -211,7 +212,7 @@ class ScanPoint(Value):
 
 
 @dataclass(frozen=True)
-class Scan:
+class Scan(ShownAsText):
     """The points of a scan in grid order, and the store they were written to."""
 
     quantity: str
@@ -224,6 +225,33 @@ class Scan:
     @property
     def failed(self) -> tuple:
         return tuple(p for p in self.points if p.status != "ok")
+
+    def text(self, limit: int | None = None) -> str:
+        """A table of the points in grid order: the batch size, the axes that vary, the value with its error and
+        the status (what ``bnsym scan`` prints); with ``limit``, the first and last ``limit // 2`` rows around a
+        line saying how many are left out (``str`` shows 20)."""
+        swept = [a for a in AXES if len({p.settings.get(a) for p in self.points}) > 1]
+
+        def row(p):
+            ok = p.status == "ok"
+            digits = int(p.settings.get("dps") or 15)
+            return (str(p.settings.get("batch_size")), *(str(p.settings.get(a)) for a in swept),
+                    number_text(p.value, digits) if ok else "", error_text(p.error) if ok else "",
+                    "ok" if ok else f"{p.status}: {p.message}")
+
+        points = list(self.points)
+        header = ("B", *swept, self.quantity, "error", "status")
+        if limit is None or len(points) <= limit:
+            return table_text([row(p) for p in points], header)
+        half = max(limit // 2, 1)
+        gap = (f"... {len(points) - 2 * half} more",) + ("",) * (len(header) - 1)
+        return table_text([row(p) for p in points[:half]] + [gap] + [row(p) for p in points[-half:]], header)
+
+    def __str__(self) -> str:
+        return self.text(limit=20)
+
+    def __repr__(self) -> str:  # the points are an attribute (a scan may hold a million)
+        return f"Scan(quantity={self.quantity!r}, points={len(self.points)}, failed={len(self.failed)}, store={self.store!r})"
 
 
 def point_from_row(row: dict) -> ScanPoint:
