@@ -6,8 +6,6 @@ tables are the results' own text).  May import: mpmath only.
 
 from __future__ import annotations
 
-import math
-
 import mpmath
 
 
@@ -17,7 +15,7 @@ def number_text(value, dps: int) -> str:
         return ""
     if mpmath.isinf(value):
         return "inf" if value > 0 else "-inf"
-    if (isinstance(value, float) and math.isnan(value)) or (isinstance(value, mpmath.mpf) and mpmath.isnan(value)):
+    if mpmath.isnan(value):  # (floats, mpf and NumPy scalars alike)
         return "nan"
     text = mpmath.nstr(value, dps, strip_zeros=True)
     return text.removesuffix(".0")

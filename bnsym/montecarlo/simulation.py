@@ -209,7 +209,8 @@ class Simulation(ShownAsText):
         lo, hi = self.rate_interval(3)
         rows = [("rate (fit)", f"{self.rate:.6g}", f"{self.rate_stderr:.2g}", f"[{lo:.5g}, {hi:.5g}]")]
         for name, v in (("q", q), ("c", c)):
-            rows.append((name, f"{v.value:.6g}", f"{v.stderr:.2g}", f"[{v.interval()[0]:.5g}, {v.interval()[1]:.5g}]"))
+            v_lo, v_hi = v.interval()
+            rows.append((name, f"{v.value:.6g}", f"{v.stderr:.2g}", f"[{v_lo:.5g}, {v_hi:.5g}]"))
         header = ("quantity", "simulated", "stderr", "3-sigma interval")
         if reference is not None:
             rows = [row + (reference.get(key, ""),) for row, key in zip(rows, ("rate", "q", "c"))]
