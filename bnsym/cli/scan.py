@@ -43,18 +43,14 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from bnsym import validation
-    from bnsym.experiments.execution import run_cells
-    from bnsym.experiments.scanning import Scan, float_blocks, point_from_row, scan_grid
-    from bnsym.experiments.store import Store, canonical
+    from bnsym.experiments.scanning import scan
 
     plot = None if args.plot is None else validation.output_file(args.plot, name="--plot")
-    cells = scan_grid(args.quantity, args.activation, batch_size=args.batch_size, gamma=args.gamma, beta=args.beta,
-                      eps=args.eps, sigma_w=args.sigma_w, dps=args.dps, method=args.method, precision=args.precision)
-    with Store(args.store or ":memory:") as store:
-        rows = run_cells(cells, store, scheduler=args.scheduler, workers=args.workers, progress=not args.no_progress,
-                         log=None, group=float_blocks if args.precision == "double" else None)
-    by_key = {row["key"]: row for row in rows}
-    rows = [by_key[canonical(c.config())] for c in cells]
+    result = scan(args.quantity, args.activation, batch_size=args.batch_size, gamma=args.gamma, beta=args.beta,
+                  eps=args.eps, sigma_w=args.sigma_w, dps=args.dps, method=args.method, precision=args.precision,
+                  store=args.store or ":memory:", scheduler=args.scheduler, workers=args.workers,
+                  progress=not args.no_progress)
+    rows = result.rows
     if plot is not None:
         from bnsym.experiments.figures import scan_figure
 
@@ -62,12 +58,11 @@ def run(args) -> int:
     if args.json:
         print_json([{k: v for k, v in r.items() if k not in ("key", "kind")} for r in rows])
     else:
-        print(Scan(args.quantity, tuple(point_from_row(r) for r in rows), args.store or ":memory:").text())
+        print(result.text())
         if plot is not None:
             print(f"wrote {plot}")
-    failed = sum(r["status"] != "ok" for r in rows)
-    if failed:
+    if result.failed:
         import sys
 
-        print(f"bnsym scan: {failed} of {len(rows)} points not evaluated (see status)", file=sys.stderr)
+        print(f"bnsym scan: {len(result.failed)} of {len(rows)} points not evaluated (see status)", file=sys.stderr)
     return 0

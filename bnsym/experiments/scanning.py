@@ -71,19 +71,13 @@ class ScanCell:
         try:
             result = _evaluate(self)
             record.update(status="ok", value=float(result.value), error=float(result.error), meaning=result.meaning,
-                          value_text=_text(result.value, self.dps))
+                          value_text=number_text(result.value, self.dps))
         except BnsymError as exc:
             record.update(status="failed", message=f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # noqa: BLE001 - unexpected: recorded, the scan goes on
             record.update(status="error", message=f"{type(exc).__name__}: {exc}")
         record["seconds"] = round(time.perf_counter() - start, 4)
         return record
-
-
-def _text(value, dps):
-    if mpmath.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return mpmath.nstr(value, dps, strip_zeros=False)
 
 
 def _evaluate(cell: ScanCell) -> Value:
@@ -213,11 +207,13 @@ class ScanPoint(Value):
 
 @dataclass(frozen=True)
 class Scan(ShownAsText):
-    """The points of a scan in grid order, and the store they were written to."""
+    """The points of a scan in grid order, and the store they were written to; ``rows`` holds the
+    points' store rows in the same order (what ``bnsym scan --json`` prints and its plot reads)."""
 
     quantity: str
     points: tuple
     store: str
+    rows: tuple = field(default=(), compare=False)
 
     def values(self) -> list[float]:
         return [float(p.value) for p in self.points]
@@ -286,5 +282,5 @@ def scan(quantity, activation, *, batch_size, gamma="1", beta="0", eps="0", sigm
     with Store(store) as db:
         rows = {row["key"]: row for row in run_cells(cells, db, scheduler=scheduler, workers=workers, progress=progress,
                                                      log=None, group=float_blocks if precision == "double" else None)}
-        points = tuple(point_from_row(rows[canonical(c.config())]) for c in cells)
-        return Scan(quantity, points, db.path)
+        ordered = tuple(rows[canonical(c.config())] for c in cells)
+        return Scan(quantity, tuple(point_from_row(row) for row in ordered), db.path, ordered)

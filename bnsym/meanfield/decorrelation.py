@@ -110,13 +110,13 @@ class CrossBatch(ShownAsText):
         def entry(q):
             if q is None:
                 return None
-            return {"value": _text(q.value, d), "error": mpmath.nstr(q.error, 2), "meaning": q.meaning}
+            return {"value": number_text(q.value, d), "error": mpmath.nstr(q.error, 2), "meaning": q.meaning}
 
         return {
             "settings": self.settings.as_dict(),
             "method": self.method,
-            "q": _text(self.fixed_point.q, d),
-            "c": _text(self.fixed_point.c, d),
+            "q": number_text(self.fixed_point.q, d),
+            "c": number_text(self.fixed_point.c, d),
             "c_x": entry(self.c_x),
             "correlation": entry(self.correlation),
             "lambda_x": entry(self.lambda_x),
@@ -125,12 +125,6 @@ class CrossBatch(ShownAsText):
             "lambda_G": entry(self.lambda_G),
             "correlation_rate": entry(self.correlation_rate),
         }
-
-
-def _text(value, dps):
-    if mpmath.isinf(value):
-        return "inf"
-    return mpmath.nstr(value, dps)
 
 
 def cross_batch(activation, batch_size, *, gamma=1, beta=0, eps=0, sigma_w=1, dps=15, method="auto") -> CrossBatch:

@@ -70,6 +70,8 @@ def test_scan_on_the_cluster_against_closed_forms(local_cluster, tmp_path, capsy
     store = tmp_path / "s.sqlite"
     rate = scan("lambda_G", "identity", batch_size="5,8,16", gamma="0.5:2:4", store=store, scheduler=address, dps=20)
     assert len(rate.points) == 12 and not rate.failed
+    # the store rows (what --json prints and the plots read) are in the points' grid order
+    assert [(r["batch_size"], r["value"]) for r in rate.rows] == [(p.settings["batch_size"], float(p.value)) for p in rate.points]
     with mpmath.workdps(40):
         for p in rate.points:
             b = p.settings["batch_size"]
