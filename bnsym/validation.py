@@ -15,12 +15,26 @@ from bnsym.errors import BnsymInputError
 
 #: Largest number of significant digits the numerical engine promises.
 MAX_DPS = 100
+#: Longest echo of a refused value in a message (a 400-digit integer or an array is not repeated whole).
+SHOWN_CHARACTERS = 60
+
+
+def _shown(value) -> str:
+    """``repr(value)`` for a message: on one line, at most :data:`SHOWN_CHARACTERS` characters (longer
+    ones cut, with their length), an array by its shape."""
+    shape = getattr(value, "shape", None)
+    if shape is not None and tuple(shape) != ():
+        return f"an array of shape {tuple(shape)}"
+    text = " ".join(repr(value).split())
+    if len(text) <= SHOWN_CHARACTERS:
+        return text
+    return f"{text[:SHOWN_CHARACTERS - 20]}... ({len(text)} characters)"
 
 
 def batch_size(value, *, name: str = "batch_size", minimum: int = 2):
     """Return ``value`` as an ``int`` >= ``minimum`` or ``math.inf``."""
     if isinstance(value, bool):
-        raise BnsymInputError(f"{name} must be an integer >= {minimum} or math.inf, got {value!r}")
+        raise BnsymInputError(f"{name} must be an integer >= {minimum} or math.inf, got {_shown(value)}")
     if isinstance(value, float) and math.isinf(value) and value > 0:
         return math.inf
     if isinstance(value, str) and value.strip().lower() in {"inf", "infinity", "oo"}:
@@ -32,15 +46,15 @@ def batch_size(value, *, name: str = "batch_size", minimum: int = 2):
             fvalue = float(value)
         except ValueError:
             raise BnsymInputError(
-                f"{name} must be an integer >= {minimum} or math.inf, got {value!r}"
+                f"{name} must be an integer >= {minimum} or math.inf, got {_shown(value)}"
             ) from None
         if math.isinf(fvalue) and fvalue > 0:
             return math.inf
         if not math.isfinite(fvalue) or fvalue != int(fvalue):
-            raise BnsymInputError(f"{name} must be an integer >= {minimum} or math.inf, got {value!r}")
+            raise BnsymInputError(f"{name} must be an integer >= {minimum} or math.inf, got {_shown(value)}")
         ivalue = int(fvalue)
     else:
-        raise BnsymInputError(f"{name} must be an integer >= {minimum} or math.inf, got {value!r}")
+        raise BnsymInputError(f"{name} must be an integer >= {minimum} or math.inf, got {_shown(value)}")
     if ivalue < minimum:
         raise BnsymInputError(f"{name} must be >= {minimum} (a batch needs two samples to normalise), got {ivalue}")
     return ivalue
@@ -52,10 +66,10 @@ def dps(value, *, name: str = "dps") -> int:
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             value = int(value)
         else:
-            raise BnsymInputError(f"{name} must be an integer between 1 and {MAX_DPS}, got {value!r}")
+            raise BnsymInputError(f"{name} must be an integer between 1 and {MAX_DPS}, got {_shown(value)}")
     value = int(value)
     if not 1 <= value <= MAX_DPS:
-        raise BnsymInputError(f"{name} must be between 1 and {MAX_DPS}, got {value}")
+        raise BnsymInputError(f"{name} must be between 1 and {MAX_DPS}, got {_shown(value)}")
     return value
 
 
@@ -66,7 +80,7 @@ def real(value, *, name: str, positive: bool = False, nonnegative: bool = False,
     keep every digit at high precision.
     """
     if isinstance(value, bool):
-        raise BnsymInputError(f"{name} must be a finite real number, got {value!r}")
+        raise BnsymInputError(f"{name} must be a finite real number, got {_shown(value)}")
     try:
         if isinstance(value, (numbers.Real, str, mpmath.mpf)):
             # parse at the highest precision ever promised, so that "0.001"
@@ -76,15 +90,15 @@ def real(value, *, name: str, positive: bool = False, nonnegative: bool = False,
         else:
             raise TypeError
     except (TypeError, ValueError, ZeroDivisionError, ArithmeticError):
-        raise BnsymInputError(f"{name} must be a finite real number, got {value!r}") from None
+        raise BnsymInputError(f"{name} must be a finite real number, got {_shown(value)}") from None
     if not mpmath.isfinite(x):
-        raise BnsymInputError(f"{name} must be finite, got {value!r}")
+        raise BnsymInputError(f"{name} must be finite, got {_shown(value)}")
     if positive and not x > 0:
-        raise BnsymInputError(f"{name} must be > 0, got {value!r}")
+        raise BnsymInputError(f"{name} must be > 0, got {_shown(value)}")
     if nonnegative and x < 0:
-        raise BnsymInputError(f"{name} must be >= 0, got {value!r}")
+        raise BnsymInputError(f"{name} must be >= 0, got {_shown(value)}")
     if nonzero and x == 0:
-        raise BnsymInputError(f"{name} must be nonzero, got {value!r}")
+        raise BnsymInputError(f"{name} must be nonzero, got {_shown(value)}")
     return x
 
 
@@ -115,9 +129,9 @@ def integer(value, *, name: str, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, float)) or (
         isinstance(value, float) and not value.is_integer()
     ):
-        raise BnsymInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise BnsymInputError(f"{name} must be an integer >= {minimum}, got {_shown(value)}")
     if int(value) < minimum:
-        raise BnsymInputError(f"{name} must be >= {minimum}, got {value!r}")
+        raise BnsymInputError(f"{name} must be >= {minimum}, got {_shown(value)}")
     return int(value)
 
 
@@ -141,24 +155,24 @@ def interval(value, *, name: str, low, high, low_open: bool = False, high_open: 
     ``math.inf`` for no bound; the check is on the exact value, not its rounding) and that float64 holds it:
     the one rule for the trainer's bounded parameters (learning rate, momentum, decay, eps, ...)."""
     if isinstance(value, str):
-        raise BnsymInputError(f"{name} must be a number, got the string {value!r}")
+        raise BnsymInputError(f"{name} must be a number, got the string {_shown(value)}")
     x = real(value, name=name)
     if not ((x > low if low_open else x >= low) and (x < high if high_open else x <= high)):
         lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-        raise BnsymInputError(f"{name} must be a number in {lo}{low}, {high}{hi}, got {value!r}")
+        raise BnsymInputError(f"{name} must be a number in {lo}{low}, {high}{hi}, got {_shown(value)}")
     if not math.isfinite(float(x)):
-        raise BnsymInputError(f"{name} must be a number that float64 holds (below about 1.8e308), got {value!r}")
+        raise BnsymInputError(f"{name} must be a number that float64 holds (below about 1.8e308), got {_shown(value)}")
     return float(x)
 
 
 def network_parameters(gamma, beta, eps, sigma_w) -> dict:
     """The batch-norm network's parameters as floats: ``gamma != 0``, ``eps >= 0``, ``sigma_w > 0``."""
-    return dict(
-        gamma=real_float(gamma, name="gamma", nonzero=True),
-        beta=real_float(beta, name="beta"),
-        eps=real_float(eps, name="eps", nonnegative=True),
-        sigma_w=real_float(sigma_w, name="sigma_w", positive=True),
-    )
+    return {
+        "gamma": real_float(gamma, name="gamma", nonzero=True),
+        "beta": real_float(beta, name="beta"),
+        "eps": real_float(eps, name="eps", nonnegative=True),
+        "sigma_w": real_float(sigma_w, name="sigma_w", positive=True),
+    }
 
 
 def seed(value):
@@ -170,7 +184,7 @@ def seed(value):
     try:
         np.random.SeedSequence(value)
     except (TypeError, ValueError):
-        raise BnsymInputError(f"seed must be a non-negative integer or a sequence of them, got {value!r}") from None
+        raise BnsymInputError(f"seed must be a non-negative integer or a sequence of them, got {_shown(value)}") from None
     return value
 
 
@@ -231,7 +245,7 @@ def batch_array(value, *, name: str):
 def choice(value, *, name: str, options):
     """``value`` if it is one of the strings ``options``, else a one-line :class:`BnsymInputError`."""
     if not isinstance(value, str) or value not in options:
-        raise BnsymInputError(f"{name} must be one of {', '.join(repr(o) for o in options)}, got {value!r}")
+        raise BnsymInputError(f"{name} must be one of {', '.join(repr(o) for o in options)}, got {_shown(value)}")
     return value
 
 
@@ -301,7 +315,7 @@ def number_axis(value, *, name: str) -> list:
         return d
 
     if isinstance(value, bool) or value is None:
-        raise BnsymInputError(f"{name} must be a range 'a:b:n', a comma list or numbers, got {value!r}")
+        raise BnsymInputError(f"{name} must be a range 'a:b:n', a comma list or numbers, got {_shown(value)}")
     def text_of(v):  # floats (NumPy's too) by their shortest repr, so 0.1 stays "0.1"
         if isinstance(v, numbers.Real) and not isinstance(v, (numbers.Integral, bool)):
             return repr(float(v))
@@ -321,14 +335,14 @@ def number_axis(value, *, name: str) -> list:
         if not 1 <= n <= MAX_AXIS_POINTS:
             raise BnsymInputError(f"{name}: the point count n of 'a:b:n' must be between 1 and {MAX_AXIS_POINTS}, got {n}")
         if (a == b) != (n == 1):
-            raise BnsymInputError(f"{name}: range {value!r} has a zero step (a == b needs n = 1, n = 1 needs a == b)")
+            raise BnsymInputError(f"{name}: range {_shown(value)} has a zero step (a == b needs n = 1, n = 1 needs a == b)")
         with decimal.localcontext() as ctx:
             ctx.prec = 40
             points = [a] if n == 1 else [a + (b - a) * k / (n - 1) for k in range(n)]
     elif isinstance(value, str) and ":" not in value:
         points = [number(v) for v in value.split(",") if v.strip()]
     else:
-        raise BnsymInputError(f"{name} must be a range 'a:b:n' or a comma list of numbers, got {value!r}")
+        raise BnsymInputError(f"{name} must be a range 'a:b:n' or a comma list of numbers, got {_shown(value)}")
     if not points:
         raise BnsymInputError(f"{name}: no values given (an empty axis makes an empty grid)")
     texts = []
@@ -357,7 +371,7 @@ def batch_axis(value, *, name: str = "batch_size") -> list:
     elif isinstance(value, str) or (isinstance(value, numbers.Integral) and not isinstance(value, bool)):
         items = number_axis(value, name=name) if isinstance(value, str) else [value]
     else:
-        raise BnsymInputError(f"{name} must be a comma list or range of batch sizes, got {value!r}")
+        raise BnsymInputError(f"{name} must be a comma list or range of batch sizes, got {_shown(value)}")
     out = []
     for item in items:
         b = batch_size(item, name=name)
@@ -416,6 +430,6 @@ def network_address(value, *, name: str) -> tuple:
     match = re.fullmatch(r"(?:(tcp|tls|ws|wss)://)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})", str(value).strip()) \
         if isinstance(value, str) else None
     if match is None or not 1 <= int(match.group(3)) <= 65535:
-        raise BnsymInputError(f"{name} must be an address such as tcp://127.0.0.1:8786, got {value!r}")
+        raise BnsymInputError(f"{name} must be an address such as tcp://127.0.0.1:8786, got {_shown(value)}")
     scheme = match.group(1) or "tcp"
     return f"{scheme}://{match.group(2)}:{match.group(3)}", match.group(2).strip("[]"), int(match.group(3))

@@ -95,3 +95,19 @@ def test_the_trainer_takes_its_bounds_from_the_validation_module():
     assert type(NetworkConfig(input_dim=4, num_classes=3, depth=2, width=8, eps=2**64).eps) is float  # numba takes it
     with pytest.raises(BnsymInputError, match=r"bn_momentum must be a number in \(0, 1\]"):
         NetworkConfig(input_dim=4, num_classes=3, depth=2, width=8, bn_momentum=1.5)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"gamma": np.ones((30, 30))}, "gamma"),    # its repr is 59 lines
+    ({"dps": 10**300}, "dps"),                   # 301 digits
+    ({"gamma": "x" * 500}, "gamma"),
+    ({"batch_size": [8] * 400}, "batch_size"),
+])
+def test_a_refused_value_is_echoed_on_one_short_line(kwargs, name):
+    """A refusal names the argument and shows the value given, but on one line and cut to a few dozen
+    characters (until 2026-12-08 an array was repeated whole: 4150 characters on 59 lines)."""
+    args = {"batch_size": 8, **kwargs}
+    with pytest.raises(BnsymInputError) as info:
+        bnsym.fixed_point("relu", **args)
+    message = str(info.value)
+    assert message.startswith(name) and "\n" not in message and len(message) < 160
