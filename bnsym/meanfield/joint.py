@@ -39,7 +39,7 @@ from functools import cache
 import mpmath
 import numpy as np
 
-from bnsym.errors import BnsymInputError
+from bnsym.errors import BnsymInputError, PrecisionError
 from bnsym.numerics import arccos, gaussian_kernels
 from bnsym.numerics.quadrature import SIZES, schwinger_scale, tanh_sinh
 from bnsym.numerics.sphere import converge, parts_agree
@@ -237,8 +237,39 @@ def cross_block(coefficients, s, *, batch_size, eps, dps: int, working_dps: int,
             return None if error is None else (current[0], current[1] if ds is not None else None, error)
 
         start = next(i for i, n in enumerate(SIZES) if n >= 1.5 * dps)
-        return converge(level_values, judge, ("cross block", b, dps, ds is not None), start, SIZES.index(192),
-                        f"the two-parameter Laplace integral did not converge to {dps} digits (B={b})")
+        failure = f"the two-parameter Laplace integral did not converge to {dps} digits (B={b})"
+        try:
+            return converge(level_values, judge, ("cross block", b, dps, ds is not None), start, SIZES.index(192), failure)
+        except PrecisionError as exc:
+            rank = leaves_range(s, ds) if ds is not None else None
+            if rank is None:
+                raise
+            raise PrecisionError(
+                f"{exc}; the pair's centred Gram matrix has rank {rank} < {2 * b - 2} (inputs in fewer than "
+                f"{2 * b - 2} dimensions) and the NTK direction leaves its range, where the slope's integral "
+                "converges slowly (docs/theory.md section 14.4): ask for fewer digits (15 reach such pairs at "
+                "B = 4) or use the float64 path (dps=None)") from None
+
+
+def leaves_range(s, direction, rank_rtol=1e-10):
+    """``rank S`` when the symmetric ``direction`` has a part outside the range of ``S``, else ``None``.
+
+    The range is spanned by the eigenvectors of ``S`` whose eigenvalues exceed ``rank_rtol`` times the
+    largest (rounding of the inputs leaves the others); the direction leaves it when
+    ``|dS - P dS P| > 10^-6 |dS|`` (Frobenius norms, ``P`` the projection on the range).  Along such a
+    direction the NTK's slope integral converges slowly (docs/theory.md section 14.4).  Both are
+    ``n x n`` mpmath matrices or nested lists; cost ``O(n^3)``.
+    """
+    s, ds = mpmath.matrix(s), mpmath.matrix(direction)
+    lam, q = mpmath.eigsy(s)
+    top = max(abs(v) for v in lam)
+    keep = [i for i in range(s.rows) if lam[i] > top * mpmath.mpf(rank_rtol)]
+    basis = mpmath.matrix([[q[a, i] for i in keep] or [0] for a in range(s.rows)])
+    proj = basis * basis.T
+    outside = ds - proj * ds * proj
+    if mpmath.mnorm(outside, "f") ** 2 > mpmath.mpf(10) ** -12 * mpmath.mnorm(ds, "f") ** 2:
+        return len(keep)
+    return None
 
 
 def _parameter_rule(hm, alpha, b, eps, level, working_dps):

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import bnsym
+from bnsym.errors import BnsymInputError
 from bnsym.meanfield import joint
 from bnsym.meanfield.laplace import backward_term, laplace_map
 from bnsym.meanfield.results import make_settings
-from bnsym.errors import BnsymInputError
 from bnsym.numerics import gaussian_kernels
 from bnsym.numerics.gaussian_kernels import homogeneous_coefficients
 
@@ -236,3 +236,47 @@ def test_high_precision_kernels_of_a_batch_and_its_reordering():
         assert distinct_batches(gram, 5) == list(range(10))
         gram = mpmath.matrix((both @ both.T / 6).tolist())
         assert distinct_batches(gram, 5) == list(range(5)) + order
+
+
+def _pair(d, seed=0, b=4):
+    """The centred Gram matrix of two batches of ``b`` random inputs in ``d`` dimensions, and its cross part."""
+    x = np.random.default_rng(seed).standard_normal((2 * b, d))
+    g = np.kron(np.eye(2), np.eye(b) - 1 / b)
+    s = g @ (x @ x.T / d) @ g
+    ds = s.copy()
+    ds[:b, :b] = 0
+    ds[b:, b:] = 0
+    return s, ds
+
+
+def test_a_rank_deficient_pair_is_told_apart_from_a_full_rank_one():
+    """Two batches of 4 inputs in 5 dimensions: the pair's centred Gram matrix has rank 5 < 6 and the NTK
+    direction (its cross part) leaves the range; in 16 dimensions it has full rank 6; and the part of the
+    first direction inside the range (``P dS P``, P built here from an SVD of the inputs) stays in it."""
+    s, ds = _pair(5)
+    with mpmath.workdps(30):
+        assert joint.leaves_range(s.tolist(), ds.tolist()) == 5
+        assert joint.leaves_range(*(m.tolist() for m in _pair(16))) is None
+        u = np.linalg.svd(s)[0][:, :5]
+        inside = u @ u.T @ ds @ u @ u.T
+        assert joint.leaves_range(s.tolist(), inside.tolist()) is None
+
+
+def test_the_slow_rank_deficient_ntk_pair_fails_with_its_reason(monkeypatch):
+    """Where the high-precision NTK cross block of a rank-deficient pair does not converge (dps 20 at B = 4
+    took two minutes to fail), the error says why and what works instead.  The rule's failure is forced
+    here (the convergence loop raises at once), so the test does not wait for it."""
+    from bnsym.errors import PrecisionError
+
+    def fail(*args):
+        raise PrecisionError(args[-1])
+
+    monkeypatch.setattr(joint, "converge", fail)
+    s, ds = _pair(5)
+    coefficients = homogeneous_coefficients(bnsym.activation("relu"))
+    with pytest.raises(PrecisionError, match=r"did not converge to 20 digits.*rank 5 < 6.*dps=None"):
+        joint.cross_block(coefficients, s.tolist(), batch_size=4, eps=0, dps=20, working_dps=25, direction=ds.tolist())
+    with pytest.raises(PrecisionError) as info:  # a full-rank pair's failure keeps the plain message
+        joint.cross_block(coefficients, _pair(16)[0].tolist(), batch_size=4, eps=0, dps=20, working_dps=25,
+                          direction=_pair(16)[1].tolist())
+    assert "rank" not in str(info.value)
