@@ -336,18 +336,20 @@ def merged_cuts(groups, working_dps):
     return sorted(merged.values(), key=lambda item: item[0])
 
 
-def breakpoint_panels(lo, hi, cuts, working_dps, *, grade=True):
+def breakpoint_panels(lo, hi, cuts, working_dps, *, grade=True, beyond=()):
     """Panels ``(lo, hi, kind, (smooth_lo, smooth_hi))`` between the breakpoints ``cuts`` inside ``(lo, hi)``.
 
     A cut is ``(point, flag)`` with flag ``True`` (analytic on both sides),
     ``False`` (algebraic singularity: tanh-sinh panels) or ``"sqrt"``
     (square-root behaviour: smoothing map on the adjacent panels); cuts are merged by
     :func:`merged_cuts`.  With ``grade``, a panel with a singular cut (``False`` or ``"sqrt"``)
-    just beyond one of its ends is split geometrically towards that end (:func:`_graded`).
+    just beyond one of its ends is split geometrically towards that end (:func:`_graded`);
+    ``beyond`` lists singular points of the integrand outside ``[lo, hi]`` (no panel ends there),
+    which the grading sees too.
     """
     points = [(point, flag) for point, flag in merged_cuts([cuts], working_dps) if lo < point < hi]
     bounds = [(lo, True)] + points + [(hi, True)]
-    singular = [point for point, flag in points if flag is not True] if grade else []
+    singular = [point for point, flag in points if flag is not True] + list(beyond) if grade else []
     edges = []
     for (a, fa), (b, fb) in itertools.pairwise(bounds):
         splits = _graded(a, b, singular)

@@ -68,6 +68,10 @@ from bnsym.numerics.quadrature import (
     panel,
 )
 
+#: A complex branch point ``pi/2 + i g`` of the inner integrand is graded as the real point ``pi/2 + g / 4``
+#: (:meth:`SphereLaw._branch_points`; measured at B = 5, ``x_+^(3/2)``: undivided, the nested rule left 1e-57 at
+#: dps 60; halved, 1e-100 at dps 100).
+BRANCH_GAP_DIVISOR = 4
 #: Highest rule level for one-dimensional integrals, and for nested ones.
 MAX_LEVEL_1D = len(SIZES) - 1
 #: Points of the float64 Chebyshev probe that bounds a one-coordinate rule's start level from below
@@ -870,7 +874,7 @@ class SphereLaw:
         distinct integrands, the kinks of the inner ones, the half-width of the inner angle's support
         (:meth:`_reach`), and the outer panels in ``psi`` (on the reach of all the integrands, cut at the kinks
         of the outer ones and where a kink line of an inner one is tangent to the circle of ``phi``)."""
-        n, root_n, rho, c = self.n, self.root_n, self.rho, self.c
+        root_n, rho, c = self.root_n, self.rho, self.c
         outer_funcs = _distinct([f for factors, _ in pairs for f in factors])
         inner_funcs = _distinct([g for _, factors in pairs for g in factors])
         inner_products = _distinct([factors for _, factors in pairs], key=_product_key)
@@ -886,12 +890,60 @@ class SphereLaw:
             for sign in (1, -1):
                 t_star = rho * tau + sign * c * mpmath.sqrt(1 - tau * tau)
                 if abs(t_star) < 1:
-                    # n = 2: the inner law sits on phi = +-pi/2, a tangency is a plain kink
-                    flag = reg if n == 2 else ("sqrt" if reg is True else False)
-                    tangent.append((mpmath.asin(t_star), flag))
+                    tangent.append((mpmath.asin(t_star), self._tangency_flag(reg)))
         psi_reach = self._reach(outer_funcs + inner_funcs)
         edges = breakpoint_panels(-psi_reach, psi_reach, psi_cuts + tangent, self.working_dps)
         return outer_funcs, inner_funcs, inner_products, g_cuts, self._reach(inner_funcs, inner=True), edges
+
+    def _tangency_flag(self, reg):
+        """The flag of the outer breakpoint where an inner kink line of flag ``reg`` is tangent to the circle.
+
+        Near the tangency, at distance ``delta`` in ``psi``, the inner integral is analytic plus
+        ``delta^p`` with ``p = a + (n - 2)/2``, ``a`` the power of the kink's piece (docs/theory.md
+        section 3.2): an analytic kink (``a`` an integer) gives a half-integer power for odd ``n`` and an
+        integer one for even ``n``, both made analytic by the square-root map (``"sqrt"``); a square-root
+        kink (``a`` a half-integer) gives a half-integer power for even ``n`` (``"sqrt"``) and for odd
+        ``n`` an integer power with a logarithm on one side (``False``: tanh-sinh); any other kink
+        ``False``.  At ``n = 2`` the inner law sits on ``phi = +-pi/2`` and a tangency is a plain kink."""
+        if self.n == 2:
+            return reg
+        if reg is True or (reg == "sqrt" and self.n % 2 == 0):
+            return "sqrt"
+        return False
+
+    def _branch_points(self, g_cuts, base, spread):
+        """Singular points of the inner integrand outside ``[-pi/2, pi/2]``, for the grading of its panels.
+
+        On the circle ``s_b = sqrt(n) (base + spread sin phi)`` a kink at ``s_b = sqrt(n) (base + spread xi)``
+        is crossed at ``phi_k = asin(xi)``; the piece beyond it, continued, is singular again where
+        ``sin phi = xi`` next: at ``+-pi - phi_k`` when ``|xi| < 1``, and at ``+-pi/2 + i acosh|xi|`` when the
+        line misses the circle.  Near a tangency of the outer rule both come within ``O(sqrt(delta))`` of an end
+        of the inner range, and an ungraded Gauss panel there converged to about ``delta^(a+1)`` only
+        (``x_+^(3/2)`` at B = 5: 1e-20 at ``delta = 1e-8``, and the nested rule stalled near 1e-30).  A
+        reflection is returned as the real point; a complex pair as the real point
+        ``+-(pi/2 + acosh|xi| / BRANCH_GAP_DIVISOR)``, so that the graded piece beside the end sees it at a
+        Bernstein parameter of about 8.  Only square-root kinks at even ``n`` (whose tangencies are Gauss
+        panels, :meth:`_tangency_flag`); points closer than ``10^(-working_dps/3)`` are left (they would
+        cost ``log2`` of their distance in pieces at each of the many outer nodes beside a tangency).
+        Analytic kinks (ReLU, the step) have no such points: their pieces are entire."""
+        if spread <= 0 or self.n % 2:
+            return []
+        nearest = mpmath.mpf(10) ** (-mpmath.mpf(self.working_dps) / 3)
+        out = []
+        for s, reg in g_cuts:
+            if reg != "sqrt":
+                continue
+            xi = (s / self.root_n - base) / spread
+            sign = 1 if xi > 0 else -1
+            if abs(xi) < 1:
+                gap = mpmath.pi / 2 - abs(mpmath.asin(xi))  # the reflection's distance beyond the end
+                point, far = sign * mpmath.pi - mpmath.asin(xi), mpmath.mpf(1) / 2
+            else:
+                gap = mpmath.acosh(abs(xi)) / BRANCH_GAP_DIVISOR
+                point, far = sign * (mpmath.pi / 2 + gap), 1
+            if nearest <= gap < far:  # (farther ones never grade a panel of the inner range)
+                out.append(point)
+        return out
 
     def _nested_level(self, pairs, layout, level, density=None):
         """The nested rule's sums at one level (``layout``: :meth:`_nested_layout` of ``pairs``)."""
@@ -931,7 +983,8 @@ class SphereLaw:
                     sums[key] += _product(values, p) / 2
             return sums
         edges = breakpoint_panels(-phi_reach, phi_reach,
-                                  [(phi, reg) for phi, reg, _ in self._phi_cuts(g_cuts, base, spread)], self.working_dps)
+                                  [(phi, reg) for phi, reg, _ in self._phi_cuts(g_cuts, base, spread)], self.working_dps,
+                                  beyond=self._branch_points(g_cuts, base, spread))
         for lo, hi, kind, smooth in edges:
             inner_values = evaluator(funcs, at + along * mpmath.sin((lo + hi) / 2))
             nodes, weights = panel(lo, hi, level, self.working_dps, kind=kind, smooth_lo=smooth[0], smooth_hi=smooth[1])

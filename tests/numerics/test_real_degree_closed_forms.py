@@ -6,8 +6,8 @@ import mpmath
 import pytest
 
 import bnsym
-from bnsym.meanfield.gradients import rate_from_settings
 from bnsym.activations import activation
+from bnsym.meanfield.gradients import rate_from_settings
 from bnsym.numerics import closed_forms
 from bnsym.numerics.sphere import Integrand, SphereLaw
 
@@ -37,3 +37,15 @@ def test_relu_power_rate_at_dps_100(batch_size):
     assert low.error <= mpmath.mpf(10) ** -100 * low.value
     high = rate_from_settings(dataclasses.replace(low.settings, dps=110))  # past the public limit, for the check only
     assert abs(low.value - high.value) <= mpmath.mpf(10) ** -100 * high.value
+
+
+@pytest.mark.slow
+@pytest.mark.extended
+def test_relu_power_rate_off_its_closed_form_at_dps_60():
+    """At beta = 0.2 there is no closed form: the nested rule (square-root kinks at B = 5, docs/theory.md
+    section 3.2) gives lambda_G to 60 digits, recomputed at dps 70 (measured 2026-12-08: 8.8 s; a
+    PrecisionError before the inner panels were graded towards the pieces' second branch points)."""
+    low = bnsym.gradient_explosion_rate("relu_power(1.5)", 5, beta="0.2", dps=60)
+    high = rate_from_settings(dataclasses.replace(low.settings, dps=70))
+    assert low.error <= mpmath.mpf(10) ** -60 * low.value
+    assert abs(low.value - high.value) <= mpmath.mpf(10) ** -60 * high.value

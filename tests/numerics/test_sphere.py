@@ -412,3 +412,40 @@ def test_the_cut_of_a_large_batch_keeps_mass_far_beyond_the_weights_own_cut():
         assert law.root_n * mpmath.sin(law._reach([f])) > 70
         tame = Integrand(activation("tanh"), mpmath.mpf(1), mpmath.mpf(0))
         assert law._reach([tame]) < 6 * law.psi_max  # and the window still sets a bounded activation's cut
+
+
+def test_square_root_kink_pairs_at_even_n_against_the_ellipse():
+    """x_+^(3/2) at shift 0.2, B = 5 (n = 4): the centred pair and the pair of derivatives by the nested rule,
+    against an independent integration. At B = 5 the pair ``(t_a, t_b) = (s_a, s_b) / 2`` is uniform on the
+    ellipse ``t_a^2 - 2 rho t_a t_b + t_b^2 <= 1 - rho^2`` (``rho = -1/4``), so the inner integral over ``t_b`` is
+    the difference of an antiderivative, and ``mpmath.quad`` does the outer one, split at the kink and at both
+    tangencies. Before the inner panels were graded towards the pieces' second branch points (docs/theory.md
+    section 3.2) the nested rule stalled near 1e-30 on the centred pair."""
+    act = activation("relu_power(1.5)")
+    beta, center = mpmath.mpf("0.2"), mpmath.mpf("0.3")
+    law = SphereLaw(5, 50)
+    with mpmath.workdps(50):
+        f = Integrand(act, mpmath.mpf(1), beta, center=center)
+        d = Integrand(act, mpmath.mpf(1), beta, derivative=True)
+        centred, slopes = law.expect_pairs([(f, f), (d, d)], mpmath.mpf(10) ** -42)
+
+    def plus(x, p):
+        return x**p if x > 0 else mpmath.mpf(0)
+
+    with mpmath.workdps(60):
+        rho = -mpmath.mpf(1) / 4
+        c = mpmath.sqrt(1 - rho**2)
+        kink = -beta / 2  # 2 t + beta = 0
+        cases = [  # (F(t), antiderivative of F in t): s = 2 t
+            (lambda t: plus(2 * t + beta, 1.5) - center, lambda t: plus(2 * t + beta, 2.5) / 5 - center * t),
+            (lambda t: 1.5 * plus(2 * t + beta, 0.5), lambda t: plus(2 * t + beta, 1.5) / 2),
+        ]
+        points = sorted([-1, kink, 1] + [rho * kink + sign * c * mpmath.sqrt(1 - kink**2) for sign in (1, -1)])
+        for value, (g, antiderivative) in zip((centred, slopes), cases):
+            def outer(t, g=g, antiderivative=antiderivative):
+                r = c * mpmath.sqrt(1 - t * t)
+                return g(t) * (antiderivative(rho * t + r) - antiderivative(rho * t - r))
+
+            reference = mpmath.quad(outer, points, maxdegree=10) / (mpmath.pi * c)
+            assert value.error < mpmath.mpf(10) ** -40
+            assert abs(value.value - reference) < mpmath.mpf(10) ** -40
