@@ -9,16 +9,18 @@ from __future__ import annotations
 import mpmath
 
 
-def number_text(value, dps: int) -> str:
-    """``value`` to ``dps`` significant digits (``inf``/``-inf``/``nan`` spelled out, ``""`` for None)."""
+def number_text(value, dps: int, *, strip: bool = True) -> str:
+    """``value`` to ``dps`` significant digits (``inf``/``-inf``/``nan`` spelled out, ``""`` for None),
+    without trailing zeros unless ``strip`` is false (stored values keep the digits promised)."""
     if value is None:
         return ""
     if mpmath.isinf(value):
         return "inf" if value > 0 else "-inf"
     if mpmath.isnan(value):  # (floats, mpf and NumPy scalars alike)
         return "nan"
-    text = mpmath.nstr(value, dps, strip_zeros=True)
-    return text.removesuffix(".0")
+    if not strip:
+        return mpmath.nstr(value, dps, strip_zeros=False)
+    return mpmath.nstr(value, dps, strip_zeros=True).removesuffix(".0")
 
 
 def error_text(error) -> str:

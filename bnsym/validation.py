@@ -20,15 +20,25 @@ SHOWN_CHARACTERS = 60
 
 
 def _shown(value) -> str:
-    """``repr(value)`` for a message: on one line, at most :data:`SHOWN_CHARACTERS` characters (longer
-    ones cut, with their length), an array by its shape."""
-    shape = getattr(value, "shape", None)
-    if shape is not None and tuple(shape) != ():
-        return f"an array of shape {tuple(shape)}"
-    text = " ".join(repr(value).split())
+    """``repr(value)`` for a message: on one line (a multi-line repr's whitespace collapsed), at most
+    :data:`SHOWN_CHARACTERS` characters (longer ones cut, with their length), an array by its shape,
+    and something short when the repr itself fails (an integer past Python's 4300-digit limit)."""
+    try:
+        shape = tuple(getattr(value, "shape", None) or ())
+    except Exception:  # noqa: BLE001 - an odd .shape: the value is shown by its repr below
+        shape = ()
+    if shape:
+        return f"an array of shape {shape}"
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - the message must still be the refusal, not this error
+        return f"an integer of {value.bit_length()} bits" if isinstance(value, int) else f"a {type(value).__name__}"
+    if "\n" in text:
+        text = " ".join(text.split())
     if len(text) <= SHOWN_CHARACTERS:
         return text
-    return f"{text[:SHOWN_CHARACTERS - 20]}... ({len(text)} characters)"
+    suffix = f"... ({len(text)} characters)"
+    return text[:SHOWN_CHARACTERS - len(suffix)] + suffix
 
 
 def batch_size(value, *, name: str = "batch_size", minimum: int = 2):

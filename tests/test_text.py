@@ -20,6 +20,7 @@ from bnsym.text import ShownAsText, error_text, number_text, table_text
 def test_number_text_gives_the_digits_asked_and_spells_out_the_non_finite():
     assert number_text(mpmath.mpf(2) / 3, 20) == mpmath.nstr(mpmath.mpf(2) / 3, 20)
     assert number_text(mpmath.mpf(5), 15) == "5"
+    assert number_text(mpmath.mpf(5), 15, strip=False) == "5.00000000000000"  # a stored value keeps its digits
     assert number_text(mpmath.inf, 15) == "inf" and number_text(-mpmath.inf, 15) == "-inf"
     assert number_text(math.nan, 15) == "nan" and number_text(mpmath.nan, 15) == "nan"
     assert number_text(None, 15) == "" and error_text(None) == "" and error_text(0) == "0"

@@ -49,7 +49,7 @@ def run(args) -> int:
     result = scan(args.quantity, args.activation, batch_size=args.batch_size, gamma=args.gamma, beta=args.beta,
                   eps=args.eps, sigma_w=args.sigma_w, dps=args.dps, method=args.method, precision=args.precision,
                   store=args.store or ":memory:", scheduler=args.scheduler, workers=args.workers,
-                  progress=not args.no_progress)
+                  progress=not args.no_progress, rows=True)
     rows = result.rows
     if plot is not None:
         from bnsym.experiments.figures import scan_figure

@@ -71,7 +71,7 @@ class ScanCell:
         try:
             result = _evaluate(self)
             record.update(status="ok", value=float(result.value), error=float(result.error), meaning=result.meaning,
-                          value_text=number_text(result.value, self.dps))
+                          value_text=number_text(result.value, self.dps, strip=False))
         except BnsymError as exc:
             record.update(status="failed", message=f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # noqa: BLE001 - unexpected: recorded, the scan goes on
@@ -208,7 +208,8 @@ class ScanPoint(Value):
 @dataclass(frozen=True)
 class Scan(ShownAsText):
     """The points of a scan in grid order, and the store they were written to; ``rows`` holds the
-    points' store rows in the same order (what ``bnsym scan --json`` prints and its plot reads)."""
+    points' store rows in the same order when :func:`scan` was asked for them (what ``bnsym scan
+    --json`` prints and its plot reads), else nothing."""
 
     quantity: str
     points: tuple
@@ -263,7 +264,7 @@ def point_from_row(row: dict) -> ScanPoint:
 
 
 def scan(quantity, activation, *, batch_size, gamma="1", beta="0", eps="0", sigma_w="1", dps=15, method="auto",
-         precision="mpmath", store=":memory:", scheduler=None, workers=None, progress=False) -> Scan:
+         precision="mpmath", store=":memory:", scheduler=None, workers=None, progress=False, rows=False) -> Scan:
     """Evaluate ``quantity`` of ``activation`` over a grid on Dask, writing every point to ``store``.
 
     Axes as in :func:`scan_grid`; points already finished in ``store`` (a path, default an
@@ -272,7 +273,8 @@ def scan(quantity, activation, *, batch_size, gamma="1", beta="0", eps="0", sigm
     (default one per core) is started for the call.  Cost: the points' own cost divided by
     the number of workers, plus about 2 s to start a LocalCluster.  ``precision="double"``
     evaluates lambda_G, q or c in float64 for blocks of points at once (about 1e-4 s a point,
-    checked against the mpmath path to 1e-12 relative).  docs/theory.md section 17.
+    checked against the mpmath path to 1e-12 relative).  With ``rows`` the result keeps the store
+    rows too (``Scan.rows``, in grid order; without it they are not held past the call).  docs/theory.md section 17.
     """
     from bnsym.experiments.execution import run_cells
     from bnsym.experiments.store import Store, canonical
@@ -280,7 +282,7 @@ def scan(quantity, activation, *, batch_size, gamma="1", beta="0", eps="0", sigm
     cells = scan_grid(quantity, activation, batch_size=batch_size, gamma=gamma, beta=beta, eps=eps,
                       sigma_w=sigma_w, dps=dps, method=method, precision=precision)
     with Store(store) as db:
-        rows = {row["key"]: row for row in run_cells(cells, db, scheduler=scheduler, workers=workers, progress=progress,
-                                                     log=None, group=float_blocks if precision == "double" else None)}
-        ordered = tuple(rows[canonical(c.config())] for c in cells)
-        return Scan(quantity, tuple(point_from_row(row) for row in ordered), db.path, ordered)
+        by_key = {row["key"]: row for row in run_cells(cells, db, scheduler=scheduler, workers=workers, progress=progress,
+                                                       log=None, group=float_blocks if precision == "double" else None)}
+        ordered = tuple(by_key[canonical(c.config())] for c in cells)
+        return Scan(quantity, tuple(point_from_row(row) for row in ordered), db.path, ordered if rows else ())

@@ -242,11 +242,11 @@ def cross_block(coefficients, s, *, batch_size, eps, dps: int, working_dps: int,
             return converge(level_values, judge, ("cross block", b, dps, ds is not None), start, SIZES.index(192), failure)
         except PrecisionError as exc:
             rank = leaves_range(s, ds) if ds is not None else None
-            if rank is None:
+            if rank is None or rank >= 2 * b - 2:
                 raise
             raise PrecisionError(
-                f"{exc}; the pair's centred Gram matrix has rank {rank} < {2 * b - 2} (inputs in fewer than "
-                f"{2 * b - 2} dimensions) and the NTK direction leaves its range, where the slope's integral "
+                f"{exc}; the pair's centred Gram matrix has numerical rank {rank} < {2 * b - 2} (as for inputs in "
+                f"fewer than {2 * b - 2} dimensions) and the NTK direction leaves its range, where the slope's integral "
                 "converges slowly (docs/theory.md section 14.4): ask for fewer digits (15 reach such pairs at "
                 "B = 4) or use the float64 path (dps=None)") from None
 

@@ -102,6 +102,8 @@ def test_the_trainer_takes_its_bounds_from_the_validation_module():
     ({"dps": 10**300}, "dps"),                   # 301 digits
     ({"gamma": "x" * 500}, "gamma"),
     ({"batch_size": [8] * 400}, "batch_size"),
+    ({"dps": -10**5000}, "dps"),                # past the 4300 digits Python's repr of an int allows
+    ({"gamma": type("OddShape", (), {"shape": 3, "__repr__": lambda self: "OddShape()"})()}, "gamma"),
 ])
 def test_a_refused_value_is_echoed_on_one_short_line(kwargs, name):
     """A refusal names the argument and shows the value given, but on one line and cut to a few dozen
@@ -111,3 +113,5 @@ def test_a_refused_value_is_echoed_on_one_short_line(kwargs, name):
         bnsym.fixed_point("relu", **args)
     message = str(info.value)
     assert message.startswith(name) and "\n" not in message and len(message) < 160
+    shown = message.split(", got ")[-1]
+    assert len(shown) <= validation.SHOWN_CHARACTERS

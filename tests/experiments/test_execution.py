@@ -68,7 +68,8 @@ def test_scan_on_the_cluster_against_closed_forms(local_cluster, tmp_path, capsy
     on the same store evaluates nothing new and draws the line plot and the heatmap."""
     address = local_cluster.scheduler.address
     store = tmp_path / "s.sqlite"
-    rate = scan("lambda_G", "identity", batch_size="5,8,16", gamma="0.5:2:4", store=store, scheduler=address, dps=20)
+    rate = scan("lambda_G", "identity", batch_size="5,8,16", gamma="0.5:2:4", store=store, scheduler=address, dps=20,
+                rows=True)
     assert len(rate.points) == 12 and not rate.failed
     # the store rows (what --json prints and the plots read) are in the points' grid order
     assert [(r["batch_size"], r["value"]) for r in rate.rows] == [(p.settings["batch_size"], float(p.value)) for p in rate.points]

@@ -274,7 +274,7 @@ def test_the_slow_rank_deficient_ntk_pair_fails_with_its_reason(monkeypatch):
     monkeypatch.setattr(joint, "converge", fail)
     s, ds = _pair(5)
     coefficients = homogeneous_coefficients(bnsym.activation("relu"))
-    with pytest.raises(PrecisionError, match=r"did not converge to 20 digits.*rank 5 < 6.*dps=None"):
+    with pytest.raises(PrecisionError, match=r"did not converge to 20 digits.*numerical rank 5 < 6.*dps=None"):
         joint.cross_block(coefficients, s.tolist(), batch_size=4, eps=0, dps=20, working_dps=25, direction=ds.tolist())
     with pytest.raises(PrecisionError) as info:  # a full-rank pair's failure keeps the plain message
         joint.cross_block(coefficients, _pair(16)[0].tolist(), batch_size=4, eps=0, dps=20, working_dps=25,
