@@ -106,8 +106,8 @@ class Activation:
     @cached_property
     def _mp_pieces(self):
         return tuple(
-            (_clamped(sp.lambdify(x, stable_form(p.expr), modules="mpmath"), p),
-             _clamped(sp.lambdify(x, stable_form(p.derivative), modules="mpmath"), p))
+            (_clamped(sp.lambdify(x, stable_form(p.expr), modules="mpmath"), p, p.expr),
+             _clamped(sp.lambdify(x, stable_form(p.derivative), modules="mpmath"), p, p.derivative))
             for p in self.pieces
         )
 
@@ -289,18 +289,31 @@ def _is_tanh_square(term):
     return term.is_Pow and term.exp == 2 and term.base.func == sp.tanh
 
 
-def _clamped(func, piece):
-    """``func`` with its argument clamped to the non-regular ends of ``piece``."""
+def _clamped(func, piece, expr):
+    """``func`` (the mpmath form of ``expr`` on ``piece``) with its argument clamped to the non-regular
+    ends of ``piece``; at such an end it gives the one-sided limit of ``expr`` (its written form may be
+    ``0/0`` there: ``(3/2) (-x)^(3/2) / x`` at 0), computed once, when first needed, to
+    :data:`KINK_DPS` digits."""
     lo = None if piece.regular_lo or piece.lo == -sp.oo else mpmath.mpf(str(sp.N(piece.lo, 60)))
     hi = None if piece.regular_hi or piece.hi == sp.oo else mpmath.mpf(str(sp.N(piece.hi, 60)))
     if lo is None and hi is None:
         return func
+    ends = {}
+
+    def end_value(side):
+        if side not in ends:
+            point, direction = (piece.lo, "+") if side == "lo" else (piece.hi, "-")
+            try:
+                ends[side] = mpmath.mpf(str(sp.N(sp.limit(expr, x, point, direction), KINK_DPS)))
+            except (TypeError, ValueError, NotImplementedError):  # no limit sympy can take: the written form there
+                ends[side] = func(lo if side == "lo" else hi)
+        return +ends[side]  # (rounded to the working precision)
 
     def clamped(value):
-        if lo is not None and value < lo:
-            value = lo
-        elif hi is not None and value > hi:
-            value = hi
+        if lo is not None and value <= lo:
+            return end_value("lo")
+        if hi is not None and value >= hi:
+            return end_value("hi")
         return func(value)
 
     return clamped

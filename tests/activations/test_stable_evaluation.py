@@ -57,3 +57,18 @@ def test_the_numpy_form_keeps_its_relative_accuracy_in_the_tails(name, derivativ
     assert np.all(np.isfinite(values))
     for value in (values[0], values[2]):
         assert abs(value - float(exact)) <= 4e-16 * abs(float(exact)) + 1e-300
+
+
+@pytest.mark.parametrize("name, left_slope", [("Abs(x)**(3/2)", -1.5), ("relu_power(1.5)", 0.0), ("Abs(x)**(5/2)", -2.5)])
+def test_a_piece_at_and_past_its_non_analytic_end_gives_its_limit(name, left_slope):
+    """The left piece of ``|x|^(3/2)`` writes its derivative ``(3/2) (-x)^(3/2) / x``: 0/0 at the kink, where
+    it raised ZeroDivisionError (found by a review, 2026-12-08). At the kink, and a hair past it (where the
+    rules' rounding may put a node), each piece gives its one-sided limit; nearby it gives the slope of ``|x|^a``."""
+    act = bnsym.activation(name)
+    with mpmath.workdps(30):
+        for derivative in (False, True):
+            assert act.mp(mpmath.mpf(0), derivative) == 0
+            assert act.mp_piece(0, derivative)(mpmath.mpf("1e-40")) == 0
+        assert act.mp(mpmath.mpf(-1), True) == left_slope
+        assert abs(act.mp(mpmath.mpf("-1e-20"), True)) < 1e-9
+    assert bnsym.gradient_explosion_rate(name, 5, beta="0.2", dps=10).value > 1
