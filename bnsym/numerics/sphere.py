@@ -903,7 +903,8 @@ class SphereLaw:
         section 3.2): an analytic kink (``a`` an integer) gives a half-integer power for odd ``n`` and an
         integer one for even ``n``, both made analytic by the square-root map (``"sqrt"``); a square-root
         kink (``a`` a half-integer) gives a half-integer power for even ``n`` (``"sqrt"``) and for odd
-        ``n`` an integer power with a logarithm (``False``: tanh-sinh); any other kink ``False``.  At ``n = 2`` the inner law sits on ``phi = +-pi/2`` and a tangency is a plain kink."""
+        ``n`` an integer power with a logarithm (``False``: tanh-sinh); any other kink ``False``.  At
+        ``n = 2`` the inner law sits on ``phi = +-pi/2`` and a tangency is a plain kink."""
         if self.n == 2:
             return reg
         if reg is True or (reg == "sqrt" and self.n % 2 == 0):
