@@ -911,8 +911,9 @@ class SphereLaw:
             return "sqrt"
         return False
 
-    def _branch_points(self, g_cuts, base, spread):
-        """Singular points of the inner integrand outside ``[-pi/2, pi/2]``, for the grading of its panels.
+    def _branch_points(self, sines):
+        """Singular points of the inner integrand outside ``[-pi/2, pi/2]``, for the grading of its panels
+        (``sines``: :meth:`_kink_sines` at this outer node).
 
         On the circle ``s_b = sqrt(n) (base + spread sin phi)`` a kink at ``s_b = sqrt(n) (base + spread xi)``
         is crossed at ``phi_k = asin(xi)``; the piece beyond it, continued, is singular again where
@@ -926,14 +927,13 @@ class SphereLaw:
         panels, :meth:`_tangency_flag`); points closer than ``10^(-working_dps/3)`` are left (they would
         cost ``log2`` of their distance in pieces at each of the many outer nodes beside a tangency).
         Analytic kinks (ReLU, the step) have no such points: their pieces are entire."""
-        if spread <= 0 or self.n % 2:
+        if self.n % 2:
             return []
         nearest = mpmath.mpf(10) ** (-mpmath.mpf(self.working_dps) / 3)
         out = []
-        for s, reg in g_cuts:
+        for xi, reg, _ in sines:
             if reg != "sqrt":
                 continue
-            xi = (s / self.root_n - base) / spread
             sign = 1 if xi > 0 else -1
             if abs(xi) < 1:
                 gap = mpmath.pi / 2 - abs(mpmath.asin(xi))  # the reflection's distance beyond the end
@@ -982,9 +982,9 @@ class SphereLaw:
                 for key, p in keyed:
                     sums[key] += _product(values, p) / 2
             return sums
-        edges = breakpoint_panels(-phi_reach, phi_reach,
-                                  [(phi, reg) for phi, reg, _ in self._phi_cuts(g_cuts, base, spread)], self.working_dps,
-                                  beyond=self._branch_points(g_cuts, base, spread))
+        sines = self._kink_sines(g_cuts, base, spread)
+        edges = breakpoint_panels(-phi_reach, phi_reach, [(phi, reg) for phi, reg, _ in self._phi_cuts(sines)],
+                                  self.working_dps, beyond=self._branch_points(sines))
         for lo, hi, kind, smooth in edges:
             inner_values = evaluator(funcs, at + along * mpmath.sin((lo + hi) / 2))
             nodes, weights = panel(lo, hi, level, self.working_dps, kind=kind, smooth_lo=smooth[0], smooth_hi=smooth[1])
@@ -999,16 +999,18 @@ class SphereLaw:
                     sums[key] += wi * _product(values, p)
         return sums
 
-    def _phi_cuts(self, g_cuts, base, spread):
-        """``[(phi, flag, index)]``: where the inner circle ``s_b = sqrt(n) (base + spread sin phi)`` crosses
-        the kink ``g_cuts[index]`` of an inner integrand."""
-        out = []
-        if spread > 0:
-            for index, (s, reg) in enumerate(g_cuts):
-                xi = (s / self.root_n - base) / spread
-                if abs(xi) < 1:
-                    out.append((mpmath.asin(xi), reg, index))
-        return out
+    def _kink_sines(self, g_cuts, base, spread):
+        """``[(xi, flag, index)]``: the ``sin phi`` at which the inner circle ``s_b = sqrt(n) (base + spread sin phi)``
+        meets the line of the kink ``g_cuts[index]`` of an inner integrand (any real ``xi``: the circle crosses the
+        line where ``|xi| < 1``); empty for a circle of no width."""
+        if spread <= 0:
+            return []
+        return [((s / self.root_n - base) / spread, reg, index) for index, (s, reg) in enumerate(g_cuts)]
+
+    @staticmethod
+    def _phi_cuts(sines):
+        """``[(phi, flag, index)]``: where the inner circle crosses a kink line (``sines``: :meth:`_kink_sines`)."""
+        return [(mpmath.asin(xi), reg, index) for xi, reg, index in sines if abs(xi) < 1]
 
     # ------------------------------------------------------ nested angles, float64
     def _nested_float(self, pairs, scales, rtol, start_level):
@@ -1061,7 +1063,7 @@ class SphereLaw:
         # the inner panels at this outer panel's middle: within it no kink line turns tangent, so each
         # inner panel is bounded by the same cuts (or +-phi_reach) at every outer node
         mid = (lo + hi) / 2
-        crossings = self._phi_cuts(g_cuts, self.rho * mpmath.sin(mid), self.c * mpmath.cos(mid))
+        crossings = self._phi_cuts(self._kink_sines(g_cuts, self.rho * mpmath.sin(mid), self.c * mpmath.cos(mid)))
         index = {phi: k for phi, _, k in crossings}
         # not graded: a split point would stay put while the cuts beside it move with psi
         for a, b, inner_kind, inner_smooth in breakpoint_panels(-phi_reach, phi_reach,
