@@ -325,13 +325,18 @@ def weaker_flag(a, b):
     return "sqrt" if "sqrt" in (a, b) else True
 
 
+def cut_key(point, working_dps):
+    """The key under which breakpoints are one (:func:`merged_cuts`): ``point`` to ``working_dps - 3`` digits."""
+    return mpmath.nstr(point, working_dps - 3)
+
+
 def merged_cuts(groups, working_dps):
-    """Union of breakpoint lists ``[(point, flag)]``, sorted: points that agree to ``working_dps - 3``
-    digits are one, with the weakest flag any list gives it (:func:`weaker_flag`)."""
+    """Union of breakpoint lists ``[(point, flag)]``, sorted: points with the same :func:`cut_key` are one,
+    with the weakest flag any list gives it (:func:`weaker_flag`)."""
     merged = {}
     for group in groups:
         for point, flag in group:
-            key = mpmath.nstr(point, working_dps - 3)
+            key = cut_key(point, working_dps)
             merged[key] = (point, flag) if key not in merged else (merged[key][0], weaker_flag(merged[key][1], flag))
     return sorted(merged.values(), key=lambda item: item[0])
 

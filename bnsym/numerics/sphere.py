@@ -52,6 +52,7 @@ import math
 import operator
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import NamedTuple
 
 import mpmath
 import numpy as np
@@ -63,6 +64,7 @@ from bnsym.numerics.quadrature import (
     BLOCK,
     SIZES,
     breakpoint_panels,
+    cut_key,
     float64_rule,
     merged_cuts,
     panel,
@@ -72,6 +74,12 @@ from bnsym.numerics.quadrature import (
 #: (:meth:`SphereLaw._branch_points`; measured at B = 5, ``x_+^(3/2)``: undivided, the nested rule left 1e-57 at
 #: dps 60; halved, 1e-100 at dps 100).
 BRANCH_GAP_DIVISOR = 4
+#: Branch points closer than ``10^(-working_dps / BRANCH_FLOOR)`` to the inner range are not graded towards
+#: (:meth:`SphereLaw._branch_points`): the outer nodes that see them lie within ``delta ~ gap^2`` of a tangency,
+#: where an ungraded inner rule errs by about ``delta^(a+1)`` (``a >= 1/2``) and the outer weight is about
+#: ``delta``, so that their terms err by less than ``10^-working_dps``.  (3 before 2026-12-08: relu_power(1.5),
+#: beta = 0.2, B = 6, dps 30 took 77 s instead of 49 s, with the same value and error.)
+BRANCH_FLOOR = 5
 #: Highest rule level for one-dimensional integrals, and for nested ones.
 MAX_LEVEL_1D = len(SIZES) - 1
 #: Points of the float64 Chebyshev probe that bounds a one-coordinate rule's start level from below
@@ -114,6 +122,14 @@ REACH_DIGITS = 2
 
 
 # --------------------------------------------------------------------------- integrands
+class PieceEnd(NamedTuple):
+    """The end of an activation piece at a kink: analytic there (``regular``), or analytic in the square root of
+    the distance to it (``root``, as ``x^(3/2)``)."""
+
+    regular: bool
+    root: bool
+
+
 @dataclass(frozen=True)
 class Integrand:
     """``F(s) = scale * s**power * (phi^(d)(gain * s + shift) - center)**exponent``, ``d`` = 0 or 1.
@@ -145,17 +161,31 @@ class Integrand:
         analytic in the square root of the distance to it (``x^(3/2)``), else ``False``.
         """
         out = []
-        pieces = self.activation.pieces
-        for i, kink in enumerate(self.activation.numeric_kinks()):
-            s_k = (kink - self.shift) / self.gain
-            left, right = pieces[i], pieces[i + 1]
-            if left.regular_hi and right.regular_lo:
+        for s_k, below, above in self._kink_pieces():
+            if below.regular and above.regular:
                 flag = True
-            elif (left.regular_hi or left.root_hi) and (right.regular_lo or right.root_lo):
+            elif (below.regular or below.root) and (above.regular or above.root):
                 flag = "sqrt"
             else:
                 flag = False
             out.append((s_k, flag))
+        return out
+
+    def regular_sides(self):
+        """``[(s_k, below, above)]`` at the kinks of :meth:`breakpoints`: whether the piece that ``F`` follows
+        just below ``s_k`` (``s < s_k``), and the one just above, is analytic at ``s_k`` (the zero piece of
+        ReLU is; ``x^(3/2)`` is not)."""
+        return [(s_k, below.regular, above.regular) for s_k, below, above in self._kink_pieces()]
+
+    def _kink_pieces(self):
+        """``[(s_k, below, above)]`` in increasing ``s``: each kink with the ends of the pieces beside it that
+        face it, as :class:`PieceEnd` (a negative ``gain`` swaps the activation's left and right)."""
+        out = []
+        pieces = self.activation.pieces
+        for i, kink in enumerate(self.activation.numeric_kinks()):
+            left = PieceEnd(pieces[i].regular_hi, pieces[i].root_hi)
+            right = PieceEnd(pieces[i + 1].regular_lo, pieces[i + 1].root_lo)
+            out.append(((kink - self.shift) / self.gain, *((left, right) if self.gain > 0 else (right, left))))
         out.sort(key=lambda item: item[0])
         return out
 
@@ -879,35 +909,42 @@ class SphereLaw:
         inner_funcs = _distinct([g for _, factors in pairs for g in factors])
         inner_products = _distinct([factors for _, factors in pairs], key=_product_key)
         f_cuts = merged_cuts((self._inner_cuts(f) for f in outer_funcs), self.working_dps)
-        g_cuts = merged_cuts((self._inner_cuts(g) for g in inner_funcs), self.working_dps)
+        g_cuts = self._sided_cuts(inner_funcs)
         # outer breakpoints in psi: kinks of F, and tangencies of the kink lines of G
         psi_cuts = [(mpmath.asin(s / root_n), reg) for s, reg in f_cuts if abs(s) < root_n]
         tangent = []
-        for s, reg in g_cuts:
+        for s, reg, below, above in g_cuts:
             tau = s / root_n
             if abs(tau) >= 1:
                 continue
             for sign in (1, -1):
                 t_star = rho * tau + sign * c * mpmath.sqrt(1 - tau * tau)
                 if abs(t_star) < 1:
-                    tangent.append((mpmath.asin(t_star), self._tangency_flag(reg)))
+                    # the circle lies below the kink line beyond this tangency when it touches the line at its
+                    # top (sin phi = xi = +1), above it when at its bottom
+                    top = tau - rho * t_star > 0
+                    tangent.append((mpmath.asin(t_star), self._tangency_flag(reg, below if top else above)))
         psi_reach = self._reach(outer_funcs + inner_funcs)
         edges = breakpoint_panels(-psi_reach, psi_reach, psi_cuts + tangent, self.working_dps)
         return outer_funcs, inner_funcs, inner_products, g_cuts, self._reach(inner_funcs, inner=True), edges
 
-    def _tangency_flag(self, reg):
-        """The flag of the outer breakpoint where an inner kink line of flag ``reg`` is tangent to the circle.
+    def _tangency_flag(self, reg, covering_regular):
+        """The flag of the outer breakpoint where an inner kink line of flag ``reg`` is tangent to the circle;
+        ``covering_regular``: whether the piece that covers the whole circle on the side where the line misses
+        it is analytic at the kink.
 
-        Near the tangency, at distance ``delta`` in ``psi``, the inner integral is analytic plus
-        ``delta^p`` with ``p = a + (n - 2)/2``, ``a`` the power of the kink's piece (docs/theory.md
-        section 3.2): an analytic kink (``a`` an integer) gives a half-integer power for odd ``n`` and an
-        integer one for even ``n``, both made analytic by the square-root map (``"sqrt"``); a square-root
-        kink (``a`` a half-integer) gives a half-integer power for even ``n`` (``"sqrt"``) and for odd
-        ``n`` an integer power with a logarithm (``False``: tanh-sinh); any other kink ``False``.  At
-        ``n = 2`` the inner law sits on ``phi = +-pi/2`` and a tangency is a plain kink."""
+        Near the tangency, at distance ``delta`` in ``psi``, the inner integral is analytic on the side where
+        the line misses the circle when the covering piece is analytic at the kink, and analytic plus
+        ``delta^(k/2 + (n-2)/2)`` (``k = 0, 1, 2, ...``) where the line cuts it, for any kink whose pieces are
+        analytic in the square root of the distance to it (docs/theory.md section 3.2): ``"sqrt"``, the
+        square-root map.  When the covering piece is not analytic (``x^(3/2)`` covering the circle), its branch
+        point beside the circle adds ``delta^p`` on both sides, ``p = a + (n - 2)/2`` for the piece's power
+        ``a``: a half-integer for even ``n`` (``"sqrt"``), an integer with a logarithm for odd ``n`` (``False``:
+        tanh-sinh).  Any other kink: ``False``.  At ``n = 2`` the inner law sits on ``phi = +-pi/2`` and a
+        tangency is a plain kink."""
         if self.n == 2:
             return reg
-        if reg is True or (reg == "sqrt" and self.n % 2 == 0):
+        if reg is True or (reg == "sqrt" and (covering_regular or self.n % 2 == 0)):
             return "sqrt"
         return False
 
@@ -920,22 +957,24 @@ class SphereLaw:
         ``sin phi = xi`` next: at ``+-pi - phi_k`` when ``|xi| < 1``, and at ``+-pi/2 + i acosh|xi|`` when the
         line misses the circle.  Near a tangency of the outer rule both come within ``O(sqrt(delta))`` of an end
         of the inner range, and an ungraded Gauss panel there converged to about ``delta^(a+1)`` only
-        (``x_+^(3/2)`` at B = 5: 1e-20 at ``delta = 1e-8``, and the nested rule stalled near 1e-30).  A
-        reflection is returned as the real point; a complex pair as the real point
-        ``+-(pi/2 + acosh|xi| / BRANCH_GAP_DIVISOR)``, so that the graded piece beside the end sees it at a
-        Bernstein parameter of about 8.  Only square-root kinks at even ``n`` (whose tangencies are Gauss
-        panels, :meth:`_tangency_flag`); points closer than ``10^(-working_dps/3)`` are left (they would
-        cost ``log2`` of their distance in pieces at each of the many outer nodes beside a tangency).
-        Analytic kinks (ReLU, the step) have no such points: their pieces are entire."""
-        if self.n % 2:
-            return []
-        nearest = mpmath.mpf(10) ** (-mpmath.mpf(self.working_dps) / 3)
+        (``x_+^(3/2)`` at B = 5: 1e-20 at ``delta = 1e-8``, and the nested rule stalled near 1e-30; at B = 6,
+        1e-24 at ``delta = 1e-7`` at every level).  A reflection is returned as the real point; a complex pair
+        as the real point ``+-(pi/2 + acosh|xi| / BRANCH_GAP_DIVISOR)``, so that the graded piece beside the
+        end sees it at a Bernstein parameter of about 8.  Only for square-root kinks, and only points of a piece
+        that is not analytic at the kink (``x^(3/2)``, not ReLU's zero piece): a reflection is a branch point of
+        the pieces on both sides of the crossing, a complex pair of the piece covering the circle.  Points closer
+        than ``10^(-working_dps / BRANCH_FLOOR)`` are left (they would cost ``log2`` of their distance in pieces
+        at each of the many outer nodes beside a tangency, and are not needed there).  Analytic kinks (ReLU, the step) have no such points: their pieces are entire."""
+        nearest = mpmath.mpf(10) ** (-mpmath.mpf(self.working_dps) / BRANCH_FLOOR)
         out = []
-        for xi, reg, _ in sines:
-            if reg != "sqrt":
+        for xi, reg, _, below, above in sines:
+            crossing = abs(xi) < 1
+            # a reflection is a branch point of both pieces (beyond the range's end for one, beyond the crossing
+            # for the other); a complex pair, of the piece that covers the circle (below it when xi > 1)
+            if reg != "sqrt" or (below and above if crossing else (below if xi > 0 else above)):
                 continue
             sign = 1 if xi > 0 else -1
-            if abs(xi) < 1:
+            if crossing:
                 gap = mpmath.pi / 2 - abs(mpmath.asin(xi))  # the reflection's distance beyond the end
                 point, far = sign * mpmath.pi - mpmath.asin(xi), mpmath.mpf(1) / 2
             else:
@@ -1000,17 +1039,32 @@ class SphereLaw:
         return sums
 
     def _kink_sines(self, g_cuts, base, spread):
-        """``[(xi, flag, index)]``: the ``sin phi`` at which the inner circle ``s_b = sqrt(n) (base + spread sin phi)``
-        meets the line of the kink ``g_cuts[index]`` of an inner integrand (any real ``xi``: the circle crosses the
-        line where ``|xi| < 1``); empty for a circle of no width."""
+        """``[(xi, flag, index, below, above)]``: the ``sin phi`` at which the inner circle ``s_b = sqrt(n) (base +
+        spread sin phi)`` meets the line of the kink ``g_cuts[index]`` of an inner integrand (any real ``xi``: the
+        circle crosses the line where ``|xi| < 1``), with that kink's flag and sides (:meth:`_sided_cuts`); empty
+        for a circle of no width."""
         if spread <= 0:
             return []
-        return [((s / self.root_n - base) / spread, reg, index) for index, (s, reg) in enumerate(g_cuts)]
+        return [((s / self.root_n - base) / spread, reg, index, below, above)
+                for index, (s, reg, below, above) in enumerate(g_cuts)]
 
     @staticmethod
     def _phi_cuts(sines):
         """``[(phi, flag, index)]``: where the inner circle crosses a kink line (``sines``: :meth:`_kink_sines`)."""
-        return [(mpmath.asin(xi), reg, index) for xi, reg, index in sines if abs(xi) < 1]
+        return [(mpmath.asin(xi), reg, index) for xi, reg, index, *_ in sines if abs(xi) < 1]
+
+    def _sided_cuts(self, funcs):
+        """``[(s, flag, below, above)]``: the merged kinks of ``funcs`` inside their reach (:meth:`_inner_cuts`,
+        :func:`~bnsym.numerics.quadrature.merged_cuts`), each with whether every integrand with a kink there is
+        analytic on the side below it and on the side above (:meth:`Integrand.regular_sides`)."""
+        sides = {}
+        for f in funcs:
+            for s, below, above in f.regular_sides():
+                key = cut_key(s, self.working_dps)
+                was_below, was_above = sides.get(key, (True, True))
+                sides[key] = (was_below and below, was_above and above)
+        cuts = merged_cuts((self._inner_cuts(f) for f in funcs), self.working_dps)
+        return [(s, reg, *sides.get(cut_key(s, self.working_dps), (False, False))) for s, reg in cuts]
 
     # ------------------------------------------------------ nested angles, float64
     def _nested_float(self, pairs, scales, rtol, start_level):
