@@ -1,12 +1,14 @@
-"""Speed of the nested two-coordinate rule on square-root kinks (``x_+^(3/2)``), against the rule before the
-tangency flags and branch points took the kink's sides into account (docs/theory.md section 3.2).
+"""Speed of the nested two-coordinate rule on square-root kinks (``x_+^(3/2)``), against the rule of commit b9e0861,
+before the tangency flags and branch points took the kink's sides into account, before a tangency with a logarithm
+(odd ``n``) had the map of :class:`~bnsym.numerics.quadrature.LogEnd` instead of tanh-sinh, and before a Gauss panel
+with a square-root map was one rule instead of blocks (docs/theory.md section 3.2).
 
 Run: ``python benchmarks/bench_sqrt_kinks.py``.  For ``relu_power(1.5)`` at shift ``beta = 0.2`` each case computes
 the pair of derivatives ``E[phi'(s_a) phi'(s_b)]`` (and at B = 5 the centred pair) with ``SphereLaw.expect_pairs``
 twice in one process, caches cleared before each: as bnsym does it, and with the baseline switched in
-(``SphereLaw._tangency_flag`` ignoring the covering piece, ``_branch_points`` empty at odd ``n`` and blind to the
-sides: the rule of commit b9e0861).  Printed per case: seconds of each, the ratio baseline / now, both values'
-difference and their reported errors.  About a minute.
+(``SphereLaw._tangency_flag`` as it was, ``_branch_points`` empty at odd ``n`` and blind to the sides,
+``quadrature.MAPPED_SINGLE_RULE`` 0).  Printed per case: seconds of each, the ratio baseline / now, both values'
+difference and their reported errors.  About five minutes.
 """
 
 from __future__ import annotations
@@ -16,28 +18,30 @@ import time
 import mpmath
 
 from bnsym.activations import activation
-from bnsym.numerics import sphere
+from bnsym.numerics import quadrature, sphere
 from bnsym.numerics.sphere import Integrand, SphereLaw
 
-CASES = [(6, 20, ("d",)), (6, 30, ("d",)), (8, 30, ("d",)), (5, 30, ("d", "f"))]
+CASES = [(6, 20, ("d", "f")), (6, 30, ("d", "f")), (8, 30, ("d", "f")), (5, 30, ("d", "f")), (5, 60, ("d", "f"))]
 
 
 def _baseline():
-    """Patch the two methods back to the rule of b9e0861; returns the function that undoes it."""
-    flag, points = SphereLaw._tangency_flag, SphereLaw._branch_points
+    """Patch the rule back to that of b9e0861; returns the function that undoes it."""
+    flag, points, single = SphereLaw._tangency_flag, SphereLaw._branch_points, quadrature.MAPPED_SINGLE_RULE
 
     def old_flag(self, reg, covering_regular):
-        return flag(self, reg, False)
+        if self.n == 2:
+            return reg
+        return "sqrt" if reg is True or (reg == "sqrt" and self.n % 2 == 0) else False
 
     def old_points(self, sines):
         if self.n % 2:
             return []
         return points(self, [(xi, reg, index, False, False) for xi, reg, index, _, _ in sines])
 
-    SphereLaw._tangency_flag, SphereLaw._branch_points = old_flag, old_points
+    SphereLaw._tangency_flag, SphereLaw._branch_points, quadrature.MAPPED_SINGLE_RULE = old_flag, old_points, 0
 
     def undo():
-        SphereLaw._tangency_flag, SphereLaw._branch_points = flag, points
+        SphereLaw._tangency_flag, SphereLaw._branch_points, quadrature.MAPPED_SINGLE_RULE = flag, points, single
 
     return undo
 

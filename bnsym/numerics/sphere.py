@@ -63,6 +63,7 @@ from bnsym.estimate import Estimate, rounding_error
 from bnsym.numerics.quadrature import (
     BLOCK,
     SIZES,
+    LogEnd,
     breakpoint_panels,
     cut_key,
     float64_rule,
@@ -80,6 +81,12 @@ BRANCH_GAP_DIVISOR = 4
 #: ``delta``, so that their terms err by less than ``10^-working_dps``.  (3 before 2026-12-08: relu_power(1.5),
 #: beta = 0.2, B = 6, dps 30 took 77 s instead of 49 s, with the same value and error.)
 BRANCH_FLOOR = 5
+#: At a tangency whose inner integral has ``delta^p log delta`` (a square-root kink at odd ``n``), the outer Gauss
+#: panels' map has the order ``k`` that makes it ``v^(k (p+1) - 1) log v`` with ``k (p+1) >= LOG_MAP_DEGREE``
+#: (:meth:`SphereLaw._tangency_flag`): Gauss then errs by about ``N^(-2 LOG_MAP_DEGREE)`` on that term.  Measured at
+#: B = 6 (``x_+^(3/2)``, ``beta = 0.2``, wp 70): order 8 reached 5e-40, 5e-58 and 6e-73 with 96, 128 and 192 nodes
+#: where tanh-sinh, the rule before, reached 3e-16, 5e-26 and 2e-36.
+LOG_MAP_DEGREE = 24
 #: Highest rule level for one-dimensional integrals, and for nested ones.
 MAX_LEVEL_1D = len(SIZES) - 1
 #: Points of the float64 Chebyshev probe that bounds a one-coordinate rule's start level from below
@@ -939,13 +946,16 @@ class SphereLaw:
         analytic in the square root of the distance to it (docs/theory.md section 3.2): ``"sqrt"``, the
         square-root map.  When the covering piece is not analytic (``x^(3/2)`` covering the circle), its branch
         point beside the circle adds ``delta^p`` on both sides, ``p = a + (n - 2)/2`` for the piece's power
-        ``a``: a half-integer for even ``n`` (``"sqrt"``), an integer with a logarithm for odd ``n`` (``False``:
-        tanh-sinh).  Any other kink: ``False``.  At ``n = 2`` the inner law sits on ``phi = +-pi/2`` and a
+        ``a``: a half-integer for even ``n`` (``"sqrt"``), an integer with a logarithm for odd ``n`` (a
+        :class:`~bnsym.numerics.quadrature.LogEnd` whose map makes ``delta^p log delta`` at least
+        ``v^LOG_MAP_DEGREE log v`` for the least ``p``, ``(n - 1)/2``).  Any other kink: ``False`` (tanh-sinh).  At ``n = 2`` the inner law sits on ``phi = +-pi/2`` and a
         tangency is a plain kink."""
         if self.n == 2:
             return reg
         if reg is True or (reg == "sqrt" and (covering_regular or self.n % 2 == 0)):
             return "sqrt"
+        if reg == "sqrt":  # odd n: delta^p log delta with p >= (n - 1)/2 (the piece's power a >= 1/2)
+            return LogEnd(max(2, math.ceil(LOG_MAP_DEGREE / ((self.n - 1) / 2 + 1))))
         return False
 
     def _branch_points(self, sines):

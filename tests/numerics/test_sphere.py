@@ -459,7 +459,8 @@ def test_square_root_kink_pair_at_odd_n_against_two_dimensional_quadrature():
     integral split at the kink and the outer one at the kink and at both tangencies; its normalisation is
     ``2 pi c^2 / 3``.  At one of the two tangencies the circle, past it, lies wholly on the zero piece, and the inner
     integral is analytic on both sides of it (docs/theory.md section 3.2): the square-root map there instead of
-    tanh-sinh took 3.3 s instead of 13.6 s (2026-12-08)."""
+    tanh-sinh took 3.3 s instead of 13.6 s (2026-12-08).  At the other the covering piece is ``x^(1/2)`` and the
+    inner integral has ``delta^2 log delta``: Gauss panels through the map of order 8 (``quadrature.LogEnd``)."""
     act = activation("relu_power(1.5)")
     beta = mpmath.mpf("0.2")
     law = SphereLaw(6, 40)
