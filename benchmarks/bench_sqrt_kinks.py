@@ -7,7 +7,7 @@ Run: ``python benchmarks/bench_sqrt_kinks.py``.  For ``relu_power(1.5)`` at shif
 the pair of derivatives ``E[phi'(s_a) phi'(s_b)]`` (and at B = 5 the centred pair) with ``SphereLaw.expect_pairs``
 twice in one process, caches cleared before each: as bnsym does it, and with the baseline switched in
 (``SphereLaw._tangency_flag`` as it was, ``_branch_points`` empty at odd ``n`` and blind to the sides,
-``quadrature.MAPPED_SINGLE_RULE`` 0).  Printed per case: seconds of each, the ratio baseline / now, both values'
+``quadrature.MAPPED_SINGLE_RULE`` 0, ``sphere.BRANCH_FLOOR`` 3).  Printed per case: seconds of each, the ratio baseline / now, both values'
 difference and their reported errors.  About five minutes.
 """
 
@@ -26,7 +26,8 @@ CASES = [(6, 20, ("d", "f")), (6, 30, ("d", "f")), (8, 30, ("d", "f")), (5, 30, 
 
 def _baseline():
     """Patch the rule back to that of b9e0861; returns the function that undoes it."""
-    flag, points, single = SphereLaw._tangency_flag, SphereLaw._branch_points, quadrature.MAPPED_SINGLE_RULE
+    flag, points, single, floor = (SphereLaw._tangency_flag, SphereLaw._branch_points, quadrature.MAPPED_SINGLE_RULE,
+                                   sphere.BRANCH_FLOOR)
 
     def old_flag(self, reg, covering_regular):
         if self.n == 2:
@@ -38,10 +39,12 @@ def _baseline():
             return []
         return points(self, [(xi, reg, index, False, False) for xi, reg, index, _, _ in sines])
 
-    SphereLaw._tangency_flag, SphereLaw._branch_points, quadrature.MAPPED_SINGLE_RULE = old_flag, old_points, 0
+    SphereLaw._tangency_flag, SphereLaw._branch_points = old_flag, old_points
+    quadrature.MAPPED_SINGLE_RULE, sphere.BRANCH_FLOOR = 0, 3
 
     def undo():
-        SphereLaw._tangency_flag, SphereLaw._branch_points, quadrature.MAPPED_SINGLE_RULE = flag, points, single
+        SphereLaw._tangency_flag, SphereLaw._branch_points = flag, points
+        quadrature.MAPPED_SINGLE_RULE, sphere.BRANCH_FLOOR = single, floor
 
     return undo
 

@@ -78,8 +78,9 @@ BRANCH_GAP_DIVISOR = 4
 #: Branch points closer than ``10^(-working_dps / BRANCH_FLOOR)`` to the inner range are not graded towards
 #: (:meth:`SphereLaw._branch_points`): the outer nodes that see them lie within ``delta ~ gap^2`` of a tangency,
 #: where an ungraded inner rule errs by about ``delta^(a+1)`` (``a >= 1/2``) and the outer weight is about
-#: ``delta``, so that their terms err by less than ``10^-working_dps``.  (3 before 2026-12-08: relu_power(1.5),
-#: beta = 0.2, B = 6, dps 30 took 77 s instead of 49 s, with the same value and error.)
+#: ``delta``, so that their terms err by less than ``10^-working_dps``.  (3 before 2026-12-08.  lambda_G of
+#: relu_power(1.5), beta = 0.2, dps 30, with 3 and 5, same values and errors: B = 6 31.7 s and 26.4 s, B = 5 7.8 s
+#: and 6.8 s, measured beside another job; with tanh-sinh at the tangencies of odd n, B = 6 77 s and 49 s.)
 BRANCH_FLOOR = 5
 #: At a tangency whose inner integral has ``delta^p log delta`` (a square-root kink at odd ``n``), the outer Gauss
 #: panels' map has the order ``k`` that makes it ``v^(k (p+1) - 1) log v`` with ``k (p+1) >= LOG_MAP_DEGREE``
@@ -970,18 +971,19 @@ class SphereLaw:
         (``x_+^(3/2)`` at B = 5: 1e-20 at ``delta = 1e-8``, and the nested rule stalled near 1e-30; at B = 6,
         1e-24 at ``delta = 1e-7`` at every level).  A reflection is returned as the real point; a complex pair
         as the real point ``+-(pi/2 + acosh|xi| / BRANCH_GAP_DIVISOR)``, so that the graded piece beside the
-        end sees it at a Bernstein parameter of about 8.  Only for square-root kinks, and only points of a piece
-        that is not analytic at the kink (``x^(3/2)``, not ReLU's zero piece): a reflection is a branch point of
-        the pieces on both sides of the crossing, a complex pair of the piece covering the circle.  Points closer
+        end sees it at a Bernstein parameter of about 8.  Only for square-root kinks (one of whose pieces is not
+        analytic at the kink): every reflection, and a complex pair only when the piece covering the circle is
+        not analytic (``x^(3/2)``, not ReLU's zero piece).  Points closer
         than ``10^(-working_dps / BRANCH_FLOOR)`` are left (they would cost ``log2`` of their distance in pieces
         at each of the many outer nodes beside a tangency, and are not needed there).  Analytic kinks (ReLU, the step) have no such points: their pieces are entire."""
         nearest = mpmath.mpf(10) ** (-mpmath.mpf(self.working_dps) / BRANCH_FLOOR)
         out = []
         for xi, reg, _, below, above in sines:
             crossing = abs(xi) < 1
-            # a reflection is a branch point of both pieces (beyond the range's end for one, beyond the crossing
-            # for the other); a complex pair, of the piece that covers the circle (below it when xi > 1)
-            if reg != "sqrt" or (below and above if crossing else (below if xi > 0 else above)):
+            # a reflection is a branch point of the piece that is not analytic (a "sqrt" kink has one), beyond the
+            # range's end on one side of the crossing or beyond the crossing on the other, and both inner panels
+            # beside it are graded; a complex pair is one of the piece that covers the circle (below it when xi > 1)
+            if reg != "sqrt" or (not crossing and (below if xi > 0 else above)):
                 continue
             sign = 1 if xi > 0 else -1
             if crossing:
