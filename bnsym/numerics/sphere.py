@@ -949,8 +949,8 @@ class SphereLaw:
         point beside the circle adds ``delta^p`` on both sides, ``p = a + (n - 2)/2`` for the piece's power
         ``a``: a half-integer for even ``n`` (``"sqrt"``), an integer with a logarithm for odd ``n`` (a
         :class:`~bnsym.numerics.quadrature.LogEnd` whose map makes ``delta^p log delta`` at least
-        ``v^LOG_MAP_DEGREE log v`` for the least ``p``, ``(n - 1)/2``).  Any other kink: ``False`` (tanh-sinh).  At ``n = 2`` the inner law sits on ``phi = +-pi/2`` and a
-        tangency is a plain kink."""
+        ``v^LOG_MAP_DEGREE log v`` for the least ``p``, ``(n - 1)/2``).  Any other kink: ``False`` (tanh-sinh).
+        At ``n = 2`` the inner law sits on ``phi = +-pi/2`` and a tangency is a plain kink."""
         if self.n == 2:
             return reg
         if reg is True or (reg == "sqrt" and (covering_regular or self.n % 2 == 0)):
@@ -973,9 +973,10 @@ class SphereLaw:
         as the real point ``+-(pi/2 + acosh|xi| / BRANCH_GAP_DIVISOR)``, so that the graded piece beside the
         end sees it at a Bernstein parameter of about 8.  Only for square-root kinks (one of whose pieces is not
         analytic at the kink): every reflection, and a complex pair only when the piece covering the circle is
-        not analytic (``x^(3/2)``, not ReLU's zero piece).  Points closer
-        than ``10^(-working_dps / BRANCH_FLOOR)`` are left (they would cost ``log2`` of their distance in pieces
-        at each of the many outer nodes beside a tangency, and are not needed there).  Analytic kinks (ReLU, the step) have no such points: their pieces are entire."""
+        not analytic (``x^(3/2)``, not ReLU's zero piece).  Points closer than ``10^(-working_dps /
+        BRANCH_FLOOR)`` are left (they would cost ``log2`` of their distance in pieces at each of the many outer
+        nodes beside a tangency, and are not needed there).  Analytic kinks (ReLU, the step) have no such points:
+        their pieces are entire."""
         nearest = mpmath.mpf(10) ** (-mpmath.mpf(self.working_dps) / BRANCH_FLOOR)
         out = []
         for xi, reg, _, below, above in sines:
