@@ -7,8 +7,8 @@ Run: ``python benchmarks/bench_sqrt_kinks.py``.  For ``relu_power(1.5)`` at shif
 the pair of derivatives ``E[phi'(s_a) phi'(s_b)]`` (and at B = 5 the centred pair) with ``SphereLaw.expect_pairs``
 twice in one process, caches cleared before each: as bnsym does it, and with the baseline switched in
 (``SphereLaw._tangency_flag`` as it was, ``_branch_points`` empty at odd ``n`` and blind to the sides,
-``quadrature.MAPPED_SINGLE_RULE`` 0, ``sphere.BRANCH_FLOOR`` 3).  Printed per case: seconds of each, the ratio baseline / now, both values'
-difference and their reported errors.  About five minutes.
+``quadrature.MAPPED_SINGLE_RULE`` 0, ``sphere.BRANCH_FLOOR`` 3).  Printed per case: seconds of each, the
+ratio baseline / now, both values' difference and their reported errors.  About five minutes.
 """
 
 from __future__ import annotations
