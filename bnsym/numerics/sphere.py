@@ -1077,7 +1077,7 @@ class SphereLaw:
                 was_below, was_above = sides.get(key, (True, True))
                 sides[key] = (was_below and below, was_above and above)
         cuts = merged_cuts((self._inner_cuts(f) for f in funcs), self.working_dps)
-        return [(s, reg, *sides.get(cut_key(s, self.working_dps), (False, False))) for s, reg in cuts]
+        return [(s, reg, *sides[cut_key(s, self.working_dps)]) for s, reg in cuts]  # (every cut is some f's kink)
 
     # ------------------------------------------------------ nested angles, float64
     def _nested_float(self, pairs, scales, rtol, start_level):
